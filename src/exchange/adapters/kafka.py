@@ -1,0 +1,165 @@
+"""The only module that imports confluent_kafka.
+
+librdkafka calls block, so everything that may wait runs off the event loop, and
+delivery reports are bridged to asyncio futures with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+__all__ = (
+    "AsyncProducer",
+    "DeliveryFailed",
+    "broker_ready",
+    "ensure_topics",
+)
+
+# librdkafka logs connection errors to stderr itself; route them nowhere (we log our own).
+_QUIET: dict[str, Any] = {"log_level": 0}
+
+
+def broker_ready(brokers: str, *, timeout: float) -> bool:
+    """True when a broker answers a metadata request and reports itself in the cluster."""
+    admin = AdminClient({"bootstrap.servers": brokers, "socket.timeout.ms": int(timeout * 1000), **_QUIET})
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(metadata.brokers)
+
+
+def ensure_topics(brokers: str, topics: Iterable[str], *, partitions: int, timeout: float = 30.0) -> list[str]:
+    """Create missing topics (replication factor 1); returns the ones it created."""
+    admin = AdminClient({"bootstrap.servers": brokers, **_QUIET})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [t for t in topics if t not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created: list[str] = []
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            created.append(topic)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            raise
+    return created
+
+
+class DeliveryFailed(Exception):
+    """The broker did not confirm a message; ``error_type`` is a stable, PII-free name."""
+
+    def __init__(self, error_type: str, detail: str) -> None:
+        super().__init__(f"{error_type}: {detail}")
+        self.error_type = error_type
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    topic: str
+    partition: int
+    offset: int
+
+
+class AsyncProducer:
+    """An idempotent (acks=all) producer whose ``send`` resolves when the broker confirms."""
+
+    def __init__(self, brokers: str, *, extra: Mapping[str, Any] | None = None) -> None:
+        config: dict[str, Any] = {
+            "bootstrap.servers": brokers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": 30_000,
+            **_QUIET,
+        }
+        config.update(extra or {})
+        self._producer = Producer(config)
+        self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll_loop(), name="kafka-producer-poll")
+
+    async def _poll_loop(self) -> None:
+        # poll() serves delivery callbacks; it blocks up to its timeout, so run it in a thread.
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await loop.run_in_executor(None, self._producer.poll, 0.1)
+
+    async def send(
+        self,
+        topic: str,
+        *,
+        key: bytes,
+        value: bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> Delivered:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivered] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                outcome: BaseException | Delivered = DeliveryFailed(err.name(), err.str())
+            else:
+                outcome = Delivered(msg.topic(), msg.partition(), msg.offset())
+            loop.call_soon_threadsafe(_resolve, future, outcome)
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list((headers or {}).items()),
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                # Local queue full: let deliveries drain, then try again.
+                await asyncio.sleep(0.01)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+                raise DeliveryFailed(name, "produce rejected") from None
+        return await future
+
+    async def flush(self, timeout: float) -> int:
+        """Wait for in-flight messages; returns how many are still undelivered."""
+        loop = asyncio.get_running_loop()
+        remaining: int = await loop.run_in_executor(None, self._producer.flush, timeout)
+        return remaining
+
+    async def close(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(Exception):
+            await self.flush(timeout)
+        self._closed = True
+        if self._poller is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+
+
+def _resolve(future: asyncio.Future[Delivered], outcome: BaseException | Delivered) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -1,0 +1,132 @@
+"""Object store over aiobotocore (the design card's S3 client)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from exchange.errors import ObjectNotFound, ObjectStoreUnavailable
+from exchange.settings import ObjectStoreSettings
+
+__all__ = ("AiobotocoreObjectStore", "ensure_bucket_sync")
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+
+
+def _config(pool: int) -> AioConfig:
+    # Fail fast when S3 is down (ingest answers 503 rather than hanging); the default
+    # pool of 10 connections caps throughput well below what the server can take.
+    return AioConfig(
+        max_pool_connections=pool,
+        connect_timeout=2,
+        read_timeout=15,
+        retries={"max_attempts": 2, "mode": "standard"},
+        s3={"addressing_style": "path"},
+    )
+
+
+class AiobotocoreObjectStore:
+    def __init__(self, settings: ObjectStoreSettings, *, pool_size: int = 64) -> None:
+        self.bucket = settings.bucket
+        self._settings = settings
+        self._pool_size = pool_size
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    session = get_session()
+                    self._client = await self._stack.enter_async_context(
+                        session.create_client(
+                            "s3",
+                            endpoint_url=self._settings.endpoint,
+                            region_name=self._settings.region,
+                            aws_access_key_id=self._settings.access_key_id.reveal(),
+                            aws_secret_access_key=self._settings.secret_access_key.reveal(),
+                            config=_config(self._pool_size),
+                        )
+                    )
+        return self._client
+
+    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None:
+        s3 = await self._s3()
+        try:
+            await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise ObjectStoreUnavailable(f"object store put failed ({type(exc).__name__})") from None
+
+    async def get(self, key: str) -> bytes:
+        s3 = await self._s3()
+        try:
+            response = await s3.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as stream:
+                data: bytes = await stream.read()
+                return data
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                raise ObjectNotFound(f"no object at {key}") from None
+            raise ObjectStoreUnavailable(f"object store get failed ({type(exc).__name__})") from None
+        except (BotoCoreError, OSError) as exc:
+            raise ObjectStoreUnavailable(f"object store get failed ({type(exc).__name__})") from None
+
+    async def delete(self, key: str) -> None:
+        s3 = await self._s3()
+        try:
+            await s3.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise ObjectStoreUnavailable(f"object store delete failed ({type(exc).__name__})") from None
+
+    async def list_keys(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[str]:
+        s3 = await self._s3()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        try:
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(**kwargs):
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise ObjectStoreUnavailable(f"object store list failed ({type(exc).__name__})") from None
+
+    async def ping(self) -> None:
+        s3 = await self._s3()
+        try:
+            await s3.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError, OSError) as exc:
+            raise ObjectStoreUnavailable(f"object store unreachable ({type(exc).__name__})") from None
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+def ensure_bucket_sync(endpoint: str, bucket: str, access_key: str, secret_key: str) -> None:
+    """Create ``bucket`` if missing (used by the local stack's ``up``; blocking)."""
+
+    async def run() -> None:
+        session = get_session()
+        async with session.create_client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=_config(2),
+        ) as s3:
+            try:
+                await s3.head_bucket(Bucket=bucket)
+            except ClientError:
+                await s3.create_bucket(Bucket=bucket)
+            await s3.head_bucket(Bucket=bucket)
+
+    asyncio.run(run())

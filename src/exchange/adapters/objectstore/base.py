@@ -1,0 +1,30 @@
+"""The object-store port: what the platform needs from S3, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+__all__ = ("ObjectStore",)
+
+
+class ObjectStore(Protocol):
+    """Raw-object storage. Implementations raise ``ObjectStoreUnavailable`` when the
+    service cannot be reached and ``ObjectNotFound`` for a missing key."""
+
+    bucket: str
+
+    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def list_keys(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[str]:
+        """Keys under ``prefix`` in lexicographic order (S3 lists in UTF-8 byte order)."""
+        ...
+
+    async def ping(self) -> None:
+        """Cheap round-trip proving the bucket is reachable."""
+
+    async def close(self) -> None: ...
