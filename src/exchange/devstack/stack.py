@@ -138,7 +138,9 @@ class Stack:
         try:
             ensure_topics(self.kafka.brokers, PLATFORM_TOPICS, partitions=PARTITIONS)
         except Exception as exc:
-            raise StackError(f"kafka: creating topics failed ({type(exc).__name__}); see log {self.kafka.log_file}") from exc
+            raise StackError(
+                f"kafka: creating topics failed ({type(exc).__name__}); see log {self.kafka.log_file}"
+            ) from exc
         deadline = time.monotonic() + _TIMEOUTS["s3"]
         while True:
             try:

@@ -1,0 +1,37 @@
+"""Event shapes shared by ingest, outbox, normalizer and replay (= contracts/events)."""
+
+from __future__ import annotations
+
+from exchange.events._ids import uuid7
+from exchange.events.record_ingested import (
+    DlqEnvelope,
+    DlqError,
+    RawObject,
+    RecordIngested,
+    RecordIngestedV1,
+    RecordIngestedV2,
+    decode_event,
+    encode_event,
+    format_timestamp,
+    new_event_id,
+)
+from exchange.events.topics import DLQ_V1, DLQ_V2, PLATFORM_TOPICS, TOPIC_V1, TOPIC_V2
+
+__all__ = (
+    "DLQ_V1",
+    "DLQ_V2",
+    "PLATFORM_TOPICS",
+    "TOPIC_V1",
+    "TOPIC_V2",
+    "DlqEnvelope",
+    "DlqError",
+    "RawObject",
+    "RecordIngested",
+    "RecordIngestedV1",
+    "RecordIngestedV2",
+    "decode_event",
+    "encode_event",
+    "format_timestamp",
+    "new_event_id",
+    "uuid7",
+)

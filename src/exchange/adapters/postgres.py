@@ -1,0 +1,101 @@
+"""asyncpg pool with JSON codecs, created lazily, and one error translation.
+
+The pool starts with zero connections so the process comes up while Postgres is down;
+requests then fail with ``DatabaseUnavailable`` (HTTP 503) until it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from exchange.errors import DatabaseUnavailable
+from exchange.settings import DatabaseSettings
+
+__all__ = ("CONNECTION_ERRORS", "Connection", "Database")
+
+Connection = asyncpg.Connection  # re-exported so contexts type their SQL helpers without importing asyncpg
+
+# Errors meaning "the database is not reachable right now" (retryable), as opposed to
+# errors in our SQL or data, which must surface as bugs.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionFailureError,
+)
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _encode_json(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode()  # already-encoded JSON (e.g. an event built by msgspec)
+    return _json_encoder.encode(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode, format="text"
+        )
+
+
+class Database:
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self._settings.dsn,
+                min_size=0,
+                max_size=self._settings.pool_max,
+                init=_init_connection,
+                command_timeout=30,
+                timeout=5,  # connect timeout: fail fast when Postgres is down
+                max_inactive_connection_lifetime=60,
+            )
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Database.start() was not awaited")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """One unit of work: committed when the block exits normally, else rolled back."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.close()
+            self._pool = None

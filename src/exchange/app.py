@@ -1,0 +1,93 @@
+"""``create_app(settings, roles)``: one Litestar application for the chosen roles."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from exchange.bootstrap import Runtime, build_runtime
+from exchange.ingest import IngestService, ingest_routes
+from exchange.ops.health import health_routes
+from exchange.ops.metrics import Metrics
+from exchange.roles import Role
+from exchange.settings import Settings
+from exchange.web import RequestContextMiddleware, exception_handlers
+
+__all__ = ("SHUTDOWN_DRAIN_S", "create_app")
+
+# SIGTERM budget (10 s): the server stops accepting and finishes requests first, then
+# background tasks get this long to drain before they are cancelled.
+SHUTDOWN_DRAIN_S = 5.0
+
+
+def _provide_ingest_service(state: State) -> IngestService:
+    service: IngestService = state.runtime.ingest_service
+    return service
+
+
+def _provide_metrics(state: State) -> Metrics:
+    metrics: Metrics = state.metrics
+    return metrics
+
+
+def _provide_schema_hints(state: State) -> tuple[str, ...]:
+    hints: tuple[str, ...] = state.runtime.settings.ingest.schema_hints
+    return hints
+
+
+def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime | None = None) -> Litestar:
+    rt = runtime or build_runtime(settings, roles)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop(SHUTDOWN_DRAIN_S)
+
+    handlers: list[Any] = list(health_routes)
+    if Role.INGEST in roles:
+        handlers.extend(ingest_routes)
+
+    state = State(
+        {
+            "runtime": rt,
+            "roles": [r.value for r in roles],
+            "metrics": rt.metrics,
+            "supervisor": rt.supervisor,
+            "token_verifier": rt.token_verifier,
+            "health_probes": rt.health_probes,
+            "metrics_hooks": rt.metrics_hooks,
+        }
+    )
+    return Litestar(
+        route_handlers=handlers,
+        state=state,
+        lifespan=[lifespan],
+        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=rt.metrics)],
+        exception_handlers=exception_handlers,
+        dependencies={
+            "ingest_service": Provide(_provide_ingest_service, sync_to_thread=False),
+            "metrics": Provide(_provide_metrics, sync_to_thread=False),
+            "schema_hints": Provide(_provide_schema_hints, sync_to_thread=False),
+        },
+        request_max_body_size=settings.http.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Exchange",
+            version="1.0.0",
+            components=Components(
+                security_schemes={"bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+            ),
+        ),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,168 @@
+"""The composition root: the one place that knows every concrete class.
+
+``build_runtime`` turns settings + roles into adapters, services and background
+components. Nothing here runs at import time; connections open in ``Runtime.start``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exchange.adapters.jwt import TokenVerifier
+from exchange.adapters.kafka import AsyncProducer, broker_ready
+from exchange.adapters.objectstore import AiobotocoreObjectStore, ObjectStore
+from exchange.adapters.postgres import Database
+from exchange.ingest import IdempotencyJanitor, IngestService
+from exchange.ops.health import HealthProbe
+from exchange.ops.metrics import Metrics
+from exchange.outbox import OutboxPublisher, outbox_stats
+from exchange.roles import Role
+from exchange.runtime import BackgroundComponent, Supervisor, TaskStatus
+from exchange.settings import Settings
+
+__all__ = ("Runtime", "build_runtime")
+
+_log = logging.getLogger("exchange.bootstrap")
+
+
+@dataclass
+class Runtime:
+    """Everything one process runs, for the roles it hosts."""
+
+    settings: Settings
+    roles: frozenset[Role]
+    metrics: Metrics
+    token_verifier: TokenVerifier
+    supervisor: Supervisor
+    db: Database | None = None
+    object_store: ObjectStore | None = None
+    ingest_service: IngestService | None = None
+    health_probes: dict[str, HealthProbe] = field(default_factory=dict)
+    metrics_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for starter in self._starters():
+            await starter()
+        self.supervisor.start()
+        _log.info("runtime started", extra={"roles": sorted(self.roles)})
+
+    def _starters(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self.db.start] if self.db is not None else []
+
+    async def stop(self, timeout: float) -> None:
+        """Drain background work within ``timeout`` seconds, then close adapters."""
+        await self.supervisor.stop(timeout)
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception as exc:  # noqa: BLE001 - closing must go on for the others
+                _log.warning("close failed", extra={"error_type": type(exc).__name__})
+        _log.info("runtime stopped")
+
+
+def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
+    def update(status: TaskStatus) -> None:
+        metrics.task_up.labels(status.name).set(1 if status.state == "running" else 0)
+        if status.state == "restarting":
+            metrics.task_restarts.labels(status.name, status.last_error_type or "unknown").inc()
+
+    return update
+
+
+def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
+    metrics = Metrics()
+    components: list[BackgroundComponent] = []
+    probes: dict[str, HealthProbe] = {}
+    hooks: list[Callable[[], Awaitable[None]]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
+
+    needs_db = bool(roles & {Role.INGEST, Role.PUBLISHER, Role.NORMALIZER, Role.ADMIN, Role.QUERY})
+    needs_store = bool(roles & {Role.INGEST, Role.NORMALIZER, Role.ADMIN})
+    db = Database(settings.database) if needs_db else None
+    store: ObjectStore | None = AiobotocoreObjectStore(settings.object_store) if needs_store else None
+
+    if db is not None:
+        closers.append(db.close)
+
+        async def db_probe() -> dict[str, Any] | None:
+            await db.ping()
+            return None
+
+        probes["database"] = db_probe
+    if store is not None:
+        closers.append(store.close)
+
+        async def store_probe() -> dict[str, Any] | None:
+            await store.ping()
+            return None
+
+        probes["object_store"] = store_probe
+
+    ingest_service = None
+    if Role.INGEST in roles:
+        assert db is not None
+        assert store is not None
+        ingest_service = IngestService(
+            db, store,
+            topic_v1=settings.kafka.topic_v1,
+            topic_v2=settings.kafka.topic_v2,
+            retention_hours=settings.ingest.idempotency_retention_hours,
+        )
+        components.append(IdempotencyJanitor(db))
+
+    if roles & {Role.PUBLISHER, Role.NORMALIZER}:
+        import asyncio  # noqa: PLC0415 - only the Kafka roles need the thread hop
+
+        brokers = settings.kafka.brokers
+
+        async def kafka_probe() -> dict[str, Any] | None:
+            if not await asyncio.to_thread(broker_ready, brokers, timeout=2.0):
+                raise ConnectionError("no broker answered")
+            return None
+
+        probes["kafka"] = kafka_probe
+
+    if Role.PUBLISHER in roles:
+        assert db is not None
+        components.append(
+            OutboxPublisher(
+                db,
+                lambda: AsyncProducer(settings.kafka.brokers, extra={"message.timeout.ms": 10_000}),
+                metrics,
+                batch_size=settings.pipeline.outbox_batch_size,
+                retention_hours=settings.pipeline.outbox_retention_hours,
+            )
+        )
+
+        async def outbox_probe() -> dict[str, Any] | None:
+            return await outbox_stats(db)
+
+        async def outbox_metrics() -> None:
+            try:
+                stats = await outbox_stats(db)
+            except Exception:  # noqa: BLE001 - a scrape must not fail because Postgres is down
+                return
+            metrics.outbox_backlog.set(stats["backlog"])
+            metrics.outbox_oldest_age.set(stats["oldest_pending_age_s"])
+
+        probes["outbox"] = outbox_probe
+        hooks.append(outbox_metrics)
+
+    supervisor = Supervisor(components, on_change=_on_task_change(metrics))
+    return Runtime(
+        settings=settings,
+        roles=roles,
+        metrics=metrics,
+        token_verifier=TokenVerifier(settings.auth, allow_dev_token=settings.env == "local"),
+        supervisor=supervisor,
+        db=db,
+        object_store=store,
+        ingest_service=ingest_service,
+        health_probes=probes,
+        metrics_hooks=hooks,
+        _closers=closers,
+    )

@@ -1,0 +1,96 @@
+"""``record.ingested`` events v1/v2 and the DLQ envelope: the shapes in contracts/events.
+
+Events carry no patient data: only where the raw object is and how to verify it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = (
+    "DlqEnvelope",
+    "DlqError",
+    "RawObject",
+    "RecordIngested",
+    "RecordIngestedV1",
+    "RecordIngestedV2",
+    "decode_event",
+    "encode_event",
+    "format_timestamp",
+    "new_event_id",
+)
+
+RecordKind = Literal["encounter", "claim", "lab_result"]
+
+
+class RawObject(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    bucket: str
+    key: str
+    sha256: str
+    size_bytes: int
+
+
+class RecordIngestedV1(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="event_version", tag="1"):
+    event_type: Literal["record.ingested"]
+    event_id: str
+    occurred_at: str
+    correlation_id: str
+    source: str
+    record_id: str
+    raw_object: RawObject
+
+
+class RecordIngestedV2(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="event_version", tag="2"):
+    event_type: Literal["record.ingested"]
+    event_id: str
+    occurred_at: str
+    correlation_id: str
+    source: str
+    record_id: str
+    record_kind: RecordKind
+    schema_hint: str
+    raw_object: RawObject
+
+
+RecordIngested = RecordIngestedV1 | RecordIngestedV2
+
+_decoder = msgspec.json.Decoder(RecordIngested)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_event(data: bytes) -> RecordIngested:
+    """Parse an event; raises ``msgspec.ValidationError``/``DecodeError`` for a bad one."""
+    event: RecordIngested = _decoder.decode(data)
+    return event
+
+
+def encode_event(event: RecordIngested) -> bytes:
+    return _encoder.encode(event)
+
+
+def format_timestamp(moment: dt.datetime) -> str:
+    """RFC 3339 in UTC with microseconds, e.g. ``2026-11-23T15:20:48.123456Z``."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+class DlqError(msgspec.Struct, frozen=True):
+    type: str
+    message: str
+    stage: str
+
+
+class DlqEnvelope(msgspec.Struct, frozen=True):
+    """What the normalizer publishes to ``record.ingested.vN.dlq`` when it gives up."""
+
+    original_event: dict[str, Any]
+    error: DlqError
+    attempts: int
+    failed_at: str

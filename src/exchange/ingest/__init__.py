@@ -1,0 +1,16 @@
+"""Ingest context: validated partner records in, raw object + outbox event out."""
+
+from __future__ import annotations
+
+from exchange.ingest._janitor import IdempotencyJanitor
+from exchange.ingest._routes import ingest_routes
+from exchange.ingest._service import IngestCommand, IngestOutcome, IngestService, purge_expired_keys
+
+__all__ = (
+    "IdempotencyJanitor",
+    "IngestCommand",
+    "IngestOutcome",
+    "IngestService",
+    "ingest_routes",
+    "purge_expired_keys",
+)

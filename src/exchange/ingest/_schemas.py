@@ -1,0 +1,132 @@
+"""Request bodies of POST /v1/ingest and /v2/ingest, and their validation.
+
+Validation errors name the field path and the rule, never the offending value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from exchange.errors import ValidationFailed
+
+__all__ = (
+    "IngestAccepted",
+    "PartnerRecordV1",
+    "PartnerRecordV2",
+    "RecordKind",
+    "decode_v1",
+    "decode_v2",
+)
+
+RecordKind = Literal["encounter", "claim", "lab_result"]
+
+# Object-key safe: becomes the first segment of the raw object's key.
+SOURCE_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN, description="object-key-safe source name")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Ssn = Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class PatientV1(msgspec.Struct, forbid_unknown_fields=True):
+    first_name: Name
+    last_name: Name
+    dob: dt.date
+    ssn: Ssn | None = None
+
+
+class PatientV2(msgspec.Struct, forbid_unknown_fields=True):
+    given_name: Name
+    family_name: Name
+    dob: dt.date
+    ssn: Ssn | None = None
+
+
+class PartnerRecordV1(msgspec.Struct, forbid_unknown_fields=True):
+    source: Source
+    record_type: RecordKind
+    patient: PatientV1
+    payload: dict[str, Any]
+
+
+class PartnerRecordV2(msgspec.Struct, forbid_unknown_fields=True):
+    source: Source
+    record_kind: RecordKind
+    schema_hint: str
+    patient: PatientV2
+    payload: dict[str, Any]
+
+
+class IngestAccepted(msgspec.Struct):
+    record_id: str
+    correlation_id: str
+    status: str = "accepted"
+
+
+_v1 = msgspec.json.Decoder(PartnerRecordV1)
+_v2 = msgspec.json.Decoder(PartnerRecordV2)
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+_FIELD_IN_MSG = re.compile(r"field `([^`]*)`")
+
+
+def _field_and_rule(message: str) -> tuple[str, str]:
+    """Turn a msgspec message into (path, rule) without the value msgspec may quote."""
+    match = _AT.search(message)
+    path = match.group(1) if match else ""
+    text = message[: match.start()] if match else message
+    named = _FIELD_IN_MSG.search(text)
+    if text.startswith("Object missing required field") and named:
+        return _join(path, named.group(1)), "required field is missing"
+    if text.startswith("Object contains unknown field") and named:
+        return _join(path, named.group(1)), "unknown field (additionalProperties is false)"
+    if text.startswith("Invalid enum value"):
+        return path, "not one of the allowed values"
+    if "matching regex" in text:
+        return path, "does not match the required pattern"
+    if "date" in text.lower():
+        return path, "must be a date in YYYY-MM-DD form"
+    if text.startswith("Expected"):
+        # "Expected `str`, got `int`" and "Expected `str` of length >= 1" quote types only.
+        return path, text
+    return path, "invalid value"
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _blank_names(pairs: tuple[tuple[str, str], ...]) -> None:
+    for field, value in pairs:
+        if not value.strip():
+            raise ValidationFailed("must not be blank", field=field)
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        field, rule = _field_and_rule(str(exc))
+        raise ValidationFailed(f"{field or 'body'}: {rule}", field=field or None) from None
+    except UnicodeDecodeError:
+        raise ValidationFailed("body is not valid UTF-8") from None
+    except msgspec.DecodeError:
+        raise ValidationFailed("body is not valid JSON") from None
+
+
+def decode_v1(body: bytes) -> PartnerRecordV1:
+    record: PartnerRecordV1 = _decode(_v1, body)
+    _blank_names((("patient.first_name", record.patient.first_name), ("patient.last_name", record.patient.last_name)))
+    return record
+
+
+def decode_v2(body: bytes, schema_hints: tuple[str, ...]) -> PartnerRecordV2:
+    record: PartnerRecordV2 = _decode(_v2, body)
+    if record.schema_hint not in schema_hints:
+        raise ValidationFailed("schema_hint: not one of the allowed values", field="schema_hint")
+    _blank_names(
+        (("patient.given_name", record.patient.given_name), ("patient.family_name", record.patient.family_name))
+    )
+    return record

@@ -1,0 +1,70 @@
+"""GET /healthz (liveness), GET /health/detailed (dependencies, backlog, tasks), GET /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+
+from exchange.ops.metrics import Metrics
+
+__all__ = ("HealthProbe", "health_routes")
+
+HealthProbe = Callable[[], Awaitable[dict[str, Any] | None]]
+
+
+def _tasks(state: State) -> dict[str, Any]:
+    supervisor = state.supervisor
+    return {
+        name: {"state": s.state, "restarts": s.restarts, "last_error_type": s.last_error_type}
+        for name, s in supervisor.statuses.items()
+    }
+
+
+@get("/healthz", include_in_schema=True, summary="Liveness")
+async def healthz(state: State) -> dict[str, Any]:
+    return {"status": "ok", "roles": sorted(state.roles), "tasks": _tasks(state)}
+
+
+async def _probe(name: str, probe: HealthProbe, timeout: float) -> tuple[str, dict[str, Any]]:
+    started = time.perf_counter()
+    try:
+        details = await asyncio.wait_for(probe(), timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"; only its type is reported
+        return name, {"status": "down", "error_type": type(exc).__name__,
+                      "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    result: dict[str, Any] = {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    result.update(details or {})
+    return name, result
+
+
+@get("/health/detailed", summary="Dependencies, backlog and task states (503 when degraded)")
+async def health_detailed(state: State) -> Response[dict[str, Any]]:
+    probes: dict[str, HealthProbe] = state.health_probes
+    results = dict(await asyncio.gather(*(_probe(n, p, 3.0) for n, p in probes.items())))
+    tasks = _tasks(state)
+    degraded = any(r["status"] != "up" for r in results.values()) or any(
+        t["state"] != "running" for t in tasks.values()
+    )
+    body = {
+        "status": "degraded" if degraded else "ok",
+        "roles": sorted(state.roles),
+        "dependencies": results,
+        "tasks": tasks,
+    }
+    return Response(body, status_code=503 if degraded else 200)
+
+
+@get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
+async def metrics_endpoint(state: State) -> bytes:
+    metrics: Metrics = state.metrics
+    for hook in state.metrics_hooks:
+        await hook()
+    return metrics.render()
+
+
+health_routes = (healthz, health_detailed, metrics_endpoint)

@@ -1,0 +1,54 @@
+"""Prometheus metrics: one registry per application instance (tests build many apps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ("Metrics",)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.http_requests = Counter(
+            "exchange_http_requests_total", "HTTP requests served.", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "exchange_http_request_duration_seconds", "HTTP request latency.", ["method", "route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+        )
+        self.task_up = Gauge(
+            "exchange_task_running", "1 when a background task is running, else 0.", ["task"], registry=r
+        )
+        self.task_restarts = Counter(
+            "exchange_task_restarts_total", "Background task restarts after a crash.", ["task", "error_type"],
+            registry=r,
+        )
+        self.ingest_accepted = Counter(
+            "exchange_ingest_accepted_total", "Records accepted (202), by API version.", ["version", "replayed"],
+            registry=r,
+        )
+        self.outbox_published = Counter(
+            "exchange_outbox_published_total", "Outbox events confirmed by Kafka.", ["topic"], registry=r
+        )
+        self.outbox_failures = Counter(
+            "exchange_outbox_publish_failures_total", "Outbox publish failures.", ["error_type"], registry=r
+        )
+        self.outbox_backlog = Gauge("exchange_outbox_backlog", "Unpublished outbox rows.", registry=r)
+        self.outbox_oldest_age = Gauge(
+            "exchange_outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox row.", registry=r
+        )
+        self.normalized = Counter(
+            "exchange_normalizer_records_total", "Records finished by the normalizer.", ["outcome"], registry=r
+        )
+        self.normalizer_retries = Counter(
+            "exchange_normalizer_retries_total", "Transient failures retried.", ["stage", "error_type"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,172 @@
+"""The outbox publisher: pending ``outbox_events`` rows to Kafka, at least once.
+
+A batch is claimed with ``FOR UPDATE SKIP LOCKED`` inside one transaction that stays
+open until Kafka has confirmed (or failed) every message, so two publishers never
+send the same row concurrently, and ``published_at`` is set only for confirmed rows.
+If the process dies mid-batch the transaction rolls back and the rows are sent again
+later: consumers tolerate duplicates (the normalizer's insert is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from exchange.adapters.kafka import AsyncProducer, DeliveryFailed
+from exchange.adapters.postgres import Database
+from exchange.errors import DatabaseUnavailable
+from exchange.ops.metrics import Metrics
+
+__all__ = ("OutboxPublisher", "outbox_stats")
+
+_log = logging.getLogger("exchange.outbox")
+
+_CLAIM = """
+SELECT id, topic, key, payload::text AS payload, headers
+FROM outbox_events
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+_MARK_PUBLISHED = """
+UPDATE outbox_events
+SET published_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE id = ANY($1::bigint[])
+"""
+_MARK_FAILED = """
+UPDATE outbox_events SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])
+"""
+_PURGE = """
+DELETE FROM outbox_events
+WHERE id IN (
+    SELECT id FROM outbox_events
+    WHERE published_at IS NOT NULL AND published_at < now() - make_interval(hours => $1)
+    LIMIT 5000
+)
+"""
+_STATS = """
+SELECT count(*) AS backlog,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age_s
+FROM outbox_events WHERE published_at IS NULL
+"""
+
+
+async def outbox_stats(db: Database) -> dict[str, Any]:
+    """Backlog size and age of the oldest pending row (health and metrics)."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(_STATS)
+    assert row is not None
+    return {"backlog": int(row["backlog"]), "oldest_pending_age_s": round(float(row["oldest_age_s"]), 3)}
+
+
+class OutboxPublisher:
+    name = "outbox-publisher"
+
+    def __init__(
+        self,
+        db: Database,
+        producer_factory: Callable[[], AsyncProducer],
+        metrics: Metrics,
+        *,
+        batch_size: int,
+        retention_hours: int,
+        idle_poll_s: float = 0.05,
+        backoff_base_s: float = 0.2,
+        backoff_cap_s: float = 10.0,
+        purge_every_s: float = 60.0,
+    ) -> None:
+        self._db = db
+        self._producer_factory = producer_factory
+        self._metrics = metrics
+        self._batch = batch_size
+        self._retention_hours = retention_hours
+        self._idle = idle_poll_s
+        self._backoff_base = backoff_base_s
+        self._backoff_cap = backoff_cap_s
+        self._purge_every = purge_every_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        # The producer is ours: a crash (e.g. a fatal idempotence error) gets a fresh one.
+        producer = self._producer_factory()
+        await producer.start()
+        failures = 0
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + self._purge_every
+        try:
+            while not stop.is_set():
+                try:
+                    sent, failed = await self.publish_batch(producer)
+                except DatabaseUnavailable:
+                    sent, failed = 0, 1
+                    self._metrics.outbox_failures.labels("DatabaseUnavailable").inc()
+                    _log.warning("outbox publish failed", extra={"error_type": "DatabaseUnavailable"})
+                if failed:
+                    failures += 1
+                    delay = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
+                    await _sleep(stop, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                    continue
+                failures = 0
+                if loop.time() >= next_purge:
+                    next_purge = loop.time() + self._purge_every
+                    with contextlib.suppress(DatabaseUnavailable):
+                        await self.purge_published()
+                if sent < self._batch:
+                    await _sleep(stop, self._idle)
+        finally:
+            await producer.close(timeout=3.0)
+
+    async def publish_batch(self, producer: AsyncProducer) -> tuple[int, int]:
+        """Claim, send and mark one batch; returns (published, failed)."""
+        async with self._db.transaction() as conn:
+            rows = await conn.fetch(_CLAIM, self._batch)
+            if not rows:
+                return 0, 0
+            results = await asyncio.gather(
+                *(
+                    producer.send(
+                        row["topic"],
+                        key=row["key"].encode(),
+                        value=row["payload"].encode(),
+                        headers=row["headers"],
+                    )
+                    for row in rows
+                ),
+                return_exceptions=True,
+            )
+            published: list[int] = []
+            failed: dict[str, list[int]] = {}
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, BaseException):
+                    error_type = result.error_type if isinstance(result, DeliveryFailed) else type(result).__name__
+                    failed.setdefault(error_type, []).append(row["id"])
+                else:
+                    published.append(row["id"])
+                    self._metrics.outbox_published.labels(row["topic"]).inc()
+            if published:
+                await conn.execute(_MARK_PUBLISHED, published)
+            for error_type, ids in failed.items():
+                await conn.execute(_MARK_FAILED, ids, error_type)
+                self._metrics.outbox_failures.labels(error_type).inc(len(ids))
+                _log.warning("outbox publish failed", extra={"error_type": error_type, "count": len(ids)})
+        return len(published), sum(len(ids) for ids in failed.values())
+
+    async def purge_published(self) -> int:
+        """Delete published rows older than the retention period."""
+        total = 0
+        while True:
+            async with self._db.transaction() as conn:
+                status = await conn.execute(_PURGE, self._retention_hours)
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < 5000:
+                return total
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,7 @@
+"""Runtime: supervised background tasks and graceful shutdown."""
+
+from __future__ import annotations
+
+from exchange.runtime.supervisor import BackgroundComponent, Supervisor, TaskStatus
+
+__all__ = ("BackgroundComponent", "Supervisor", "TaskStatus")

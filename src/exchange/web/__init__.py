@@ -1,0 +1,17 @@
+"""HTTP glue shared by every context's routes: auth guard, middleware, problem+json."""
+
+from __future__ import annotations
+
+from exchange.web.auth import principal_of, require_scope_guard
+from exchange.web.middleware import RequestContextMiddleware, acceptable_correlation_id
+from exchange.web.problems import PROBLEM_JSON, exception_handlers, problem_response
+
+__all__ = (
+    "PROBLEM_JSON",
+    "RequestContextMiddleware",
+    "acceptable_correlation_id",
+    "exception_handlers",
+    "principal_of",
+    "problem_response",
+    "require_scope_guard",
+)

@@ -1,0 +1,80 @@
+"""ASGI middleware: correlation id, one access-log line and HTTP metrics per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from exchange.ops.logging import correlation_id_var
+from exchange.ops.metrics import Metrics
+
+__all__ = ("CORRELATION_HEADER", "RequestContextMiddleware", "acceptable_correlation_id")
+
+CORRELATION_HEADER = "x-correlation-id"
+_CID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_access = logging.getLogger("exchange.http.access")
+
+
+def acceptable_correlation_id(value: str | None) -> str:
+    """The caller's id when it matches SPEC's pattern, else a fresh UUID."""
+    if value is not None and _CID_RE.match(value):
+        return value
+    return str(uuid.uuid4())
+
+
+def _route_of(scope: Scope) -> str:
+    handler: Any = scope.get("route_handler")
+    paths = getattr(handler, "paths", None)
+    if paths:
+        return str(sorted(paths)[0])
+    return "unmatched"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # type: ignore[comparison-overlap]
+            await self._app(scope, receive, send)
+            return
+        raw = None
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                raw = value.decode("latin-1")
+                break
+        cid = acceptable_correlation_id(raw)
+        token = correlation_id_var.set(cid)
+        started = time.perf_counter()
+        status_holder = [500]
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-correlation-id", cid.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_header)
+        finally:
+            elapsed = time.perf_counter() - started
+            method = scope.get("method", "")
+            route = _route_of(scope)
+            status = status_holder[0]
+            self._metrics.http_requests.labels(method, route, str(status)).inc()
+            self._metrics.http_latency.labels(method, route).observe(elapsed)
+            if route not in ("/metrics", "/healthz"):
+                _access.info(
+                    "request",
+                    extra={"method": method, "route": route, "status": status,
+                           "latency_ms": round(elapsed * 1000, 2)},
+                )
+            correlation_id_var.reset(token)
