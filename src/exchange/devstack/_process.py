@@ -36,9 +36,17 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
     return False
 
 
+# Children we spawned, kept referenced so Popen can reap them (and does not warn that
+# they are still running when it is garbage collected: they are meant to outlive us).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def pid_alive(pid: int | None) -> bool:
     if pid is None or pid <= 0:
         return False
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -89,6 +97,7 @@ def spawn_detached(
             env=env,
             start_new_session=True,
         )
+    _children[proc.pid] = proc
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
 

@@ -15,6 +15,7 @@ import signal
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from exchange.devstack._base import ServiceName, ServiceState, StackError
 from exchange.devstack._process import pid_alive, port_open, read_pid, stop_pid, wait_until
@@ -54,13 +55,18 @@ class PostgresService:
 
     # -- running the binaries -------------------------------------------------
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        user = _RUN_AS if os.geteuid() == 0 else None
+        run_as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            # Drop uid AND gid (and root's supplementary groups), or group bits of root's
+            # folders would still apply to the server.
+            entry = pwd.getpwnam(_RUN_AS)
+            run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         return subprocess.run(  # noqa: S603 - fixed binaries, arguments built here
             [str(_bin_dir() / tool), *args],
             check=check,
             capture_output=True,
             text=True,
-            user=user,
+            **run_as,
             env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGPASSWORD": DB_PASSWORD},
             timeout=120,
         )

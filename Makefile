@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PORT ?= 8080
+ROLE ?= all
+
+.PHONY: help install run stack-up stack-down stack-status migrate test test-unit lint typecheck bench clean
+
+help:
+	@echo "make run    - start the local stack (PostgreSQL, Kafka, S3), migrate, serve all roles on :$(PORT)"
+	@echo "make test   - ruff, mypy (strict) and the whole test suite (starts its own stack on free ports)"
+	@echo "make bench  - benchmarks (writes benchmarks/results/latest.json)"
+
+# uv is installed with pip when the machine lacks it.
+install:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen
+
+run: install
+	$(UV) run exchange stack up
+	$(UV) run exchange migrate
+	$(UV) run exchange serve --role=$(ROLE) --port $(PORT)
+
+stack-up: install
+	$(UV) run exchange stack up
+
+stack-down:
+	$(UV) run exchange stack down
+
+stack-status:
+	$(UV) run exchange stack status
+
+migrate: install
+	$(UV) run exchange migrate
+
+lint: install
+	$(UV) run ruff check src tests migrations benchmarks
+
+typecheck: install
+	$(UV) run mypy
+
+test: lint typecheck
+	$(UV) run pytest
+
+test-unit: install
+	$(UV) run pytest tests/unit
+
+bench: install
+	$(UV) run exchange bench
+
+clean:
+	-$(UV) run exchange stack down
+	rm -rf .exchange

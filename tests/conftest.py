@@ -1,0 +1,60 @@
+"""Shared fixtures. Integration and e2e tests get one local stack per session on free ports,
+so `make test` works on a fresh clone and next to a running `make run`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.adapters.migrations import upgrade_to_head
+from exchange.devstack import Stack, StackPorts
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if parts[0] == "integration":
+            item.add_marker(pytest.mark.integration)
+        elif parts[0] == "e2e":
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    # The Kafka jars are resolved once and shared with the developer's stack.
+    st = Stack(root, cache_dir=REPO / ".exchange" / "cache", ports=StackPorts.free())
+    try:
+        st.up()
+        upgrade_to_head(st.postgres.url)
+        yield st
+    finally:
+        st.down()
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack: Stack) -> dict[str, str]:
+    return stack.env()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh id for sources and keys, so tests never depend on shared state."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def canaries() -> dict[str, str]:
+    """One marker per HIPAA identifier class (shared/data/phi-canaries.json), flattened."""
+    data = json.loads((SHARED / "data" / "phi-canaries.json").read_text())
+    flat: dict[str, str] = {}
+    for group in data["canaries"].values():
+        flat.update(group)
+    return flat
