@@ -19,6 +19,7 @@ from exchange.ops.health import health_routes
 from exchange.ops.metrics import Metrics
 from exchange.roles import Role
 from exchange.settings import Settings
+from exchange.tokenize import tokenize_routes
 from exchange.web import RequestContextMiddleware, exception_handlers
 
 __all__ = ("SHUTDOWN_DRAIN_S", "create_app")
@@ -57,6 +58,8 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
     handlers: list[Any] = list(health_routes)
     if Role.INGEST in roles:
         handlers.extend(ingest_routes)
+    if Role.TOKENIZER in roles:
+        handlers.extend(tokenize_routes)
 
     state = State(
         {

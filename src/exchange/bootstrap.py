@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exchange.adapters.jwt import TokenVerifier
-from exchange.adapters.kafka import AsyncProducer, broker_ready
+from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, broker_ready
 from exchange.adapters.objectstore import AiobotocoreObjectStore, ObjectStore
 from exchange.adapters.postgres import Database
 from exchange.ingest import IdempotencyJanitor, IngestService
+from exchange.normalize import Normalizer, OffsetBook, RecordProcessor
 from exchange.ops.health import HealthProbe
 from exchange.ops.metrics import Metrics
 from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.roles import Role
 from exchange.runtime import BackgroundComponent, Supervisor, TaskStatus
-from exchange.settings import Settings
+from exchange.settings import Settings, SettingsError
+from exchange.tokenize import HttpTokenizer, InProcessTokenizer, Tokenizer
 
 __all__ = ("Runtime", "build_runtime")
 
@@ -40,6 +42,7 @@ class Runtime:
     db: Database | None = None
     object_store: ObjectStore | None = None
     ingest_service: IngestService | None = None
+    local_tokenizer: Tokenizer | None = None
     health_probes: dict[str, HealthProbe] = field(default_factory=dict)
     metrics_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -152,6 +155,42 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         probes["outbox"] = outbox_probe
         hooks.append(outbox_metrics)
 
+    local_tokenizer: Tokenizer | None = None
+    if Role.TOKENIZER in roles:
+        local_tokenizer = InProcessTokenizer(settings.tokenizer.hmac_key.reveal().encode(), settings.tokenizer.key_id)
+
+    if Role.NORMALIZER in roles:
+        assert db is not None
+        assert store is not None
+        tokenizer: Tokenizer
+        if local_tokenizer is not None:
+            tokenizer = local_tokenizer
+        elif settings.tokenizer.url is not None:
+            http_tokenizer = HttpTokenizer(
+                settings.tokenizer.url, settings.tokenizer.key_id, settings.auth, use_dev_token=settings.env == "local"
+            )
+            closers.append(http_tokenizer.close)
+            tokenizer = http_tokenizer
+        else:
+            raise SettingsError("TOKENIZER_URL", "required when the normalizer runs without the tokenizer role")
+        kafka = settings.kafka
+
+        def consumer_factory(book: OffsetBook) -> AsyncConsumer:
+            return AsyncConsumer(kafka.brokers, kafka.consumer_group, kafka.topics,
+                                 on_revoke=book.revoke, on_assign=book.assign)
+
+        components.append(
+            Normalizer(
+                RecordProcessor(db, store, tokenizer),
+                db,
+                consumer_factory,
+                lambda: AsyncProducer(kafka.brokers),
+                metrics,
+                kafka,
+                settings.pipeline,
+            )
+        )
+
     supervisor = Supervisor(components, on_change=_on_task_change(metrics))
     return Runtime(
         settings=settings,
@@ -162,6 +201,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         db=db,
         object_store=store,
         ingest_service=ingest_service,
+        local_tokenizer=local_tokenizer,
         health_probes=probes,
         metrics_hooks=hooks,
         _closers=closers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exchange.ingest._janitor import IdempotencyJanitor
+from exchange.ingest._manifest import mark_canonicalized
 from exchange.ingest._routes import ingest_routes
 from exchange.ingest._service import IngestCommand, IngestOutcome, IngestService, purge_expired_keys
 
@@ -12,5 +13,6 @@ __all__ = (
     "IngestOutcome",
     "IngestService",
     "ingest_routes",
+    "mark_canonicalized",
     "purge_expired_keys",
 )

@@ -6,12 +6,12 @@ Validation errors name the field path and the rule, never the offending value.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from exchange.errors import ValidationFailed
+from exchange.web.validation import field_and_rule
 
 __all__ = (
     "IngestAccepted",
@@ -68,36 +68,6 @@ class IngestAccepted(msgspec.Struct):
 
 _v1 = msgspec.json.Decoder(PartnerRecordV1)
 _v2 = msgspec.json.Decoder(PartnerRecordV2)
-_AT = re.compile(r" - at `\$\.?([^`]*)`$")
-_FIELD_IN_MSG = re.compile(r"field `([^`]*)`")
-
-
-def _field_and_rule(message: str) -> tuple[str, str]:
-    """Turn a msgspec message into (path, rule) without the value msgspec may quote."""
-    match = _AT.search(message)
-    path = match.group(1) if match else ""
-    text = message[: match.start()] if match else message
-    named = _FIELD_IN_MSG.search(text)
-    if text.startswith("Object missing required field") and named:
-        return _join(path, named.group(1)), "required field is missing"
-    if text.startswith("Object contains unknown field") and named:
-        return _join(path, named.group(1)), "unknown field (additionalProperties is false)"
-    if text.startswith("Invalid enum value"):
-        return path, "not one of the allowed values"
-    if "matching regex" in text:
-        return path, "does not match the required pattern"
-    if "date" in text.lower():
-        return path, "must be a date in YYYY-MM-DD form"
-    if text.startswith("Expected"):
-        # "Expected `str`, got `int`" and "Expected `str` of length >= 1" quote types only.
-        return path, text
-    return path, "invalid value"
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
 def _blank_names(pairs: tuple[tuple[str, str], ...]) -> None:
     for field, value in pairs:
         if not value.strip():
@@ -108,7 +78,7 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        field, rule = _field_and_rule(str(exc))
+        field, rule = field_and_rule(str(exc))
         raise ValidationFailed(f"{field or 'body'}: {rule}", field=field or None) from None
     except UnicodeDecodeError:
         raise ValidationFailed("body is not valid UTF-8") from None

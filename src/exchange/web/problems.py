@@ -17,6 +17,7 @@ from exchange.errors import (
     ValidationFailed,
 )
 from exchange.ops.logging import correlation_id_var
+from exchange.web.validation import field_and_rule
 
 __all__ = ("PROBLEM_JSON", "exception_handlers", "problem_response")
 
@@ -87,14 +88,22 @@ def _unavailable(request: Request[Any, Any, Any], exc: DependencyUnavailable) ->
 
 
 def _litestar_validation(request: Request[Any, Any, Any], exc: LitestarValidation) -> Response[dict[str, Any]]:
-    # Litestar's own messages can quote the offending value; keep only field paths.
+    # Litestar's messages can quote the offending value; keep only field paths and rules.
     extra = exc.extra if isinstance(exc.extra, list) else []
-    fields = [
-        {"field": str(item["key"]), "message": "invalid value"}
-        for item in extra
-        if isinstance(item, dict) and item.get("key")
-    ]
-    return problem_response(400, "validation-error", "request failed validation", instance=request.url.path,
+    fields: list[dict[str, str]] = []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        path, rule = field_and_rule(str(item.get("message", "")))
+        key = str(item.get("key") or "")
+        field = path or (key if key not in ("", "data") else "body")
+        fields.append({"field": field, "message": rule})
+    detail = str(exc.detail) if str(exc.detail).startswith("Missing required") else "request failed validation"
+    if fields:
+        detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    elif not str(exc.detail).startswith("Missing required"):
+        detail = "body is not valid JSON" if "JSON" in str(exc.detail) else "request failed validation"
+    return problem_response(400, "validation-error", detail, instance=request.url.path,
                             extra={"errors": fields} if fields else None)
 
 

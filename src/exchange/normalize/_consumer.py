@@ -1,0 +1,258 @@
+"""The normalizer role: a consumer-group member that processes records concurrently.
+
+Ordering and redelivery: records of one partition are processed concurrently (up to
+``concurrency`` at a time, across partitions), so canonical rows may be written out of
+offset order; that is fine because each record is independent and its insert is
+idempotent. The committed offset of a partition only advances to the lowest record
+not yet finished (``OffsetBook``), so after a crash, a rebalance or a SIGTERM every
+unfinished record is delivered again; finished ones may be too, and count as
+duplicates.
+
+Retries do not stall the partition: a record waiting out its backoff gives back its
+processing slot, and the records behind it go on. Only the commit waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, ConsumedMessage, DeliveryFailed
+from exchange.adapters.postgres import Database
+from exchange.errors import DatabaseUnavailable
+from exchange.events import DlqEnvelope, DlqError, RecordIngested, RecordIngestedV2, format_timestamp
+from exchange.normalize._dlq import record_dlq_event
+from exchange.normalize._ledger import AttemptRef, DeliveryInfo
+from exchange.normalize._offsets import OffsetBook
+from exchange.normalize._pipeline import RecordProcessor, StageFailure
+from exchange.ops.metrics import Metrics
+from exchange.settings import KafkaSettings, PipelineSettings
+
+__all__ = ("Normalizer", "backoff_delay")
+
+_log = logging.getLogger("exchange.normalizer")
+_encoder = msgspec.json.Encoder()
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float = 30.0) -> float:
+    """Exponential backoff with full jitter in [base/2, 1.5 * base * 2**(attempt-1)], capped."""
+    raw = min(cap_s, base_s * 2 ** (attempt - 1))
+    return float(random.uniform(raw * 0.5, raw * 1.5))  # noqa: S311 - jitter, not cryptography
+
+
+class Normalizer:
+    name = "normalizer"
+
+    def __init__(
+        self,
+        processor: RecordProcessor,
+        db: Database,
+        consumer_factory: Callable[[OffsetBook], AsyncConsumer],
+        producer_factory: Callable[[], AsyncProducer],
+        metrics: Metrics,
+        kafka: KafkaSettings,
+        pipeline: PipelineSettings,
+        *,
+        drain_timeout_s: float = 4.0,
+        commit_interval_s: float = 0.2,
+    ) -> None:
+        self._processor = processor
+        self._db = db
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._metrics = metrics
+        self._kafka = kafka
+        self._max_attempts = pipeline.max_attempts
+        self._backoff_base = pipeline.backoff_base_ms / 1000
+        self._concurrency = pipeline.normalizer_concurrency
+        # Records waiting out a backoff hold no slot, but they count here: the poll
+        # loop pauses when this many are unfinished, so an outage cannot fill memory.
+        self._max_in_flight = max(100, pipeline.normalizer_concurrency * 16)
+        self._drain_timeout = drain_timeout_s
+        self._commit_interval = commit_interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        book = OffsetBook()
+        consumer = self._consumer_factory(book)
+        producer = self._producer_factory()
+        await producer.start()
+        await consumer.start()
+        slots = asyncio.Semaphore(self._concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        next_commit = loop.time() + self._commit_interval
+        try:
+            while not stop.is_set():
+                room = self._max_in_flight - book.in_flight()
+                if room <= 0:
+                    await asyncio.sleep(0.05)
+                else:
+                    for msg in await consumer.poll_batch(min(500, room), timeout=0.1):
+                        if not book.started((msg.topic, msg.partition), msg.offset):
+                            continue  # partition revoked since the fetch: its new owner reads it
+                        task = asyncio.create_task(self._handle(msg, slots, book, producer, stop))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                if loop.time() >= next_commit:
+                    next_commit = loop.time() + self._commit_interval
+                    await self._commit(consumer, book)
+        finally:
+            # Drain: finish what we can in time, abandon the rest without committing past it.
+            if tasks:
+                _done, pending = await asyncio.wait(set(tasks), timeout=self._drain_timeout)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=1.0)
+            with contextlib.suppress(Exception):
+                await self._commit(consumer, book)
+            await consumer.close()
+            await producer.close(timeout=2.0)
+
+    async def _commit(self, consumer: AsyncConsumer, book: OffsetBook) -> None:
+        offsets = book.committable()
+        if offsets:
+            await consumer.commit(offsets)
+            book.mark_committed(offsets)
+
+    async def _handle(
+        self,
+        msg: ConsumedMessage,
+        slots: asyncio.Semaphore,
+        book: OffsetBook,
+        producer: AsyncProducer,
+        stop: asyncio.Event,
+    ) -> None:
+        tp = (msg.topic, msg.partition)
+        try:
+            event = self._processor.decode(msg.value)
+        except StageFailure as undecodable:
+            if await self._dead_letter(msg, None, undecodable, 1, None, producer, stop):
+                book.finished(tp, msg.offset)
+            return
+        info = DeliveryInfo(
+            record_id=event.record_id, correlation_id=event.correlation_id, event_version=_version(event),
+            event_id=event.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            ref: AttemptRef | None = None
+            failure: StageFailure | None = None
+            async with slots:
+                try:
+                    ref = await self._processor.start(info)
+                    processed = await self._processor.process(event, ref)
+                except StageFailure as stage_failure:
+                    failure = stage_failure
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an unclassified error: retried like a transient one
+                    failure = StageFailure("write", type(exc).__name__, "unexpected error", transient=True)
+            if failure is None:
+                self._metrics.normalized.labels(processed.result).inc()
+                book.finished(tp, msg.offset)
+                return
+            final = not failure.transient or attempt >= self._max_attempts
+            delay = 0.0 if final else backoff_delay(attempt, self._backoff_base)
+            if ref is not None:
+                next_retry = None if final else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                with contextlib.suppress(DatabaseUnavailable):
+                    await self._processor.ledger.failed(
+                        ref, error_type=failure.error_type, message=failure.message, stage=failure.stage,
+                        transient=failure.transient, next_retry_at=next_retry, final=final,
+                    )
+            if final:
+                if await self._dead_letter(msg, event, failure, attempt, ref, producer, stop):
+                    book.finished(tp, msg.offset)
+                return  # abandoned on stop: stays uncommitted and is redelivered
+            self._metrics.normalizer_retries.labels(failure.stage, failure.error_type).inc()
+            _log.info(
+                "normalizer retry scheduled",
+                extra={"record_id": event.record_id, "stage": failure.stage, "error_type": failure.error_type,
+                       "attempt": attempt, "delay_s": round(delay, 3), "correlation_id": event.correlation_id},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return  # abandoned: not finished, so never committed past
+
+    async def _dead_letter(
+        self,
+        msg: ConsumedMessage,
+        event: RecordIngested | None,
+        failure: StageFailure,
+        attempts: int,
+        ref: AttemptRef | None,
+        producer: AsyncProducer,
+        stop: asyncio.Event,
+    ) -> bool:
+        """Publish the envelope to the version's DLQ; True once Kafka confirmed it."""
+        if event is not None:
+            original: dict[str, Any] = msgspec.to_builtins(event)
+        else:
+            original = {"undecodable": True, "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                        "size_bytes": len(msg.value)}
+        failed_at = format_timestamp(dt.datetime.now(dt.UTC))
+        envelope = DlqEnvelope(
+            original_event=original,
+            error=DlqError(type=failure.error_type, message=failure.message, stage=failure.stage),
+            attempts=attempts,
+            failed_at=failed_at,
+        )
+        is_v2 = isinstance(event, RecordIngestedV2) or (event is None and msg.topic == self._kafka.topic_v2)
+        dlq_topic = self._kafka.dlq_v2 if is_v2 else self._kafka.dlq_v1
+        record_id = event.record_id if event is not None else _uuid_or_none(msg.key)
+        headers = {"correlation_id": event.correlation_id} if event is not None else {}
+        publish_failures = 0
+        while True:
+            try:
+                await producer.send(dlq_topic, key=(record_id or "").encode(), value=_encoder.encode(envelope),
+                                    headers=headers)
+                break
+            except DeliveryFailed as exc:
+                publish_failures += 1
+                _log.warning("dlq publish failed", extra={"error_type": exc.error_type, "record_id": record_id})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff_delay(publish_failures, 0.5, 10.0))
+                if stop.is_set():
+                    return False
+        self._metrics.normalized.labels("dlq").inc()
+        _log.warning(
+            "record sent to dlq",
+            extra={"record_id": record_id, "stage": failure.stage, "error_type": failure.error_type,
+                   "attempt": attempts, "topic": dlq_topic},
+        )
+        if record_id is not None:
+            try:
+                await record_dlq_event(
+                    self._db, ref, record_id=record_id, event_id=event.event_id if event else None,
+                    event_version=_version(event) if event else ("2" if is_v2 else "1"), dlq_topic=dlq_topic,
+                    msg=msg, envelope=envelope,
+                )
+            except DatabaseUnavailable:
+                # The DLQ topic holds the envelope; the table is for tooling (best effort).
+                _log.warning("dlq ledger write failed", extra={"record_id": record_id,
+                                                               "error_type": "DatabaseUnavailable"})
+        return True
+
+
+def _version(event: RecordIngested) -> str:
+    return "2" if isinstance(event, RecordIngestedV2) else "1"
+
+
+def _uuid_or_none(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        return str(uuid.UUID(key.decode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,239 @@
+"""One event through the SPEC sequence: ledger start -> fetch raw -> verify -> parse ->
+quality gates -> tokenize -> ONE transaction (canonical insert + ledger success).
+
+Every failure becomes a :class:`StageFailure` with a stage, a stable error type, a
+sanitized message (rules and field paths, never values) and whether it is transient.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from exchange.adapters.objectstore import ObjectStore
+from exchange.adapters.postgres import Database
+from exchange.errors import (
+    DatabaseUnavailable,
+    ObjectNotFound,
+    ObjectStoreUnavailable,
+    TokenizerUnavailable,
+)
+from exchange.events import RecordIngested, RecordIngestedV2, decode_event
+from exchange.ingest import mark_canonicalized
+from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
+from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
+from exchange.web.validation import field_and_rule
+
+__all__ = ("Processed", "RecordProcessor", "StageFailure", "payload_keys")
+
+Stage = Literal["decode", "ledger", "fetch", "verify", "parse", "quality", "tokenize", "write"]
+
+
+class StageFailure(Exception):
+    def __init__(self, stage: Stage, error_type: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"{stage}: {error_type}: {message}")
+        self.stage = stage
+        self.error_type = error_type
+        self.message = message
+        self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    result: Literal["inserted", "duplicate"]
+    attempt: AttemptRef
+
+
+class _RawPatient(msgspec.Struct):
+    dob: str
+    first_name: str | None = None
+    last_name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    ssn: str | None = None
+
+
+class _RawRecord(msgspec.Struct):
+    """Lenient view of a raw object: v1 or v2 shape (replay may emit either version)."""
+
+    patient: _RawPatient
+    payload: dict[str, Any]
+    source: str | None = None
+    record_type: str | None = None
+    record_kind: str | None = None
+    schema_hint: str | None = None
+
+
+_raw_decoder = msgspec.json.Decoder(_RawRecord)
+
+# Payload keys that name identifiers are left out of `meta` (HIPAA Safe Harbor classes).
+_IDENTIFIER_KEY = re.compile(
+    r"(name|ssn|social|dob|birth|address|street|city|zip|postal|phone|fax|email|mrn|medical_record|member|"
+    r"beneficiary|account|license|licence|certificate|vin|vehicle|plate|device|serial|url|biometric|"
+    r"fingerprint|photo|face|patient|identifier|^ip$|ip_addr|_id$|^id$)",
+    re.IGNORECASE,
+)
+_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def payload_keys(payload: dict[str, Any]) -> list[str]:
+    """The payload's top-level key names that are neither identifiers nor odd strings."""
+    return sorted(k for k in payload if _SAFE_KEY.match(k) and not _IDENTIFIER_KEY.search(k))
+
+
+def _ingested_at(occurred_at: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(occurred_at)
+    except ValueError:
+        raise StageFailure("decode", "InvalidEvent", "occurred_at is not RFC 3339", transient=False) from None
+    if moment.tzinfo is None:
+        raise StageFailure("decode", "InvalidEvent", "occurred_at has no time zone", transient=False)
+    return moment
+
+
+_CANONICAL_INSERT = """
+INSERT INTO canonical_records
+    (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, normalized_at, correlation_id,
+     event_version, record_kind, schema_hint, token_key_id)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, now(), $7, $8, $9, $10, $11)
+ON CONFLICT (record_id) DO NOTHING
+RETURNING normalized_at
+"""
+_INDEX_INSERT = """
+INSERT INTO derived_patient_record_index
+    (patient_token, record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (record_id) DO NOTHING
+"""
+_EXISTS = "SELECT 1 FROM canonical_records WHERE record_id = $1"
+
+
+class RecordProcessor:
+    def __init__(self, db: Database, store: ObjectStore, tokenizer: Tokenizer) -> None:
+        self._db = db
+        self._store = store
+        self._tokenizer = tokenizer
+        self.ledger = Ledger(db)
+
+    @staticmethod
+    def decode(value: bytes) -> RecordIngested:
+        try:
+            return decode_event(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            field, rule = field_and_rule(str(exc)) if isinstance(exc, msgspec.ValidationError) else ("", "not JSON")
+            raise StageFailure("decode", "InvalidEvent", f"event {field or 'body'}: {rule}", transient=False) from None
+
+    async def start(self, info: DeliveryInfo) -> AttemptRef:
+        try:
+            return await self.ledger.start(info)
+        except DatabaseUnavailable:
+            raise StageFailure("ledger", "DatabaseUnavailable", "database unavailable", transient=True) from None
+
+    async def process(self, event: RecordIngested, attempt: AttemptRef) -> Processed:
+        async with self._db.connection() as conn:
+            if await conn.fetchval(_EXISTS, event.record_id) is not None:
+                # Redelivery of a finished record: no fetch, no tokenizer call.
+                async with conn.transaction():
+                    await Ledger.succeeded(conn, attempt, "duplicate")
+                return Processed("duplicate", attempt)
+        raw = await self._fetch(event)
+        self._verify(event, raw)
+        record = self._parse(raw)
+        ids = self._identifiers(record)
+        token = await self._tokenize(ids)
+        return await self._write(event, record, token, attempt)
+
+    async def _fetch(self, event: RecordIngested) -> bytes:
+        if event.raw_object.bucket != self._store.bucket:
+            raise StageFailure("fetch", "UnknownBucket", "raw object is in an unknown bucket", transient=False)
+        try:
+            return await self._store.get(event.raw_object.key)
+        except ObjectNotFound:
+            raise StageFailure("fetch", "RawObjectNotFound", "raw object not found", transient=False) from None
+        except ObjectStoreUnavailable:
+            raise StageFailure("fetch", "ObjectStoreUnavailable", "object store unavailable", transient=True) from None
+
+    @staticmethod
+    def _verify(event: RecordIngested, raw: bytes) -> None:
+        if len(raw) != event.raw_object.size_bytes:
+            raise StageFailure("verify", "SizeMismatch", "raw object size differs from the event", transient=False)
+        if hashlib.sha256(raw).hexdigest() != event.raw_object.sha256:
+            raise StageFailure("verify", "Sha256Mismatch", "raw object sha256 differs from the event",
+                               transient=False)
+
+    @staticmethod
+    def _parse(raw: bytes) -> _RawRecord:
+        try:
+            return _raw_decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            field, rule = field_and_rule(str(exc))
+            raise StageFailure("parse", "InvalidRecordShape", f"{field or 'record'}: {rule}", transient=False) from None
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise StageFailure("parse", "InvalidJson", "raw object is not valid JSON", transient=False) from None
+
+    @staticmethod
+    def _identifiers(record: _RawRecord) -> PatientIdentifiers:
+        p = record.patient
+        given = p.given_name if p.given_name is not None else p.first_name
+        family = p.family_name if p.family_name is not None else p.last_name
+        if given is None or family is None:
+            raise StageFailure("parse", "InvalidRecordShape", "patient: names are missing", transient=False)
+        # Quality gates before anything is written.
+        try:
+            born = dt.date.fromisoformat(p.dob)
+        except ValueError:
+            raise StageFailure("quality", "InvalidDob", "patient.dob: not a YYYY-MM-DD date", transient=False) from None
+        if born > dt.datetime.now(dt.UTC).date() or born.year < 1850:
+            raise StageFailure("quality", "ImplausibleDob", "patient.dob: outside the plausible range",
+                               transient=False)
+        return PatientIdentifiers(given_name=given, family_name=family, dob=p.dob, ssn=p.ssn)
+
+    async def _tokenize(self, ids: PatientIdentifiers) -> str:
+        try:
+            return await self._tokenizer.tokenize(ids)
+        except InvalidIdentifiers as exc:
+            raise StageFailure("tokenize", "InvalidIdentifiers", f"{exc.field}: {exc.problem}",
+                               transient=False) from None
+        except TokenizerUnavailable as exc:
+            # Our own message ("tokenizer non-200 (503)"): never echoes the request.
+            raise StageFailure("tokenize", "TokenizerUnavailable", str(exc), transient=True) from None
+
+    async def _write(self, event: RecordIngested, record: _RawRecord, token: str, attempt: AttemptRef) -> Processed:
+        is_v2 = isinstance(event, RecordIngestedV2)
+        version = "2" if is_v2 else "1"
+        record_kind = event.record_kind if isinstance(event, RecordIngestedV2) else None
+        schema_hint = event.schema_hint if isinstance(event, RecordIngestedV2) else None
+        meta: dict[str, Any] = {
+            "source": event.source,
+            "event_version": version,
+            "payload_keys": payload_keys(record.payload),
+            "token_key_id": self._tokenizer.key_id,
+        }
+        if is_v2:
+            meta["record_kind"] = record_kind
+            meta["schema_hint"] = schema_hint
+        elif record.record_type is not None:
+            meta["record_type"] = record.record_type
+        normalized = {"patient_token": token, "meta": meta}
+        ingested_at = _ingested_at(event.occurred_at)
+        try:
+            async with self._db.transaction() as conn:
+                normalized_at = await conn.fetchval(
+                    _CANONICAL_INSERT, event.record_id, event.source, event.raw_object.key, event.raw_object.sha256,
+                    normalized, ingested_at, event.correlation_id, version, record_kind, schema_hint,
+                    self._tokenizer.key_id,
+                )
+                result: Literal["inserted", "duplicate"] = "inserted" if normalized_at is not None else "duplicate"
+                if normalized_at is not None:
+                    await conn.execute(_INDEX_INSERT, token, event.record_id, event.source, version, record_kind,
+                                       schema_hint, ingested_at, normalized_at)
+                    await mark_canonicalized(conn, event.record_id)
+                await Ledger.succeeded(conn, attempt, result)
+        except DatabaseUnavailable:
+            raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
+        return Processed(result, attempt)
