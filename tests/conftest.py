@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange.adapters.kafka import ensure_topics
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.devstack import Stack, StackPorts
 
@@ -58,3 +59,18 @@ def canaries() -> dict[str, str]:
     for group in data["canaries"].values():
         flat.update(group)
     return flat
+
+
+@pytest.fixture
+def isolated_kafka(stack: Stack, unique: str) -> dict[str, str]:
+    """Fresh topics and consumer group for one test, as env overrides: fault tests must not
+    consume (or dead-letter) other tests' events."""
+    v1, v2 = f"t{unique}.record.ingested.v1", f"t{unique}.record.ingested.v2"
+    topics = {
+        "TOPIC_RECORD_INGESTED_V1": v1,
+        "TOPIC_RECORD_INGESTED_V2": v2,
+        "KAFKA_DLQ_TOPIC_V1": f"{v1}.dlq",
+        "KAFKA_DLQ_TOPIC_V2": f"{v2}.dlq",
+    }
+    ensure_topics(stack.kafka.brokers, topics.values(), partitions=3)
+    return {**topics, "KAFKA_TOPICS": f"{v1},{v2}", "KAFKA_CONSUMER_GROUP": f"g{unique}"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +50,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"exchange: --role: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.observability.log_level)
-    app = create_app(settings, roles)
+    try:
+        app = create_app(settings, roles)
+    except SettingsError as exc:
+        print(f"exchange: {exc}", file=sys.stderr)
+        return 2
     config = uvicorn.Config(
         app,
         host=args.host or settings.http.host,
@@ -61,6 +66,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown so the process
+    # dies "by signal"; a completed drain is a clean exit for us, so that re-raise lands
+    # on this no-op handler and we return 0.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     server.run()
     return 0 if server.started else 1
 

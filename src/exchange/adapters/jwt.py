@@ -62,7 +62,8 @@ class TokenVerifier:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("Authorization must be 'Bearer <token>'")
-        if hmac.compare_digest(token, _DEV_TOKEN):
+        # Bytes: compare_digest raises TypeError on a non-ASCII str (a latin-1 header byte).
+        if hmac.compare_digest(token.encode("utf-8", "surrogateescape"), _DEV_TOKEN.encode()):
             if self._allow_dev:
                 return Principal(subject="dev", scopes=SCOPES)
             raise Unauthorized("the dev token is accepted only when ENV=local")
@@ -98,7 +99,8 @@ class TokenVerifier:
                     "leeway": s.leeway_seconds,
                 },
             )
-        except JOSEError:
+        except (JOSEError, TypeError, ValueError, OverflowError):
+            # python-jose lets int() errors escape for non-numeric/infinite exp, nbf or iat claims.
             raise Unauthorized("invalid token") from None
         # python-jose accepts a list-valued iss/aud containing ours; we require exact strings.
         if claims.get("iss") != s.issuer or claims.get("aud") != s.audience:

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import Body, HeaderParameter
 
 from exchange.ingest._schemas import IngestAccepted, PartnerRecordV1, PartnerRecordV2, decode_v1, decode_v2
 from exchange.ingest._service import IngestCommand, IngestService
@@ -32,7 +32,9 @@ class Problem(msgspec.Struct):
 
 
 def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(data_container=Problem, description=description, media_type=PROBLEM_JSON)
+    return ResponseSpec(
+        data_container=Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
 
 
 _RESPONSES = {
@@ -46,8 +48,8 @@ _RESPONSES = {
 
 IdempotencyKey = Annotated[
     str,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         min_length=8,
         max_length=255,
         pattern=r"^[\x21-\x7E]+$",
@@ -56,18 +58,27 @@ IdempotencyKey = Annotated[
 ]
 CorrelationId = Annotated[
     str | None,
-    Parameter(header="X-Correlation-Id", required=False, description="Used when it matches ^[A-Za-z0-9._:-]{8,128}$"),
+    HeaderParameter(
+        name="X-Correlation-Id", required=False, description="Used when it matches ^[A-Za-z0-9._:-]{8,128}$"
+    ),
 ]
+
+
+_CLOSED: dict[str, Any] = {"additionalProperties": False}  # the structs forbid unknown fields
 
 
 # These two providers are never called: they only let Litestar document the request
 # body from the same structs that validate it. The handlers read the raw bytes (they
 # are hashed and stored verbatim) and decode them with msgspec themselves.
-def _doc_v1(data: PartnerRecordV1) -> None:  # pragma: no cover - documentation only
+def _doc_v1(  # pragma: no cover - documentation only
+    data: Annotated[PartnerRecordV1, Body(schema_extra=_CLOSED)],
+) -> None:
     return None
 
 
-def _doc_v2(data: PartnerRecordV2) -> None:  # pragma: no cover - documentation only
+def _doc_v2(  # pragma: no cover - documentation only
+    data: Annotated[PartnerRecordV2, Body(schema_extra=_CLOSED)],
+) -> None:
     return None
 
 
@@ -88,8 +99,8 @@ def _accepted(outcome_response: dict[str, Any], replayed: bool) -> Response[dict
 )
 async def ingest_v1(
     request: Request[Any, Any, Any],
-    ingest_service: IngestService,
-    metrics: Metrics,
+    ingest_service: NamedDependency[IngestService],
+    metrics: NamedDependency[Metrics],
     idempotency_key: IdempotencyKey,
     correlation_id: CorrelationId = None,
 ) -> Response[IngestAccepted]:
@@ -122,9 +133,9 @@ async def ingest_v1(
 )
 async def ingest_v2(
     request: Request[Any, Any, Any],
-    ingest_service: IngestService,
-    metrics: Metrics,
-    schema_hints: tuple[str, ...],
+    ingest_service: NamedDependency[IngestService],
+    metrics: NamedDependency[Metrics],
+    schema_hints: NamedDependency[tuple[str, ...]],
     idempotency_key: IdempotencyKey,
     correlation_id: CorrelationId = None,
 ) -> Response[IngestAccepted]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from exchange.errors import ValidationFailed
+from exchange.settings import IngestSettings
 from exchange.web.validation import field_and_rule
 
 __all__ = (
@@ -29,6 +30,11 @@ SOURCE_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN, description="object-key-safe source name")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Ssn = Annotated[str, msgspec.Meta(max_length=64)]
+# Validated against the configured set (SCHEMA_HINTS) in decode_v2; the OpenAPI enum shows the default set.
+SchemaHint = Annotated[str, msgspec.Meta(extra_json_schema={"extra": {"enum": list(IngestSettings().schema_hints)}})]
+# The structs forbid unknown fields, but Litestar's OpenAPI generator does not say so; it
+# copies ``extra_json_schema["extra"]`` onto the generated schema (msgspec ignores it when decoding).
+_CLOSED = msgspec.Meta(extra_json_schema={"extra": {"additionalProperties": False}})
 
 
 class PatientV1(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,15 +54,15 @@ class PatientV2(msgspec.Struct, forbid_unknown_fields=True):
 class PartnerRecordV1(msgspec.Struct, forbid_unknown_fields=True):
     source: Source
     record_type: RecordKind
-    patient: PatientV1
+    patient: Annotated[PatientV1, _CLOSED]
     payload: dict[str, Any]
 
 
 class PartnerRecordV2(msgspec.Struct, forbid_unknown_fields=True):
     source: Source
     record_kind: RecordKind
-    schema_hint: str
-    patient: PatientV2
+    schema_hint: SchemaHint
+    patient: Annotated[PatientV2, _CLOSED]
     payload: dict[str, Any]
 
 

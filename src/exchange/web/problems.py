@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -87,6 +88,18 @@ def _unavailable(request: Request[Any, Any, Any], exc: DependencyUnavailable) ->
     )
 
 
+_MISSING_PARAM = re.compile(r"^Missing required \w+ parameter '([^']+)'")
+
+
+def _parameter_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A header as the client spells it (``Idempotency-Key``), not as the handler names it."""
+    handler: Any = request.scope.get("route_handler")
+    param = getattr(handler, "parsed_fn_signature", None)
+    param = param.parameters.get(key) if param is not None else None
+    alias = getattr(getattr(param, "kwarg_definition", None), "header", None)
+    return str(alias) if alias else key
+
+
 def _litestar_validation(request: Request[Any, Any, Any], exc: LitestarValidation) -> Response[dict[str, Any]]:
     # Litestar's messages can quote the offending value; keep only field paths and rules.
     extra = exc.extra if isinstance(exc.extra, list) else []
@@ -96,8 +109,12 @@ def _litestar_validation(request: Request[Any, Any, Any], exc: LitestarValidatio
             continue
         path, rule = field_and_rule(str(item.get("message", "")))
         key = str(item.get("key") or "")
+        if item.get("source") == "header":
+            key = _parameter_name(request, key)
         field = path or (key if key not in ("", "data") else "body")
         fields.append({"field": field, "message": rule})
+    if missing := _MISSING_PARAM.match(str(exc.detail)):
+        fields.append({"field": missing.group(1), "message": "required parameter is missing"})
     detail = str(exc.detail) if str(exc.detail).startswith("Missing required") else "request failed validation"
     if fields:
         detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)

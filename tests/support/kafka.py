@@ -1,0 +1,49 @@
+"""Reading topics and committed offsets in assertions (tests may use confluent_kafka directly)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+def read_all(brokers: str, topic: str, *, expect: int | None = None, timeout: float = 20.0) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) in ``topic`` from the beginning; waits for ``expect`` messages."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    out: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.3)
+            if msg is None or msg.error() is not None:
+                if expect is None and out and time.monotonic() - idle_since > 2:
+                    break
+                if expect is not None and len(out) >= expect and time.monotonic() - idle_since > 1:
+                    break
+                continue
+            idle_since = time.monotonic()
+            out.append((msg.key() or b"", msg.value() or b""))
+        return out
+    finally:
+        consumer.close()
+
+
+def committed_total(brokers: str, group: str, topic: str, partitions: int) -> int:
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        consumer.close()
+
+
+def end_offsets_total(brokers: str, topic: str, partitions: int) -> int:
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"wm-{uuid.uuid4()}"})
+    try:
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
+    finally:
+        consumer.close()
