@@ -1,0 +1,308 @@
+"""Failure paths of the pipeline, caused for real: servers stopped, processes killed,
+raw objects removed or altered, events delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange.adapters.objectstore import AiobotocoreObjectStore
+from exchange.devstack import Stack
+from exchange.roles import Role
+from tests.support.app import DEV, TEST_JWT_SECRET, make_settings, running_app
+from tests.support.db import eventually, fetch, fetchval
+from tests.support.kafka import committed_total, end_offsets_total, read_all
+from tests.support.process import ServeProcess
+
+INGEST_ONLY = frozenset({Role.INGEST})
+INGEST_AND_PUBLISH = frozenset({Role.INGEST, Role.PUBLISHER})
+NORMALIZE = frozenset({Role.NORMALIZER, Role.TOKENIZER})
+
+
+def v1_body(source: str, n: int = 0, **patient: str) -> dict[str, Any]:
+    p = {"first_name": f"Pat{n}", "last_name": "Lee", "dob": "1980-02-03", **patient}
+    return {"source": source, "record_type": "encounter", "patient": p, "payload": {"n": n}}
+
+
+def v2_body(source: str, c: dict[str, str]) -> dict[str, Any]:
+    return {"source": source, "record_kind": "encounter", "schema_hint": "partnerB.v1",
+            "patient": {"given_name": c["given_name"], "family_name": c["family_name"], "dob": c["dob"],
+                        "ssn": c["ssn"]},
+            "payload": {"phone": c["phone"], "email": c["email"], "visit": 1}}
+
+
+async def canonical_count(dsn: str, source: str) -> int:
+    return int(await fetchval(dsn, "SELECT count(*) FROM canonical_records WHERE source = $1", source))
+
+
+@pytest.mark.timeout(300)
+async def test_kafka_down_ingest_still_accepts_and_the_outbox_drains_when_it_returns(
+    stack: Stack, stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    """The runbook's 'Verify Outbox Pattern (Kafka Down Test)', with the real broker stopped."""
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    source = f"kdown-{unique}"
+    async with running_app(settings) as client:
+        stack.stop("kafka")
+        try:
+            r = await client.post("/v1/ingest", json=v1_body(source), headers={**DEV, "Idempotency-Key": f"{unique}-k"})
+            assert r.status_code == 202, r.text
+            record_id = r.json()["record_id"]
+            await asyncio.sleep(2.0)
+            rows = await fetch(dsn, "SELECT id, topic, key, created_at, published_at FROM outbox_events "
+                                    "WHERE key = $1 ORDER BY id DESC LIMIT 5", record_id)
+            assert len(rows) == 1
+            assert rows[0]["published_at"] is None
+        finally:
+            await asyncio.to_thread(stack.start, "kafka")
+
+        async def published() -> bool:
+            value = await fetchval(dsn, "SELECT published_at FROM outbox_events WHERE key = $1", record_id)
+            return value is not None
+
+        await eventually(published, timeout=90, interval=0.5)
+
+        async def canonical() -> bool:
+            return await canonical_count(dsn, source) == 1
+
+        await eventually(canonical, timeout=90, interval=0.5)
+
+
+@pytest.mark.timeout(300)
+async def test_tokenizer_down_retries_in_the_ledger_then_a_pii_free_v2_dlq_message(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, canaries: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Split roles: the normalizer process calls TOKENIZER_URL, where nothing listens."""
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "MAX_ATTEMPTS": "3",
+           "BACKOFF_BASE_MS": "100", "TOKENIZER_URL": "http://127.0.0.1:9"}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"tokdown-{unique}"
+    normalizer = ServeProcess(env, "normalizer", tmp_path, name="normalizer").start()
+    try:
+        normalizer.wait_healthy()
+        settings = make_settings(stack_env, **isolated_kafka)
+        async with running_app(settings, INGEST_AND_PUBLISH) as client:
+            r = await client.post("/v2/ingest", json=v2_body(source, canaries),
+                                  headers={**DEV, "Idempotency-Key": f"{unique}-t"})
+            assert r.status_code == 202, r.text
+            record_id = r.json()["record_id"]
+
+            async def dead_lettered() -> bool:
+                status = await fetchval(dsn, "SELECT status FROM processing_stage_state WHERE record_id = $1",
+                                        uuid.UUID(record_id))
+                return bool(status == "dlq")
+
+            await eventually(dead_lettered, timeout=60, interval=0.3)
+
+        attempts = await fetch(dsn, "SELECT attempt_no, status, error_type, error_stage, transient FROM "
+                                    "processing_attempts WHERE record_id = $1 ORDER BY attempt_no", uuid.UUID(record_id))
+        assert [a["attempt_no"] for a in attempts] == [1, 2, 3]
+        assert all(a["error_stage"] == "tokenize" and a["transient"] for a in attempts)
+        assert attempts[-1]["status"] == "dlq_published"
+
+        dlq = read_all(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_DLQ_TOPIC_V2"], expect=1)
+        assert len(dlq) == 1
+        envelope = json.loads(dlq[0][1])
+        assert set(envelope) == {"original_event", "error", "attempts", "failed_at"}
+        assert envelope["error"]["stage"] == "tokenize"
+        assert envelope["error"]["type"] == "TokenizerUnavailable"
+        assert envelope["attempts"] == 3
+        assert envelope["original_event"]["record_id"] == record_id
+        assert envelope["original_event"]["event_version"] == "2"
+        # Nothing on the v1 DLQ; no canonical row.
+        assert read_all(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_DLQ_TOPIC_V1"], timeout=3) == []
+        assert await canonical_count(dsn, source) == 0
+
+        # PII-free: envelope, DLQ table, ledger and the normalizer's logs hold no canary.
+        ledger = await fetch(dsn, "SELECT * FROM processing_attempts WHERE record_id = $1", uuid.UUID(record_id))
+        dlq_rows = await fetch(dsn, "SELECT * FROM dlq_events WHERE record_id = $1", uuid.UUID(record_id))
+        assert len(dlq_rows) == 1
+        everything = dlq[0][1].decode() + json.dumps([dict(x) for x in ledger + dlq_rows], default=str)
+        everything += normalizer.logs()
+        for value in canaries.values():
+            assert value not in everything
+
+        # The offset was committed after the DLQ publish: nothing left to redeliver.
+        topic = isolated_kafka["TOPIC_RECORD_INGESTED_V2"]
+
+        async def committed() -> bool:
+            return committed_total(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_CONSUMER_GROUP"], topic, 3) == 1
+
+        await eventually(committed, timeout=20, interval=0.5)
+    finally:
+        normalizer.stop()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fault", ["missing", "altered"])
+async def test_a_missing_or_altered_raw_object_goes_to_the_dlq_without_retries(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, fault: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka, MAX_ATTEMPTS="5")
+    dsn = stack_env["DATABASE_URL"]
+    source = f"raw-{fault}-{unique}"
+    async with running_app(settings, INGEST_AND_PUBLISH) as client:
+        r = await client.post("/v1/ingest", json=v1_body(source), headers={**DEV, "Idempotency-Key": f"{unique}-r"})
+        assert r.status_code == 202
+        record_id = r.json()["record_id"]
+
+        async def published() -> bool:
+            return await fetchval(dsn, "SELECT published_at FROM outbox_events WHERE key=$1", record_id) is not None
+
+        await eventually(published, timeout=30)
+    store = AiobotocoreObjectStore(settings.object_store)
+    key = f"{source}/{record_id}.json"
+    try:
+        if fault == "missing":
+            await store.delete(key)
+        else:
+            original = await store.get(key)
+            await store.put(key, original.replace(b"Pat0", b"Pax0"))  # same size, other bytes
+    finally:
+        await store.close()
+
+    async with running_app(settings, NORMALIZE):
+        async def dead() -> bool:
+            return await fetchval(dsn, "SELECT status FROM processing_stage_state WHERE record_id=$1",
+                                  uuid.UUID(record_id)) == "dlq"
+
+        await eventually(dead, timeout=30)
+    attempts = await fetch(dsn, "SELECT error_stage, error_type, transient FROM processing_attempts "
+                                "WHERE record_id = $1", uuid.UUID(record_id))
+    assert len(attempts) == 1, "a permanent error must not be retried"
+    assert attempts[0]["transient"] is False
+    assert attempts[0]["error_stage"] == ("fetch" if fault == "missing" else "verify")
+    dlq = read_all(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_DLQ_TOPIC_V1"], expect=1)
+    assert json.loads(dlq[0][1])["error"]["stage"] == attempts[0]["error_stage"]
+    assert await canonical_count(dsn, source) == 0
+
+
+@pytest.mark.timeout(300)
+async def test_the_same_event_delivered_twice_gives_one_canonical_row(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    source = f"redeliver-{unique}"
+    async with running_app(settings) as client:
+        ids = []
+        for n in range(5):
+            r = await client.post("/v1/ingest", json=v1_body(source, n),
+                                  headers={**DEV, "Idempotency-Key": f"{unique}-{n}"})
+            ids.append(r.json()["record_id"])
+
+        async def all_in() -> bool:
+            return await canonical_count(dsn, source) == 5
+
+        await eventually(all_in, timeout=30)
+    # Offsets reset: a new consumer group reads the topic from the beginning.
+    again = make_settings(stack_env, **{**isolated_kafka, "KAFKA_CONSUMER_GROUP": f"again-{unique}"})
+    async with running_app(again, NORMALIZE):
+        async def reprocessed() -> bool:
+            n = await fetchval(dsn, "SELECT count(*) FROM processing_attempts WHERE record_id = ANY($1) "
+                                    "AND result = 'duplicate'", [uuid.UUID(i) for i in ids])
+            return bool(n == 5)
+
+        await eventually(reprocessed, timeout=30)
+    assert await canonical_count(dsn, source) == 5
+    rows = await fetch(dsn, "SELECT record_id, count(*) AS n FROM canonical_records WHERE source=$1 GROUP BY 1",
+                       source)
+    assert all(r["n"] == 1 for r in rows)
+
+
+@pytest.mark.timeout(400)
+async def test_kill_9_of_the_normalizer_mid_batch_loses_and_duplicates_nothing(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, tmp_path: Path
+) -> None:
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"kill-{unique}"
+    total = 300
+    settings = make_settings(stack_env, **isolated_kafka)
+    async with running_app(settings, INGEST_AND_PUBLISH) as client:
+        sem = asyncio.Semaphore(16)
+
+        async def send(n: int) -> None:
+            async with sem:
+                r = await client.post("/v1/ingest", json=v1_body(source, n),
+                                      headers={**DEV, "Idempotency-Key": f"{unique}-{n}"})
+                assert r.status_code == 202
+
+        await asyncio.gather(*(send(n) for n in range(total)))
+
+        async def backlog_published() -> bool:
+            n = await fetchval(dsn, "SELECT count(*) FROM outbox_events o JOIN raw_object_manifest m "
+                                    "ON m.record_id::text = o.key WHERE m.source = $1 AND o.published_at IS NOT NULL",
+                               source)
+            return bool(n == total)
+
+        await eventually(backlog_published, timeout=60)
+
+    first = ServeProcess(env, "normalizer,tokenizer", tmp_path, name="normalizer-1").start()
+    first.wait_healthy()
+
+    async def some_done() -> bool:
+        return await canonical_count(dsn, source) >= 20
+
+    await eventually(some_done, timeout=60, interval=0.05)
+    first.signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    done_at_kill = await canonical_count(dsn, source)
+    assert done_at_kill < total, "the kill came too late to be mid-batch"
+
+    second = ServeProcess(env, "normalizer,tokenizer", tmp_path, name="normalizer-2").start()
+    try:
+        second.wait_healthy()
+
+        async def all_done() -> bool:
+            return await canonical_count(dsn, source) == total
+
+        await eventually(all_done, timeout=120, interval=0.5)
+    finally:
+        second.stop()
+    distinct = await fetchval(dsn, "SELECT count(DISTINCT record_id) FROM canonical_records WHERE source=$1", source)
+    assert distinct == total
+    missing = await fetchval(dsn, "SELECT count(*) FROM raw_object_manifest m WHERE m.source=$1 AND NOT EXISTS "
+                                  "(SELECT 1 FROM canonical_records c WHERE c.record_id = m.record_id)", source)
+    assert missing == 0
+
+
+@pytest.mark.timeout(300)
+async def test_two_publishers_on_one_backlog_publish_every_row_exactly_once(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka, OUTBOX_BATCH_SIZE="50")
+    dsn = stack_env["DATABASE_URL"]
+    source = f"pub2-{unique}"
+    total = 400
+    async with running_app(settings, INGEST_ONLY) as client:
+        for n in range(total):
+            r = await client.post("/v1/ingest", json=v1_body(source, n),
+                                  headers={**DEV, "Idempotency-Key": f"{unique}-{n}"})
+            assert r.status_code == 202
+    pending = await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND topic = $1",
+                             isolated_kafka["TOPIC_RECORD_INGESTED_V1"])
+    assert pending == total
+    publish_only = frozenset({Role.PUBLISHER})
+    async with running_app(settings, publish_only), running_app(settings, publish_only):
+        async def drained() -> bool:
+            n = await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND topic = $1",
+                               isolated_kafka["TOPIC_RECORD_INGESTED_V1"])
+            return bool(n == 0)
+
+        await eventually(drained, timeout=60)
+    topic = isolated_kafka["TOPIC_RECORD_INGESTED_V1"]
+    assert end_offsets_total(stack_env["KAFKA_BROKERS"], topic, 3) == total
+    keys = [k for k, _ in read_all(stack_env["KAFKA_BROKERS"], topic, expect=total, timeout=30)]
+    assert len(keys) == total
+    assert len(set(keys)) == total
+    attempts = await fetch(dsn, "SELECT attempts FROM outbox_events WHERE topic = $1", topic)
+    assert {a["attempts"] for a in attempts} == {1}
