@@ -19,6 +19,7 @@ from exchange.ingest import IdempotencyJanitor, IngestService
 from exchange.normalize import Normalizer, OffsetBook, RecordProcessor
 from exchange.ops.health import HealthProbe
 from exchange.ops.metrics import Metrics
+from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.roles import Role
 from exchange.runtime import BackgroundComponent, Supervisor, TaskStatus
@@ -78,6 +79,7 @@ def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
 
 def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     metrics = Metrics()
+    configure_tracing("exchange", settings.observability.otlp_endpoint)
     components: list[BackgroundComponent] = []
     probes: dict[str, HealthProbe] = {}
     hooks: list[Callable[[], Awaitable[None]]] = []

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from opentelemetry.trace import SpanKind
 
 from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, ConsumedMessage, DeliveryFailed
 from exchange.adapters.postgres import Database
@@ -34,6 +35,7 @@ from exchange.normalize._ledger import AttemptRef, DeliveryInfo
 from exchange.normalize._offsets import OffsetBook
 from exchange.normalize._pipeline import RecordProcessor, StageFailure
 from exchange.ops.metrics import Metrics
+from exchange.ops.tracing import context_from_headers, tracer
 from exchange.settings import KafkaSettings, PipelineSettings
 
 __all__ = ("Normalizer", "backoff_delay")
@@ -124,6 +126,23 @@ class Normalizer:
             book.mark_committed(offsets)
 
     async def _handle(
+        self,
+        msg: ConsumedMessage,
+        slots: asyncio.Semaphore,
+        book: OffsetBook,
+        producer: AsyncProducer,
+        stop: asyncio.Event,
+    ) -> None:
+        with tracer.start_as_current_span(
+            "normalize record", kind=SpanKind.CONSUMER, context=context_from_headers(msg.headers),
+            record_exception=False,
+        ) as span:
+            span.set_attribute("messaging.destination.name", msg.topic)
+            span.set_attribute("messaging.kafka.partition", msg.partition)
+            span.set_attribute("messaging.kafka.offset", msg.offset)
+            await self._handle_in_span(msg, slots, book, producer, stop)
+
+    async def _handle_in_span(
         self,
         msg: ConsumedMessage,
         slots: asyncio.Semaphore,

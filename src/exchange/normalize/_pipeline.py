@@ -26,6 +26,7 @@ from exchange.errors import (
 from exchange.events import RecordIngested, RecordIngestedV2, decode_event
 from exchange.ingest import mark_canonicalized
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
+from exchange.ops.tracing import tracer
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 from exchange.web.validation import field_and_rule
 
@@ -141,12 +142,16 @@ class RecordProcessor:
                 async with conn.transaction():
                     await Ledger.succeeded(conn, attempt, "duplicate")
                 return Processed("duplicate", attempt)
-        raw = await self._fetch(event)
+        with tracer.start_as_current_span("fetch raw object", record_exception=False):
+            raw = await self._fetch(event)
         self._verify(event, raw)
         record = self._parse(raw)
         ids = self._identifiers(record)
-        token = await self._tokenize(ids)
-        return await self._write(event, record, token, attempt)
+        with tracer.start_as_current_span("tokenize", record_exception=False):
+            token = await self._tokenize(ids)
+        with tracer.start_as_current_span("canonical write", record_exception=False) as span:
+            span.set_attribute("db.system", "postgresql")
+            return await self._write(event, record, token, attempt)
 
     async def _fetch(self, event: RecordIngested) -> bytes:
         if event.raw_object.bucket != self._store.bucket:

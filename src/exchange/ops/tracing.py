@@ -1,25 +1,56 @@
-"""OpenTelemetry: a tracer provider per process, W3C traceparent in and out."""
+"""OpenTelemetry: one SDK tracer provider per process, W3C ``traceparent`` in and out.
+
+A record's trace starts at the HTTP ingest span; its ``traceparent`` is stored with the
+outbox row, sent as a Kafka header, and continued by the normalizer (fetch, tokenize,
+canonical write). Span attributes carry ids and error types only, never patient data.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+
 from opentelemetry import trace
-from opentelemetry.propagate import inject
+from opentelemetry.context import Context
+from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-__all__ = ("configure_tracing", "current_traceparent", "tracer")
+__all__ = ("configure_tracing", "context_from_headers", "current_traceparent", "inject_headers", "tracer")
 
 tracer = trace.get_tracer("exchange")
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
 
 
-def configure_tracing(service_name: str) -> TracerProvider:
-    """Install an SDK tracer provider (ids are real; export is wired when an endpoint is set)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    trace.set_tracer_provider(provider)
-    return provider
+def configure_tracing(service_name: str, otlp_endpoint: str | None) -> TracerProvider:
+    """Install the process's tracer provider once; export over OTLP/HTTP when configured."""
+    global _provider  # noqa: PLW0603 - the provider is process-global by OpenTelemetry's design
+    with _lock:
+        if _provider is None:
+            _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+            if otlp_endpoint:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+                    OTLPSpanExporter,
+                )
+
+                exporter = OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces")
+                _provider.add_span_processor(BatchSpanProcessor(exporter))
+            trace.set_tracer_provider(_provider)
+        return _provider
 
 
 def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier.get("traceparent")
+
+
+def inject_headers(headers: dict[str, str]) -> dict[str, str]:
+    inject(headers)
+    return headers
+
+
+def context_from_headers(headers: Mapping[str, str]) -> Context:
+    return extract(dict(headers))

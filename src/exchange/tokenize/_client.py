@@ -14,6 +14,7 @@ import msgspec
 from jose import jwt
 
 from exchange.errors import TokenizerUnavailable
+from exchange.ops.tracing import inject_headers
 from exchange.settings import AuthSettings
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, patient_token
 
@@ -76,7 +77,7 @@ class HttpTokenizer:
             body["ssn"] = ids.ssn
         try:
             response = await self._client.post(
-                "/tokenize", json=body, headers={"Authorization": f"Bearer {self._bearer()}"}
+                "/tokenize", json=body, headers=inject_headers({"Authorization": f"Bearer {self._bearer()}"})
             )
         except httpx.HTTPError as exc:
             raise TokenizerUnavailable(f"tokenizer unreachable ({type(exc).__name__})") from None

@@ -9,9 +9,11 @@ import uuid
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry.trace import SpanKind
 
 from exchange.ops.logging import correlation_id_var
 from exchange.ops.metrics import Metrics
+from exchange.ops.tracing import context_from_headers, tracer
 
 __all__ = ("CORRELATION_HEADER", "RequestContextMiddleware", "acceptable_correlation_id")
 
@@ -45,10 +47,12 @@ class RequestContextMiddleware:
             await self._app(scope, receive, send)
             return
         raw = None
+        trace_headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             if name == b"x-correlation-id":
                 raw = value.decode("latin-1")
-                break
+            elif name in (b"traceparent", b"tracestate"):
+                trace_headers[name.decode()] = value.decode("latin-1")
         cid = acceptable_correlation_id(raw)
         token = correlation_id_var.set(cid)
         started = time.perf_counter()
@@ -62,12 +66,26 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        method = scope.get("method", "")
+        route = "unmatched"
         try:
-            await self._app(scope, receive, send_with_header)
+            with tracer.start_as_current_span(
+                f"HTTP {method}",
+                kind=SpanKind.SERVER,
+                context=context_from_headers(trace_headers),
+                record_exception=False,  # exception messages may quote data; the status is enough
+            ) as span:
+                try:
+                    await self._app(scope, receive, send_with_header)
+                finally:
+                    route = _route_of(scope)
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.request.method", str(method))
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status_holder[0])
+                    span.set_attribute("correlation_id", cid)
         finally:
             elapsed = time.perf_counter() - started
-            method = scope.get("method", "")
-            route = _route_of(scope)
             status = status_holder[0]
             self._metrics.http_requests.labels(method, route, str(status)).inc()
             self._metrics.http_latency.labels(method, route).observe(elapsed)

@@ -96,7 +96,8 @@ def _parameter_name(request: Request[Any, Any, Any], key: str) -> str:
     handler: Any = request.scope.get("route_handler")
     param = getattr(handler, "parsed_fn_signature", None)
     param = param.parameters.get(key) if param is not None else None
-    alias = getattr(getattr(param, "kwarg_definition", None), "header", None)
+    kwarg = getattr(param, "kwarg_definition", None)
+    alias = getattr(kwarg, "header", None) or getattr(kwarg, "name", None)
     return str(alias) if alias else key
 
 
