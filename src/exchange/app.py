@@ -13,6 +13,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from exchange.admin import AdminService, admin_routes
 from exchange.bootstrap import Runtime, build_runtime
 from exchange.ingest import IngestService, ingest_routes
 from exchange.ops.health import health_routes
@@ -31,6 +32,11 @@ SHUTDOWN_DRAIN_S = 5.0
 
 def _provide_ingest_service(state: State) -> IngestService:
     service: IngestService = state.runtime.ingest_service
+    return service
+
+
+def _provide_admin_service(state: State) -> AdminService:
+    service: AdminService = state.runtime.admin_service
     return service
 
 
@@ -60,6 +66,8 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         handlers.extend(ingest_routes)
     if Role.TOKENIZER in roles:
         handlers.extend(tokenize_routes)
+    if Role.ADMIN in roles:
+        handlers.extend(admin_routes)
 
     state = State(
         {
@@ -81,6 +89,7 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         dependencies={
             "ingest_service": Provide(_provide_ingest_service, sync_to_thread=False),
             "metrics": Provide(_provide_metrics, sync_to_thread=False),
+            "admin_service": Provide(_provide_admin_service, sync_to_thread=False),
             "schema_hints": Provide(_provide_schema_hints, sync_to_thread=False),
         },
         request_max_body_size=settings.http.max_body_bytes,

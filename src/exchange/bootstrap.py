@@ -6,8 +6,9 @@ components. Nothing here runs at import time; connections open in ``Runtime.star
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from exchange.adapters.jwt import TokenVerifier
 from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, broker_ready
 from exchange.adapters.objectstore import AiobotocoreObjectStore, ObjectStore
 from exchange.adapters.postgres import Database
+from exchange.admin import AdminService
 from exchange.ingest import IdempotencyJanitor, IngestService
 from exchange.normalize import Normalizer, OffsetBook, RecordProcessor
 from exchange.ops.health import HealthProbe
@@ -26,7 +28,7 @@ from exchange.runtime import BackgroundComponent, Supervisor, TaskStatus
 from exchange.settings import Settings, SettingsError
 from exchange.tokenize import HttpTokenizer, InProcessTokenizer, Tokenizer
 
-__all__ = ("Runtime", "build_runtime")
+__all__ = ("Runtime", "admin_tools", "build_runtime")
 
 _log = logging.getLogger("exchange.bootstrap")
 
@@ -44,6 +46,7 @@ class Runtime:
     object_store: ObjectStore | None = None
     ingest_service: IngestService | None = None
     local_tokenizer: Tokenizer | None = None
+    admin_service: AdminService | None = None
     health_probes: dict[str, HealthProbe] = field(default_factory=dict)
     metrics_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -193,6 +196,13 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
             )
         )
 
+    admin_service = None
+    if Role.ADMIN in roles:
+        assert db is not None
+        assert store is not None
+        admin_service = AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2)
+        closers.append(admin_service.stop)
+
     supervisor = Supervisor(components, on_change=_on_task_change(metrics))
     return Runtime(
         settings=settings,
@@ -204,7 +214,21 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         object_store=store,
         ingest_service=ingest_service,
         local_tokenizer=local_tokenizer,
+        admin_service=admin_service,
         health_probes=probes,
         metrics_hooks=hooks,
         _closers=closers,
     )
+
+
+@contextlib.asynccontextmanager
+async def admin_tools(settings: Settings) -> AsyncIterator[AdminService]:
+    """The admin service for one CLI command (replay, reconcile, dlq), closed afterwards."""
+    db = Database(settings.database)
+    store = AiobotocoreObjectStore(settings.object_store)
+    await db.start()
+    try:
+        yield AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2)
+    finally:
+        await store.close()
+        await db.close()

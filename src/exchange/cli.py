@@ -1,4 +1,4 @@
-"""The ``exchange`` command: serve, migrate, stack.
+"""The ``exchange`` command: serve, migrate, stack, replay, reconcile, dlq.
 
 The CLI is the process edge: it reads the environment (plus ``.exchange/stack.env``
 for variables not set) exactly once and passes typed settings down.
@@ -87,6 +87,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ops(args: argparse.Namespace) -> int:
+    from exchange.ops_cli import run_ops_command  # noqa: PLC0415
+
+    return run_ops_command(_settings(args), args)
+
+
 def _cmd_stack(args: argparse.Namespace) -> int:
     from exchange.devstack import Stack, StackError  # noqa: PLC0415
 
@@ -151,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
         act = actions.add_parser(name, help=f"{name} one service (data is kept)")
         act.add_argument("service", choices=("postgres", "kafka", "s3"))
     stack.set_defaults(func=_cmd_stack)
+
+    from exchange.ops_cli import add_ops_commands  # noqa: PLC0415
+
+    before = set(sub.choices)
+    add_ops_commands(sub)
+    for name in set(sub.choices) - before:
+        sub.choices[name].set_defaults(func=_cmd_ops)
     return parser
 
 

@@ -13,6 +13,7 @@ from exchange.events.record_ingested import (
     decode_event,
     encode_event,
     format_timestamp,
+    make_event,
     new_event_id,
 )
 from exchange.events.topics import DLQ_V1, DLQ_V2, PLATFORM_TOPICS, TOPIC_V1, TOPIC_V2
@@ -32,6 +33,7 @@ __all__ = (
     "decode_event",
     "encode_event",
     "format_timestamp",
+    "make_event",
     "new_event_id",
     "uuid7",
 )

@@ -21,6 +21,7 @@ __all__ = (
     "decode_event",
     "encode_event",
     "format_timestamp",
+    "make_event",
     "new_event_id",
 )
 
@@ -79,6 +80,34 @@ def format_timestamp(moment: dt.datetime) -> str:
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
+
+
+def make_event(
+    version: Literal["1", "2"],
+    *,
+    event_id: str,
+    occurred_at: str,
+    correlation_id: str,
+    source: str,
+    record_id: str,
+    raw_object: RawObject,
+    record_kind: str | None = None,
+    schema_hint: str | None = None,
+) -> RecordIngested:
+    """The one place events are built (ingest, replay, repair)."""
+    if version == "1":
+        return RecordIngestedV1(
+            event_type="record.ingested", event_id=event_id, occurred_at=occurred_at,
+            correlation_id=correlation_id, source=source, record_id=record_id, raw_object=raw_object,
+        )
+    if record_kind not in ("encounter", "claim", "lab_result") or not schema_hint:
+        raise ValueError("a v2 event needs a record_kind and a schema_hint")
+    return RecordIngestedV2(
+        event_type="record.ingested", event_id=event_id, occurred_at=occurred_at,
+        correlation_id=correlation_id, source=source, record_id=record_id,
+        record_kind=record_kind,  # type: ignore[arg-type]
+        schema_hint=schema_hint, raw_object=raw_object,
+    )
 
 
 class DlqError(msgspec.Struct, frozen=True):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
 from exchange.adapters.postgres import Connection
 
-__all__ = ("mark_canonicalized",)
+__all__ = ("ManifestEntry", "manifest_for_source", "mark_canonicalized", "record_orphan")
 
 _CANONICALIZED = """
 UPDATE raw_object_manifest SET state = 'canonicalized', updated_at = now()
@@ -15,3 +19,35 @@ WHERE record_id = $1 AND state <> 'canonicalized'
 async def mark_canonicalized(conn: Connection, record_id: str) -> None:
     """Called inside the normalizer's canonical-write transaction."""
     await conn.execute(_CANONICALIZED, record_id)
+
+
+_FOR_SOURCE = """
+SELECT record_id::text AS record_id, object_key, state, sha256, size_bytes, created_at
+FROM raw_object_manifest WHERE source = $1
+"""
+_ORPHANED = """
+INSERT INTO raw_object_manifest
+    (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state)
+VALUES ($1, $2, $3, $4, $5, $6, 'unknown', 'orphaned')
+ON CONFLICT (record_id) DO UPDATE SET state = 'orphaned', object_key = EXCLUDED.object_key, updated_at = now()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    record_id: str
+    object_key: str
+    state: str
+    created_at: dt.datetime
+
+
+async def manifest_for_source(conn: Connection, source: str) -> dict[str, ManifestEntry]:
+    rows = await conn.fetch(_FOR_SOURCE, source)
+    return {r["record_id"]: ManifestEntry(r["record_id"], r["object_key"], r["state"], r["created_at"]) for r in rows}
+
+
+async def record_orphan(
+    conn: Connection, *, record_id: str, source: str, bucket: str, quarantine_key: str, sha256: str, size: int
+) -> None:
+    """Document a quarantined orphan (raw object whose ingest never committed)."""
+    await conn.execute(_ORPHANED, uuid.UUID(record_id), source, bucket, quarantine_key, sha256, size)

@@ -20,10 +20,9 @@ from exchange.errors import DuplicateKeyConflict
 from exchange.events import (
     RawObject,
     RecordIngested,
-    RecordIngestedV1,
-    RecordIngestedV2,
     encode_event,
     format_timestamp,
+    make_event,
     new_event_id,
     uuid7,
 )
@@ -125,21 +124,16 @@ class IngestService:
         return IngestOutcome(response=response, replayed=False)
 
     def _event(self, cmd: IngestCommand, record_id: str, object_key: str, sha256: str) -> RecordIngested:
-        raw = RawObject(bucket=self._store.bucket, key=object_key, sha256=sha256, size_bytes=len(cmd.body))
-        occurred_at = format_timestamp(dt.datetime.now(dt.UTC))
-        if cmd.version == 1:
-            return RecordIngestedV1(
-                event_type="record.ingested", event_id=new_event_id(), occurred_at=occurred_at,
-                correlation_id=cmd.correlation_id, source=cmd.source, record_id=record_id, raw_object=raw,
-            )
-        # v2 routes always set both.
-        assert cmd.record_kind is not None
-        assert cmd.schema_hint is not None
-        return RecordIngestedV2(
-            event_type="record.ingested", event_id=new_event_id(), occurred_at=occurred_at,
-            correlation_id=cmd.correlation_id, source=cmd.source, record_id=record_id,
-            record_kind=cmd.record_kind,  # type: ignore[arg-type]
-            schema_hint=cmd.schema_hint, raw_object=raw,
+        return make_event(
+            "1" if cmd.version == 1 else "2",
+            event_id=new_event_id(),
+            occurred_at=format_timestamp(dt.datetime.now(dt.UTC)),
+            correlation_id=cmd.correlation_id,
+            source=cmd.source,
+            record_id=record_id,
+            raw_object=RawObject(bucket=self._store.bucket, key=object_key, sha256=sha256, size_bytes=len(cmd.body)),
+            record_kind=cmd.record_kind,
+            schema_hint=cmd.schema_hint,
         )
 
 

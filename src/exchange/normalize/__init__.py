@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from exchange.normalize._consumer import Normalizer, backoff_delay
+from exchange.normalize._dlq_tools import DlqEntryNotFound, DlqTools, NotReprocessable
 from exchange.normalize._ledger import PIPELINE
 from exchange.normalize._offsets import OffsetBook
 from exchange.normalize._pipeline import RecordProcessor, StageFailure, payload_keys
+from exchange.normalize._queries import canonical_ids_for_source
 
-__all__ = ("PIPELINE", "Normalizer", "OffsetBook", "RecordProcessor", "StageFailure", "backoff_delay", "payload_keys")
+__all__ = (
+    "PIPELINE",
+    "DlqEntryNotFound",
+    "DlqTools",
+    "NotReprocessable",
+    "Normalizer",
+    "OffsetBook",
+    "RecordProcessor",
+    "StageFailure",
+    "backoff_delay",
+    "canonical_ids_for_source",
+    "payload_keys",
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from exchange.outbox._enqueue import OutboxMessage, enqueue
 from exchange.outbox._publisher import OutboxPublisher, outbox_stats
+from exchange.outbox._queries import OutboxStatus, outbox_status_for_keys
 
-__all__ = ("OutboxPublisher", "outbox_stats")
+__all__ = ("OutboxMessage", "OutboxPublisher", "OutboxStatus", "enqueue", "outbox_stats", "outbox_status_for_keys")

@@ -1,0 +1,21 @@
+"""Replay context: replay, verify and reconcile (+repair) from raw storage, as resumable jobs."""
+
+from __future__ import annotations
+
+from exchange.replay._jobs import JobRun, Jobs
+from exchange.replay._raw import EmitVersion, infer_version
+from exchange.replay._reconcile import QUARANTINE_PREFIX, ReconcileOptions, Reconciler
+from exchange.replay._replay import Progress, ReplayParams, ReplayService
+
+__all__ = (
+    "QUARANTINE_PREFIX",
+    "EmitVersion",
+    "JobRun",
+    "Jobs",
+    "Progress",
+    "ReconcileOptions",
+    "Reconciler",
+    "ReplayParams",
+    "ReplayService",
+    "infer_version",
+)

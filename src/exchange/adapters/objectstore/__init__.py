@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from exchange.adapters.objectstore.aiobotocore import AiobotocoreObjectStore, ensure_bucket_sync
-from exchange.adapters.objectstore.base import ObjectStore
+from exchange.adapters.objectstore.base import ObjectInfo, ObjectStore
 
-__all__ = ("AiobotocoreObjectStore", "ObjectStore", "ensure_bucket_sync")
+__all__ = ("AiobotocoreObjectStore", "ObjectInfo", "ObjectStore", "ensure_bucket_sync")

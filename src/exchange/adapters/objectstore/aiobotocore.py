@@ -11,6 +11,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from exchange.adapters.objectstore.base import ObjectInfo
 from exchange.errors import ObjectNotFound, ObjectStoreUnavailable
 from exchange.settings import ObjectStoreSettings
 
@@ -85,7 +86,7 @@ class AiobotocoreObjectStore:
         except (BotoCoreError, ClientError, OSError) as exc:
             raise ObjectStoreUnavailable(f"object store delete failed ({type(exc).__name__})") from None
 
-    async def list_keys(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[str]:
+    async def list_objects(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[ObjectInfo]:
         s3 = await self._s3()
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         if start_after:
@@ -94,9 +95,21 @@ class AiobotocoreObjectStore:
             paginator = s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(**kwargs):
                 for item in page.get("Contents", []):
-                    yield item["Key"]
+                    yield ObjectInfo(item["Key"], int(item.get("Size", 0)), item["LastModified"])
         except (BotoCoreError, ClientError, OSError) as exc:
             raise ObjectStoreUnavailable(f"object store list failed ({type(exc).__name__})") from None
+
+    async def copy(self, source_key: str, target_key: str) -> None:
+        s3 = await self._s3()
+        try:
+            await s3.copy_object(Bucket=self.bucket, Key=target_key,
+                                 CopySource={"Bucket": self.bucket, "Key": source_key})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                raise ObjectNotFound(f"no object at {source_key}") from None
+            raise ObjectStoreUnavailable(f"object store copy failed ({type(exc).__name__})") from None
+        except (BotoCoreError, OSError) as exc:
+            raise ObjectStoreUnavailable(f"object store copy failed ({type(exc).__name__})") from None
 
     async def ping(self) -> None:
         s3 = await self._s3()

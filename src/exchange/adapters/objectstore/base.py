@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ("ObjectStore",)
+__all__ = ("ObjectInfo", "ObjectStore")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: dt.datetime
 
 
 class ObjectStore(Protocol):
@@ -20,9 +29,11 @@ class ObjectStore(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
-    def list_keys(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[str]:
-        """Keys under ``prefix`` in lexicographic order (S3 lists in UTF-8 byte order)."""
+    def list_objects(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[ObjectInfo]:
+        """Objects under ``prefix`` in lexicographic key order (S3 lists in UTF-8 byte order)."""
         ...
+
+    async def copy(self, source_key: str, target_key: str) -> None: ...
 
     async def ping(self) -> None:
         """Cheap round-trip proving the bucket is reachable."""

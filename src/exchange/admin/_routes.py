@@ -1,0 +1,146 @@
+"""Admin HTTP API (scope ``admin``): jobs and DLQ tooling, the same operations as the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+
+from exchange.admin._service import AdminService
+from exchange.errors import InvalidRequest
+from exchange.normalize import DlqEntryNotFound, NotReprocessable
+from exchange.ops.logging import correlation_id_var
+from exchange.web import principal_of, require_scope_guard
+
+__all__ = ("admin_routes",)
+
+Source = Annotated[str, msgspec.Meta(pattern=r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+ADMIN: dict[str, Any] = {"guards": [require_scope_guard], "opt": {"scope": "admin"},
+                         "security": [{"bearerAuth": []}], "tags": ["admin"]}
+
+
+class ReplayJobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    source: Source
+    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    emit_version: Literal["v1", "v2", "auto"] = "auto"
+    dry_run: bool = False
+
+
+class VerifyJobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    source: Source
+
+
+class ReconcileJobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    source: Source
+    repair: bool = False
+    orphan_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    stuck_after_s: Annotated[float, msgspec.Meta(ge=0)] = 900.0
+    in_flight_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+
+
+class ResolveRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class NotFound(InvalidRequest):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, status=404, type_slug="not-found")
+
+
+async def _start(admin: AdminService, request: Request[Any, Any, Any], kind: Literal["replay", "verify", "reconcile"],
+                 params: dict[str, Any]) -> Response[dict[str, Any]]:
+    job = await admin.create_job(kind, params, principal_of(request).subject)
+    admin.start_in_background(job)
+    return Response({"job_id": job.job_run_id, "status": "queued", "job_name": kind}, status_code=202,
+                    headers={"Location": f"/admin/jobs/{job.job_run_id}"})
+
+
+@post("/admin/jobs/replay", status_code=202, summary="Start a replay job", **ADMIN)
+async def start_replay(request: Request[Any, Any, Any], data: ReplayJobRequest,
+                       admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
+    return await _start(admin_service, request, "replay", msgspec.to_builtins(data))
+
+
+@post("/admin/jobs/verify", status_code=202, summary="Start a verify job (raw vs canonical)", **ADMIN)
+async def start_verify(request: Request[Any, Any, Any], data: VerifyJobRequest,
+                       admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
+    return await _start(admin_service, request, "verify", msgspec.to_builtins(data))
+
+
+@post("/admin/jobs/reconcile", status_code=202, summary="Start a reconcile job (optionally repair)", **ADMIN)
+async def start_reconcile(request: Request[Any, Any, Any], data: ReconcileJobRequest,
+                          admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
+    return await _start(admin_service, request, "reconcile", msgspec.to_builtins(data))
+
+
+@get("/admin/jobs/{job_id:str}", summary="A job's state, progress and result", **ADMIN)
+async def get_job(request: Request[Any, Any, Any], job_id: str,
+                  admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
+    job = await admin_service.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job.as_dict()
+
+
+@get("/admin/dlq", summary="List DLQ entries", **ADMIN)
+async def list_dlq(
+    request: Request[Any, Any, Any],
+    admin_service: NamedDependency[AdminService],
+    topic: str | None = None,
+    stage: str | None = None,
+    error_type: str | None = None,
+    status: Literal["open", "reprocessed", "resolved"] | None = None,
+    since: dt.datetime | None = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    entries = await admin_service.dlq.list(topic=topic, stage=stage, error_type=error_type, status=status,
+                                           since=since, limit=limit)
+    await admin_service.audit(principal_of(request).subject, "dlq.list", "dlq_event", None, "ok",
+                              {"count": len(entries)}, correlation_id_var.get())
+    return {"entries": entries}
+
+
+@get("/admin/dlq/report", summary="DLQ counts by stage, error type and status", **ADMIN)
+async def dlq_report(request: Request[Any, Any, Any], admin_service: NamedDependency[AdminService],
+                     hours: Annotated[int, QueryParameter(ge=1, le=24 * 90)] = 24) -> dict[str, Any]:
+    return await admin_service.dlq.report(hours)
+
+
+@get("/admin/dlq/{entry_id:int}", summary="One DLQ entry with its ledger history", **ADMIN)
+async def inspect_dlq(request: Request[Any, Any, Any], entry_id: int,
+                      admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
+    try:
+        entry = await admin_service.dlq.inspect(entry_id)
+    except DlqEntryNotFound:
+        raise NotFound(f"no DLQ entry {entry_id}") from None
+    await admin_service.audit(principal_of(request).subject, "dlq.inspect", "dlq_event", str(entry_id), "ok",
+                              correlation_id=correlation_id_var.get())
+    return entry
+
+
+@post("/admin/dlq/{entry_id:int}/reprocess", status_code=202, summary="Re-emit the original event", **ADMIN)
+async def reprocess_dlq(request: Request[Any, Any, Any], entry_id: int,
+                        admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
+    try:
+        return await admin_service.dlq_reprocess(entry_id, principal_of(request).subject)
+    except DlqEntryNotFound:
+        raise NotFound(f"no DLQ entry {entry_id}") from None
+    except NotReprocessable as exc:
+        raise InvalidRequest(str(exc), status=409, type_slug="not-reprocessable") from None
+
+
+@post("/admin/dlq/{entry_id:int}/resolve", status_code=200, summary="Close a DLQ entry by hand", **ADMIN)
+async def resolve_dlq(request: Request[Any, Any, Any], entry_id: int, data: ResolveRequest,
+                      admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
+    try:
+        return await admin_service.dlq_resolve(entry_id, principal_of(request).subject, data.reason)
+    except DlqEntryNotFound:
+        raise NotFound(f"no DLQ entry {entry_id}") from None
+
+
+admin_routes = (start_replay, start_verify, start_reconcile, get_job, list_dlq, dlq_report, inspect_dlq,
+                reprocess_dlq, resolve_dlq)

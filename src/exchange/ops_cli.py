@@ -1,0 +1,217 @@
+"""The operator commands: ``exchange replay``, ``exchange reconcile``, ``exchange dlq``.
+
+They run the same AdminService as the admin HTTP API, in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import json
+import re
+import sys
+import time
+from typing import Any
+
+from exchange.admin import AdminService
+from exchange.bootstrap import admin_tools
+from exchange.errors import DependencyUnavailable
+from exchange.normalize import DlqEntryNotFound, NotReprocessable
+from exchange.replay import Progress
+from exchange.settings import Settings
+
+__all__ = ("add_ops_commands", "run_ops_command")
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+class ProgressReporter:
+    """A bar with rate and ETA on a TTY; plain lines (at most one a second) otherwise."""
+
+    def __init__(self, stream: Any = sys.stderr) -> None:
+        self._stream = stream
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        rate = p.rate
+        remaining = max(p.total - p.done, 0)
+        eta = remaining / rate if rate > 0 else 0.0
+        if self._tty:
+            width = 30
+            filled = int(width * p.done / p.total) if p.total else width
+            bar = "#" * filled + "-" * (width - filled)
+            self._stream.write(f"\r[{bar}] {p.done}/{p.total} emitted={p.emitted} {rate:,.0f}/s ETA {eta:,.0f}s ")
+            self._stream.flush()
+            if p.done >= p.total:
+                self._stream.write("\n")
+        elif time.monotonic() - self._last >= 1.0 or p.done >= p.total:
+            self._last = time.monotonic()
+            print(f"replay progress: {p.done}/{p.total} emitted={p.emitted} rate={rate:.0f}/s eta={eta:.0f}s",
+                  file=self._stream, flush=True)
+
+
+def _since(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)([mhd])", text)
+    if match:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(match.group(1))})
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
+    actor = _actor()
+    if args.verify:
+        job = await admin.create_job("verify", {"source": args.source}, actor)
+        result = await admin.run_job(job)
+        _print_json(result)
+        return 1 if result["missing_count"] > 0 else 0
+    if args.resume:
+        found = await admin.jobs.get(args.resume)
+        if found is None or found.job_name != "replay":
+            print(f"exchange replay: no replay job {args.resume}", file=sys.stderr)
+            return 2
+        job = found
+        if job.status == "succeeded":
+            _print_json(job.result)
+            return 0
+        await admin.audit(actor, "job.replay.resume", "job", job.job_run_id, "accepted", job.params)
+    else:
+        if not args.source:
+            print("exchange replay: --source is required (or --resume JOB_ID)", file=sys.stderr)
+            return 2
+        params = {"source": args.source, "limit": args.limit, "emit_version": args.emit_version,
+                  "dry_run": args.dry_run}
+        job = await admin.create_job("replay", params, actor)
+    print(f"replay job {job.job_run_id}", file=sys.stderr, flush=True)
+    result = await admin.run_job(job, on_progress=ProgressReporter())
+    _print_json({"job_id": job.job_run_id, **result})
+    return 0
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [f"source: {report['source']}   raw={report['raw_count']} manifest={report['manifest_count']} "
+             f"canonical={report['canonical_count']} in_flight={report['in_flight_count']}",
+             f"{'finding':24} {'count':>7}  first ids"]
+    for name in ("orphans", "stuck", "missing_canonical", "canonical_without_raw"):
+        item = report[name]
+        lines.append(f"{name:24} {item['count']:>7}  {', '.join(item['record_ids'][:3])}")
+    if "repaired" in report:
+        lines.append(f"repaired: re_emitted={report['repaired']['re_emitted']} "
+                     f"quarantined={report['repaired']['quarantined']}")
+    lines.append("clean" if report["clean"] else "NOT clean")
+    return "\n".join(lines)
+
+
+async def _reconcile(admin: AdminService, args: argparse.Namespace) -> int:
+    params = {"source": args.source, "repair": args.repair, "orphan_grace_s": args.orphan_grace_seconds,
+              "stuck_after_s": args.stuck_after_seconds, "in_flight_s": args.in_flight_seconds}
+    job = await admin.create_job("reconcile", params, _actor())
+    report = await admin.run_job(job)
+    if args.format == "table":
+        print(_table(report))
+    else:
+        _print_json({"job_id": job.job_run_id, **report})
+    return 0
+
+
+async def _dlq(admin: AdminService, args: argparse.Namespace) -> int:
+    actor = _actor()
+    try:
+        if args.dlq_action == "list":
+            entries = await admin.dlq.list(topic=args.topic, stage=args.stage, error_type=args.error_type,
+                                           status=args.status, since=_since(args.since), limit=args.limit)
+            await admin.audit(actor, "dlq.list", "dlq_event", None, "ok", {"count": len(entries)})
+            if args.json:
+                _print_json(entries)
+            else:
+                for e in entries:
+                    print(f"{e['id']:>6} {e['failed_at']} {e['dlq_topic']:28} {e['error_stage']:9} "
+                          f"{e['error_type']:24} {e['status']:11} {e['record_id']}")
+        elif args.dlq_action == "inspect":
+            entry = await admin.dlq.inspect(args.id)
+            await admin.audit(actor, "dlq.inspect", "dlq_event", str(args.id), "ok")
+            _print_json(entry)
+        elif args.dlq_action == "reprocess":
+            _print_json(await admin.dlq_reprocess(args.id, actor))
+        elif args.dlq_action == "resolve":
+            _print_json(await admin.dlq_resolve(args.id, actor, args.reason))
+        elif args.dlq_action == "report":
+            _print_json(await admin.dlq.report(args.hours))
+    except DlqEntryNotFound as exc:
+        print(f"exchange dlq: {exc}", file=sys.stderr)
+        return 1
+    except NotReprocessable as exc:
+        print(f"exchange dlq: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_ops_commands(sub: Any) -> None:
+    replay = sub.add_parser("replay", help="re-emit events for a source's raw objects (or --verify)")
+    replay.add_argument("--source")
+    replay.add_argument("--limit", type=int, default=None)
+    replay.add_argument("--emit-version", choices=("v1", "v2", "auto"), default="auto")
+    replay.add_argument("--dry-run", action="store_true")
+    replay.add_argument("--verify", action="store_true", help="compare raw vs canonical; exit 1 when missing")
+    replay.add_argument("--resume", metavar="JOB_ID", help="continue an interrupted replay job")
+    replay.set_defaults(ops="replay")
+
+    rec = sub.add_parser("reconcile", help="raw <-> manifest <-> canonical; --repair fixes what it can")
+    rec.add_argument("--source", required=True)
+    rec.add_argument("--repair", action="store_true")
+    rec.add_argument("--format", choices=("json", "table"), default="json")
+    rec.add_argument("--orphan-grace-seconds", type=float, default=600.0)
+    rec.add_argument("--stuck-after-seconds", type=float, default=900.0)
+    rec.add_argument("--in-flight-seconds", type=float, default=300.0)
+    rec.set_defaults(ops="reconcile")
+
+    dlq = sub.add_parser("dlq", help="DLQ tooling: list, inspect, reprocess, resolve, report")
+    actions = dlq.add_subparsers(dest="dlq_action", required=True)
+    lst = actions.add_parser("list")
+    lst.add_argument("--topic")
+    lst.add_argument("--stage")
+    lst.add_argument("--error-type")
+    lst.add_argument("--status", choices=("open", "reprocessed", "resolved"))
+    lst.add_argument("--since", help="ISO time or a duration like 30m, 2h, 7d")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--json", action="store_true")
+    for name in ("inspect", "reprocess"):
+        act = actions.add_parser(name)
+        act.add_argument("id", type=int)
+    res = actions.add_parser("resolve")
+    res.add_argument("id", type=int)
+    res.add_argument("--reason", required=True)
+    rep = actions.add_parser("report")
+    rep.add_argument("--hours", type=int, default=24)
+    dlq.set_defaults(ops="dlq")
+
+
+def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> int:
+        async with admin_tools(settings) as admin:
+            if args.ops == "replay":
+                return await _replay(admin, args)
+            if args.ops == "reconcile":
+                return await _reconcile(admin, args)
+            return await _dlq(admin, args)
+
+    try:
+        return asyncio.run(run())
+    except DependencyUnavailable as exc:
+        print(f"exchange {args.ops}: {exc}", file=sys.stderr)
+        return 1
