@@ -85,8 +85,19 @@ class Database:
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """One unit of work: committed when the block exits normally, else rolled back."""
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
+            async with self.pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                try:
+                    yield conn
+                except BaseException:
+                    # If the connection died mid-transaction, ROLLBACK fails too ("connection is
+                    # closed"); the server has rolled back already, so the first error is the one to
+                    # report.
+                    with contextlib.suppress(asyncpg.InterfaceError, *CONNECTION_ERRORS):
+                        await tx.rollback()
+                    raise
+                await tx.commit()
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
 

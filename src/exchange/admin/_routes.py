@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from exchange.admin._service import AdminService
 from exchange.errors import InvalidRequest
@@ -60,25 +60,25 @@ async def _start(admin: AdminService, request: Request[Any, Any, Any], kind: Lit
 
 
 @post("/admin/jobs/replay", status_code=202, summary="Start a replay job", **ADMIN)
-async def start_replay(request: Request[Any, Any, Any], data: ReplayJobRequest,
+async def start_replay(request: Request[Any, Any, Any], data: JSONBody[ReplayJobRequest],
                        admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
     return await _start(admin_service, request, "replay", msgspec.to_builtins(data))
 
 
 @post("/admin/jobs/verify", status_code=202, summary="Start a verify job (raw vs canonical)", **ADMIN)
-async def start_verify(request: Request[Any, Any, Any], data: VerifyJobRequest,
+async def start_verify(request: Request[Any, Any, Any], data: JSONBody[VerifyJobRequest],
                        admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
     return await _start(admin_service, request, "verify", msgspec.to_builtins(data))
 
 
 @post("/admin/jobs/reconcile", status_code=202, summary="Start a reconcile job (optionally repair)", **ADMIN)
-async def start_reconcile(request: Request[Any, Any, Any], data: ReconcileJobRequest,
+async def start_reconcile(request: Request[Any, Any, Any], data: JSONBody[ReconcileJobRequest],
                           admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
     return await _start(admin_service, request, "reconcile", msgspec.to_builtins(data))
 
 
 @get("/admin/jobs/{job_id:str}", summary="A job's state, progress and result", **ADMIN)
-async def get_job(request: Request[Any, Any, Any], job_id: str,
+async def get_job(request: Request[Any, Any, Any], job_id: FromPath[str],
                   admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
     job = await admin_service.jobs.get(job_id)
     if job is None:
@@ -90,11 +90,11 @@ async def get_job(request: Request[Any, Any, Any], job_id: str,
 async def list_dlq(
     request: Request[Any, Any, Any],
     admin_service: NamedDependency[AdminService],
-    topic: str | None = None,
-    stage: str | None = None,
-    error_type: str | None = None,
-    status: Literal["open", "reprocessed", "resolved"] | None = None,
-    since: dt.datetime | None = None,
+    topic: FromQuery[str | None] = None,
+    stage: FromQuery[str | None] = None,
+    error_type: FromQuery[str | None] = None,
+    status: FromQuery[Literal["open", "reprocessed", "resolved"] | None] = None,
+    since: FromQuery[dt.datetime | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
     entries = await admin_service.dlq.list(topic=topic, stage=stage, error_type=error_type, status=status,
@@ -111,7 +111,7 @@ async def dlq_report(request: Request[Any, Any, Any], admin_service: NamedDepend
 
 
 @get("/admin/dlq/{entry_id:int}", summary="One DLQ entry with its ledger history", **ADMIN)
-async def inspect_dlq(request: Request[Any, Any, Any], entry_id: int,
+async def inspect_dlq(request: Request[Any, Any, Any], entry_id: FromPath[int],
                       admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
     try:
         entry = await admin_service.dlq.inspect(entry_id)
@@ -123,7 +123,7 @@ async def inspect_dlq(request: Request[Any, Any, Any], entry_id: int,
 
 
 @post("/admin/dlq/{entry_id:int}/reprocess", status_code=202, summary="Re-emit the original event", **ADMIN)
-async def reprocess_dlq(request: Request[Any, Any, Any], entry_id: int,
+async def reprocess_dlq(request: Request[Any, Any, Any], entry_id: FromPath[int],
                         admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
     try:
         return await admin_service.dlq_reprocess(entry_id, principal_of(request).subject)
@@ -134,7 +134,7 @@ async def reprocess_dlq(request: Request[Any, Any, Any], entry_id: int,
 
 
 @post("/admin/dlq/{entry_id:int}/resolve", status_code=200, summary="Close a DLQ entry by hand", **ADMIN)
-async def resolve_dlq(request: Request[Any, Any, Any], entry_id: int, data: ResolveRequest,
+async def resolve_dlq(request: Request[Any, Any, Any], entry_id: FromPath[int], data: JSONBody[ResolveRequest],
                       admin_service: NamedDependency[AdminService]) -> dict[str, Any]:
     try:
         return await admin_service.dlq_resolve(entry_id, principal_of(request).subject, data.reason)

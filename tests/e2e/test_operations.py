@@ -1,0 +1,357 @@
+"""Replay, verify, reconcile (+repair) and DLQ tooling, end to end on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange.adapters.objectstore import AiobotocoreObjectStore
+from exchange.bootstrap import admin_tools
+from exchange.replay import QUARANTINE_PREFIX
+from exchange.roles import Role
+from tests.support.app import DEV, TEST_JWT_SECRET, bearer, make_settings, running_app
+from tests.support.db import eventually, fetch, fetchval
+from tests.support.process import ServeProcess
+
+INGEST = frozenset({Role.INGEST})
+PIPELINE = frozenset({Role.PUBLISHER, Role.NORMALIZER, Role.TOKENIZER})
+
+
+def v1(source: str, n: int) -> dict[str, Any]:
+    return {"source": source, "record_type": "encounter",
+            "patient": {"first_name": f"Ann{n}", "last_name": "Ops", "dob": "1970-05-06"}, "payload": {"n": n}}
+
+
+def v2(source: str, n: int) -> dict[str, Any]:
+    return {"source": source, "record_kind": "lab_result", "schema_hint": "partnerA.v1",
+            "patient": {"given_name": f"Bob{n}", "family_name": "Ops", "dob": "1971-05-06"}, "payload": {"n": n}}
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exchange.cli", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+async def canonical(dsn: str, source: str) -> int:
+    return int(await fetchval(dsn, "SELECT count(*) FROM canonical_records WHERE source=$1", source))
+
+
+async def ingest_many(client: Any, source: str, unique: str, bodies: list[dict[str, Any]]) -> list[str]:
+    ids = []
+    for n, body in enumerate(bodies):
+        version = "v2" if "record_kind" in body else "v1"
+        r = await client.post(f"/{version}/ingest", json=body, headers={**DEV, "Idempotency-Key": f"{unique}-{n}"})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["record_id"])
+    return ids
+
+
+@pytest.mark.timeout(400)
+async def test_milestone_5_replay_rebuilds_canonical_and_verify_finds_gaps(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka)
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"m5-{unique}"
+    n = 12
+    async with running_app(settings) as client:
+        await ingest_many(client, source, unique, [v1(source, i) for i in range(n)])
+
+        async def all_in() -> bool:
+            return await canonical(dsn, source) == n
+
+        await eventually(all_in, timeout=60)
+        await fetch(dsn, "DELETE FROM derived_patient_record_index WHERE source=$1", source)
+        await fetch(dsn, "DELETE FROM canonical_records WHERE source=$1", source)
+        assert await canonical(dsn, source) == 0
+
+        out = cli(env, "replay", "--source", source)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["emitted"] == n
+        assert "replay progress" in out.stderr  # plain progress lines when not on a TTY
+
+        await eventually(all_in, timeout=60)
+
+    verify = cli(env, "replay", "--source", source, "--verify")
+    assert verify.returncode == 0, verify.stderr
+    report = json.loads(verify.stdout)
+    assert report == {"source": source, "raw_count": n, "canonical_count": n, "missing_count": 0, "missing": []}
+
+    gone = (await fetch(dsn, "SELECT record_id::text AS id FROM canonical_records WHERE source=$1 LIMIT 1",
+                        source))[0]["id"]
+    await fetch(dsn, "DELETE FROM canonical_records WHERE record_id=$1::uuid", gone)
+    verify = cli(env, "replay", "--source", source, "--verify")
+    assert verify.returncode == 1
+    report = json.loads(verify.stdout)
+    assert report["missing_count"] == 1
+    assert report["missing"] == [gone]
+
+
+async def _replay_payloads(settings: Any, source: str) -> list[dict[str, Any]]:
+    async with admin_tools(settings) as admin:
+        job = await admin.create_job("replay", {"source": source, "emit_version": "auto"}, "test")
+        before = await fetchval(settings.database.dsn, "SELECT coalesce(max(id), 0) FROM outbox_events")
+        await admin.run_job(job)
+    rows = await fetch(settings.database.dsn, "SELECT payload FROM outbox_events WHERE id > $1 AND key IN "
+                       "(SELECT record_id::text FROM raw_object_manifest WHERE source=$2) ORDER BY id", before, source)
+    return [r["payload"] for r in rows]
+
+
+@pytest.mark.timeout(300)
+async def test_replay_is_deterministic_and_auto_picks_each_objects_version(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    source = f"mixed-{unique}"
+    bodies = [v1(source, 0), v2(source, 1), v1(source, 2), v2(source, 3)]
+    async with running_app(settings, INGEST) as client:
+        ids = await ingest_many(client, source, unique, bodies)
+
+    first = await _replay_payloads(settings, source)
+    second = await _replay_payloads(settings, source)
+    assert len(first) == len(second) == 4
+    assert first == second  # same events for the same raw objects
+    assert [p["record_id"] for p in first] == sorted(ids)  # lexicographic key order
+    versions = {p["record_id"]: p["event_version"] for p in first}
+    assert versions == {ids[0]: "1", ids[1]: "2", ids[2]: "1", ids[3]: "2"}
+
+    async with running_app(settings, PIPELINE):
+        async def all_in() -> bool:
+            return await canonical(dsn, source) == 4
+
+        await eventually(all_in, timeout=60)
+    rows = await fetch(dsn, "SELECT record_id::text AS id, event_version, record_kind, schema_hint "
+                            "FROM canonical_records WHERE source=$1", source)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[ids[0]]["event_version"] == "1"
+    assert by_id[ids[0]]["record_kind"] is None
+    assert by_id[ids[1]]["event_version"] == "2"
+    assert by_id[ids[1]]["record_kind"] == "lab_result"
+    assert by_id[ids[1]]["schema_hint"] == "partnerA.v1"
+
+
+KILL_SELF = """
+CREATE OR REPLACE FUNCTION test_crash_after_s3_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_terminate_backend(pg_backend_pid());
+  RETURN NEW;
+END $$
+"""
+
+
+@pytest.mark.timeout(300)
+async def test_crash_between_s3_write_and_commit_is_found_and_quarantined_by_reconcile(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka)
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"crash-{unique}"
+    # The fault hook: the database connection dies inside the ingest transaction, after the S3 PUT.
+    await fetch(dsn, KILL_SELF)
+    await fetch(dsn, f"CREATE TRIGGER crash_{unique} BEFORE INSERT ON raw_object_manifest FOR EACH ROW "
+                     f"WHEN (NEW.source = '{source}') EXECUTE FUNCTION test_crash_after_s3_write()")
+    try:
+        async with running_app(settings, INGEST) as client:
+            r = await client.post("/v1/ingest", json=v1(source, 0), headers={**DEV, "Idempotency-Key": f"{unique}-c"})
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+    finally:
+        await fetch(dsn, f"DROP TRIGGER crash_{unique} ON raw_object_manifest")
+    assert await fetchval(dsn, "SELECT count(*) FROM raw_object_manifest WHERE source=$1", source) == 0
+    assert await fetchval(dsn, "SELECT count(*) FROM idempotency_keys WHERE key=$1", f"{unique}-c") == 0
+    store = AiobotocoreObjectStore(settings.object_store)
+    try:
+        keys = [i.key async for i in store.list_objects(f"{source}/")]
+        assert len(keys) == 1, "the raw object was written before the failed commit"
+
+        out = cli(env, "reconcile", "--source", source, "--orphan-grace-seconds", "0")
+        report = json.loads(out.stdout)
+        assert report["orphans"]["count"] == 1
+        assert report["clean"] is False
+        assert [i.key async for i in store.list_objects(f"{source}/")] == keys  # report-only by default
+
+        out = cli(env, "reconcile", "--source", source, "--repair", "--orphan-grace-seconds", "0")
+        repaired = json.loads(out.stdout)
+        assert repaired["repaired"]["quarantined"] == 1
+        assert [i.key async for i in store.list_objects(f"{source}/")] == []
+        assert [i.key async for i in store.list_objects(QUARANTINE_PREFIX + f"{source}/")] == [
+            QUARANTINE_PREFIX + keys[0]
+        ]  # moved, never deleted
+        state = await fetchval(dsn, "SELECT state FROM raw_object_manifest WHERE source=$1", source)
+        assert state == "orphaned"
+
+        again = json.loads(cli(env, "reconcile", "--source", source, "--repair", "--orphan-grace-seconds", "0").stdout)
+        assert again["clean"] is True
+        assert again["repaired"] == {"re_emitted": 0, "quarantined": 0}
+        table = cli(env, "reconcile", "--source", source, "--format", "table")
+        assert "orphans" in table.stdout
+    finally:
+        await store.close()
+
+
+@pytest.mark.timeout(300)
+async def test_reconcile_repair_re_emits_missing_canonical_rows_once(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    source = f"rep-{unique}"
+    async with running_app(settings) as client:
+        await ingest_many(client, source, unique, [v1(source, i) for i in range(3)])
+
+        async def three() -> bool:
+            return await canonical(dsn, source) == 3
+
+        await eventually(three, timeout=60)
+        await fetch(dsn, "DELETE FROM canonical_records WHERE source=$1", source)
+        async with admin_tools(settings) as admin:
+            opts = {"source": source, "repair": False, "in_flight_s": 0}
+            report = await admin.run_job(await admin.create_job("reconcile", opts, "test"))
+            assert report["missing_canonical"]["count"] == 3
+            repaired = await admin.run_job(await admin.create_job("reconcile", {**opts, "repair": True}, "test"))
+            assert repaired["repaired"]["re_emitted"] == 3
+            # Re-emitted records are in flight: a second repair has nothing to do.
+            second = await admin.run_job(await admin.create_job(
+                "reconcile", {"source": source, "repair": True}, "test"))
+            assert second["repaired"]["re_emitted"] == 0
+        await eventually(three, timeout=60)
+
+
+@pytest.mark.timeout(400)
+async def test_an_interrupted_replay_resumes_from_its_checkpoint_without_skipping(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, tmp_path: Path
+) -> None:
+    settings = make_settings(stack_env, **isolated_kafka)
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"resume-{unique}"
+    total = 3000
+    store = AiobotocoreObjectStore(settings.object_store)
+    ids = sorted(str(uuid.uuid4()) for _ in range(total))
+    sem = asyncio.Semaphore(32)
+
+    async def put(rid: str) -> None:
+        async with sem:
+            await store.put(f"{source}/{rid}.json", json.dumps(v1(source, 0)).encode())
+
+    try:
+        await asyncio.gather(*(put(r) for r in ids))
+    finally:
+        await store.close()
+
+    proc = subprocess.Popen([sys.executable, "-m", "exchange.cli", "replay", "--source", source],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        async def some_checkpoint() -> bool:
+            row = await fetch(dsn, "SELECT j.job_run_id::text AS id, (c.checkpoint->>'done')::int AS done "
+                                   "FROM job_runs j JOIN job_checkpoints c ON c.job_run_id = j.job_run_id "
+                                   "WHERE j.params->>'source' = $1", source)
+            return bool(row and row[0]["done"] > 0)
+
+        await eventually(some_checkpoint, timeout=60, interval=0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    job = (await fetch(dsn, "SELECT job_run_id::text AS id, status FROM job_runs WHERE params->>'source'=$1",
+                       source))[0]
+    assert job["status"] == "running"  # killed: not finished
+    emitted_before = await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE payload->>'source' = $1", source)
+    assert 0 < emitted_before < total, "the kill should land mid-replay"
+
+    out = cli(env, "replay", "--resume", job["id"])
+    assert out.returncode == 0, out.stderr
+    rows = await fetch(dsn, "SELECT key FROM outbox_events WHERE payload->>'source' = $1", source)
+    keys = [r["key"] for r in rows]
+    assert len(keys) == total  # none emitted twice by the replay itself
+    assert sorted(keys) == ids  # none skipped
+    assert await fetchval(dsn, "SELECT status FROM job_runs WHERE job_run_id=$1::uuid", job["id"]) == "succeeded"
+    await fetch(dsn, "DELETE FROM outbox_events WHERE payload->>'source' = $1", source)
+
+
+@pytest.mark.timeout(400)
+async def test_dlq_reprocess_after_fixing_the_cause_and_resolve_with_audit(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, tmp_path: Path
+) -> None:
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "MAX_ATTEMPTS": "2",
+           "BACKOFF_BASE_MS": "50", "TOKENIZER_URL": "http://127.0.0.1:9"}
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    source = f"dlq-{unique}"
+    broken = ServeProcess(env, "normalizer", tmp_path, name="broken").start()
+    try:
+        broken.wait_healthy()
+        async with running_app(settings, frozenset({Role.INGEST, Role.PUBLISHER})) as client:
+            ids = await ingest_many(client, source, unique, [v2(source, 0), v2(source, 1)])
+
+            async def both_dead() -> bool:
+                n = await fetchval(dsn, "SELECT count(*) FROM dlq_events WHERE record_id = ANY($1::uuid[])", ids)
+                return bool(n == 2)
+
+            await eventually(both_dead, timeout=60)
+    finally:
+        broken.stop()
+    entries = await fetch(dsn, "SELECT id, record_id::text AS rid FROM dlq_events WHERE record_id = ANY($1::uuid[]) "
+                               "ORDER BY id", ids)
+    first, second = entries[0]["id"], entries[1]["id"]
+
+    listed = cli(env, "dlq", "list", "--stage", "tokenize", "--since", "1h", "--json")
+    assert listed.returncode == 0
+    assert {e["id"] for e in json.loads(listed.stdout)} >= {first, second}
+    inspected = json.loads(cli(env, "dlq", "inspect", str(first)).stdout)
+    assert inspected["error_stage"] == "tokenize"
+    assert len(inspected["ledger"]) == 2
+    report = json.loads(cli(env, "dlq", "report", "--hours", "1").stdout)
+    assert report["by_stage"]["tokenize"] >= 2
+
+    # Fix the cause: a normalizer with its tokenizer in process. Reprocess via the admin API.
+    async with running_app(settings, frozenset({Role.ADMIN, Role.PUBLISHER, Role.NORMALIZER, Role.TOKENIZER})) as c:
+        admin = bearer(settings, sub="ops-alice", scopes="admin")
+        r = await c.post(f"/admin/dlq/{first}/reprocess", headers=admin)
+        assert r.status_code == 202, r.text
+
+        async def fixed() -> bool:
+            n = await fetchval(dsn, "SELECT count(*) FROM canonical_records WHERE record_id=$1::uuid",
+                               entries[0]["rid"])
+            return bool(n == 1)
+
+        await eventually(fixed, timeout=60)
+        r = await c.post(f"/admin/dlq/{first}/reprocess", headers=admin)
+        assert r.status_code == 202
+        await asyncio.sleep(2)
+
+        r = await c.post(f"/admin/dlq/{second}/resolve", json={"reason": "partner resent it"}, headers=admin)
+        assert r.status_code == 200
+        missing = await c.post("/admin/dlq/999999999/reprocess", headers=admin)
+        assert missing.status_code == 404
+    assert await fetchval(dsn, "SELECT count(*) FROM canonical_records WHERE record_id=$1::uuid",
+                          entries[0]["rid"]) == 1
+    statuses = await fetch(dsn, "SELECT id, status, resolved_by, resolution_reason FROM dlq_events WHERE id = ANY($1)",
+                           [first, second])
+    by_id = {s["id"]: s for s in statuses}
+    assert by_id[first]["status"] == "reprocessed"
+    assert by_id[second]["status"] == "resolved"
+    assert by_id[second]["resolved_by"] == "ops-alice"
+    audit = await fetch(dsn, "SELECT actor, action, entity_id, details FROM audit_log WHERE entity_id = ANY($1) "
+                             "ORDER BY id", [str(first), str(second)])
+    actions = [(a["actor"], a["action"], a["entity_id"]) for a in audit]
+    assert ("ops-alice", "dlq.resolve", str(second)) in actions
+    assert actions.count(("ops-alice", "dlq.reprocess", str(first))) == 2
+    assert any(a[1] == "dlq.inspect" and a[0].startswith("cli") for a in actions)
