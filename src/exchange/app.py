@@ -18,6 +18,7 @@ from exchange.bootstrap import Runtime, build_runtime
 from exchange.ingest import IngestService, ingest_routes
 from exchange.ops.health import health_routes
 from exchange.ops.metrics import Metrics
+from exchange.query import query_routes
 from exchange.roles import Role
 from exchange.settings import Settings
 from exchange.tokenize import tokenize_routes
@@ -68,6 +69,8 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         handlers.extend(tokenize_routes)
     if Role.ADMIN in roles:
         handlers.extend(admin_routes)
+    if Role.QUERY in roles:
+        handlers.extend(query_routes)
 
     state = State(
         {

@@ -1,0 +1,75 @@
+"""Read API over canonical records (scope ``read``): tokens and metadata, never identifiers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import Annotated, Any
+
+from litestar import get
+from litestar.datastructures import State
+from litestar.params import FromPath, QueryParameter
+
+from exchange.adapters.postgres import Database
+from exchange.errors import InvalidRequest, ValidationFailed
+from exchange.web import require_scope_guard
+
+__all__ = ("query_routes",)
+
+READ: dict[str, Any] = {"guards": [require_scope_guard], "opt": {"scope": "read"},
+                        "security": [{"bearerAuth": []}], "tags": ["query"]}
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+
+_RECORD = """
+SELECT record_id::text AS record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at,
+       correlation_id, normalized
+FROM canonical_records WHERE record_id = $1
+"""
+_BY_PATIENT = """
+SELECT record_id::text AS record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at
+FROM derived_patient_record_index WHERE patient_token = $1
+ORDER BY ingested_at, record_id LIMIT $2
+"""
+
+
+def _jsonable(row: Any) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in dict(row).items()}
+
+
+def _db(state: State) -> Database:
+    db: Database = state.runtime.db
+    return db
+
+
+@get("/records/{record_id:str}", summary="One canonical record (token and metadata only)", **READ)
+async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
+    try:
+        key = uuid.UUID(record_id)
+    except ValueError:
+        raise ValidationFailed("record_id: must be a UUID", field="record_id") from None
+    async with _db(state).connection() as conn:
+        row = await conn.fetchrow(_RECORD, key)
+    if row is None:
+        raise InvalidRequest(f"no canonical record {key}", status=404, type_slug="not-found")
+    record = _jsonable(row)
+    normalized = record.pop("normalized")
+    record["patient_token"] = normalized["patient_token"]
+    record["meta"] = normalized["meta"]
+    return record
+
+
+@get("/patients/{patient_token:str}/records", summary="Records linked to one patient token", **READ)
+async def records_for_patient(
+    state: State,
+    patient_token: FromPath[str],
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    if not _TOKEN.match(patient_token):
+        raise ValidationFailed("patient_token: must be 64 lower-case hex characters", field="patient_token")
+    async with _db(state).connection() as conn:
+        rows = await conn.fetch(_BY_PATIENT, patient_token, limit)
+    return {"patient_token": patient_token, "records": [_jsonable(r) for r in rows]}
+
+
+query_routes = (get_record, records_for_patient)
