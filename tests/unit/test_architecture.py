@@ -1,0 +1,64 @@
+"""The folder tree is the architecture: pin its rules so they cannot drift."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "exchange"
+CONTEXTS = {"ingest", "outbox", "tokenize", "normalize", "replay", "query", "admin"}
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+def _context_of(path: Path) -> str | None:
+    parts = path.relative_to(SRC).parts
+    return parts[0] if len(parts) > 1 and parts[0] in CONTEXTS else None
+
+
+def test_contexts_use_each_other_only_through_their_public_surface() -> None:
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        own = _context_of(path)
+        for name in _imports(path):
+            parts = name.split(".")
+            if len(parts) >= 3 and parts[0] == "exchange" and parts[1] in CONTEXTS and parts[1] != own:
+                offenders.append(f"{path.relative_to(SRC)} imports {name}")
+    assert offenders == []
+
+
+def test_only_the_kafka_adapter_imports_confluent_kafka() -> None:
+    importers = {
+        str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if any(n.startswith("confluent_kafka") for n in _imports(p))
+    }
+    assert importers == {"adapters/kafka.py"}
+
+
+def test_the_domain_core_does_no_io() -> None:
+    pure = [SRC / "tokenize" / "_canonical.py", SRC / "normalize" / "_offsets.py", SRC / "events" / "record_ingested.py"]
+    for path in pure:
+        for name in _imports(path):
+            assert not name.startswith(("asyncpg", "confluent_kafka", "aiobotocore", "httpx", "exchange.adapters")), (
+                f"{path.name} imports {name}"
+            )
+
+
+def test_no_module_reads_the_environment_except_the_cli() -> None:
+    def reads_env(path: Path) -> bool:
+        return any(
+            isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
+            and isinstance(node.value, ast.Name) and node.value.id == "os"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+
+    readers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if reads_env(p)}
+    assert readers <= {"cli.py"}
