@@ -87,6 +87,17 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from exchange.bench.runner import BenchConfig, run_bench  # noqa: PLC0415
+
+    run_bench(BenchConfig(
+        stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,
+        e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
+        normalizer_records=args.normalizer_records,
+    ))
+    return 0
+
+
 def _cmd_ops(args: argparse.Namespace) -> int:
     from exchange.ops_cli import run_ops_command  # noqa: PLC0415
 
@@ -157,6 +168,15 @@ def _parser() -> argparse.ArgumentParser:
         act = actions.add_parser(name, help=f"{name} one service (data is kept)")
         act.add_argument("service", choices=("postgres", "kafka", "s3"))
     stack.set_defaults(func=_cmd_stack)
+
+    bench = sub.add_parser("bench", help="benchmarks on the local stack -> benchmarks/results/latest.json")
+    bench.add_argument("--concurrency", type=int, default=32)
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds of closed-loop ingest load")
+    bench.add_argument("--e2e-rate", type=float, default=100.0)
+    bench.add_argument("--e2e-duration", type=float, default=20.0)
+    bench.add_argument("--drain-rows", type=int, default=50_000)
+    bench.add_argument("--normalizer-records", type=int, default=10_000)
+    bench.set_defaults(func=_cmd_bench)
 
     from exchange.ops_cli import add_ops_commands  # noqa: PLC0415
 

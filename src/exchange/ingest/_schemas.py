@@ -90,6 +90,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise ValidationFailed("body is not valid UTF-8") from None
     except msgspec.DecodeError:
         raise ValidationFailed("body is not valid JSON") from None
+    except RecursionError:  # msgspec stops at the interpreter's recursion limit (~1000 levels)
+        raise ValidationFailed("body is nested too deeply") from None
 
 
 def decode_v1(body: bytes) -> PartnerRecordV1:

@@ -1,0 +1,1 @@
+"""Benchmarks (``exchange bench``): ingest vs the machine's floor, pipeline, replay."""

@@ -1,0 +1,58 @@
+"""A minimal HTTP/1.1 keep-alive client on asyncio streams: cheap enough that the load
+generator measures the server, not itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+__all__ = ("Connection",)
+
+
+class Connection:
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        return self._reader, self._writer
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        reader, writer = await self._open()
+        head = [f"POST {path} HTTP/1.1", f"Host: {self._host}", "Content-Type: application/json",
+                f"Content-Length: {len(body)}"]
+        head.extend(f"{k}: {v}" for k, v in headers.items())
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        if not status_line:
+            self._reader = self._writer = None
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length = 0
+        close = False
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            lname = name.strip().lower()
+            if lname == "content-length":
+                length = int(value.strip())
+            elif lname == "connection" and value.strip().lower() == "close":
+                close = True
+        payload = await reader.readexactly(length) if length else b""
+        if close:
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None

@@ -1,0 +1,90 @@
+"""The floor: the ingest path's work without the service, run as its own process.
+
+The same client libraries, the same concurrency: an S3 PUT, then one transaction with
+the advisory lock, the idempotency lookup and the three inserts. ``ingest_rps`` divided
+by this is how much the service adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from exchange.adapters.objectstore import AiobotocoreObjectStore
+from exchange.settings import load_settings, read_env_file
+
+LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"
+INSERTS = """
+WITH manifest AS (
+    INSERT INTO raw_object_manifest (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state)
+    VALUES ($1, $2, $3, $4, $5, $6, '1', 'enqueued')
+), outbox AS (
+    INSERT INTO outbox_events (topic, key, payload, headers) VALUES ($7, $8, $9::jsonb, '{}'::jsonb)
+)
+INSERT INTO idempotency_keys (client_id, key, request_sha256, record_id, status_code, response, expires_at)
+VALUES ('floor', $10, $5, $1, 202, $11::jsonb, now() + interval '1 day')
+"""
+
+
+async def run(env_file: str, source: str, topic: str, concurrency: int, duration: float) -> dict[str, float]:
+    settings = load_settings(read_env_file(Path(env_file)))
+    store = AiobotocoreObjectStore(settings.object_store)
+    pool = await asyncpg.create_pool(settings.database.dsn, min_size=concurrency // 2, max_size=concurrency)
+    payload = json.dumps({"source": source, "record_type": "encounter",
+                          "patient": {"first_name": "F", "last_name": "L", "dob": "1980-01-01"},
+                          "payload": {"n": 1}}).encode()
+    deadline = time.perf_counter() + duration
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            record_id = uuid.uuid4()
+            key = f"floor-{record_id}"
+            sha = hashlib.sha256(payload).hexdigest()
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+                await conn.fetchrow(LOOKUP, "floor", key)
+                object_key = f"{source}/{record_id}.json"
+                await store.put(object_key, payload)
+                event = json.dumps({"record_id": str(record_id), "key": object_key})
+                await conn.execute(INSERTS, record_id, source, store.bucket, object_key, sha, len(payload), topic,
+                                   str(record_id), event, key, json.dumps({"record_id": str(record_id)}))
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await pool.close()
+    await store.close()
+    return {"floor_rps": done / elapsed, "requests": done, "elapsed_s": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env-file", required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(run(args.env_file, args.source, args.topic, args.concurrency, args.duration))
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

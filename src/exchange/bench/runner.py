@@ -1,0 +1,378 @@
+"""``exchange bench``: one run, every number side by side, on the local stack.
+
+Load comes from separate processes (``loadgen``, ``floor``) so the server's numbers are
+its own. Results go to ``benchmarks/results/latest.json`` and a markdown table to stdout.
+Each benchmark uses its own topics and sources, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from jose import jwt
+
+from exchange.adapters.kafka import AsyncProducer, ensure_topics
+from exchange.adapters.migrations import upgrade_to_head
+from exchange.adapters.objectstore import AiobotocoreObjectStore
+from exchange.devstack import Stack
+from exchange.devstack._process import free_port
+from exchange.events import RawObject, encode_event, make_event
+from exchange.settings import load_settings
+
+__all__ = ("BenchConfig", "run_bench")
+
+REPO = Path(__file__).resolve().parents[3]
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - benchmark-only, local stack
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    stack_root: Path
+    concurrency: int = 32
+    duration_s: float = 20.0
+    e2e_rate: float = 100.0
+    e2e_duration_s: float = 20.0
+    drain_rows: int = 50_000
+    normalizer_records: int = 10_000
+    output: Path = REPO / "benchmarks" / "results" / "latest.json"
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _rss_peak_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class Server:
+    """``exchange serve`` in its own process for one benchmark."""
+
+    def __init__(self, env: dict[str, str], roles: str, log_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
+                    "LOG_LEVEL": "INFO"}
+        self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}.log"
+        self.roles = roles
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.rss_peak_mb = 0.0
+
+    def __enter__(self) -> Server:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        import urllib.request  # noqa: PLC0415
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start; see {self.log}")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.rss_peak_mb = _rss_peak_mb(self.proc.pid)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _token() -> str:
+    now = int(time.time())
+    claims = {"iss": "exchange", "aud": "exchange-api", "sub": "bench", "scope": "ingest:write",
+              "iat": now, "exp": now + 3600}
+    return str(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
+
+
+def _loadgen(port: int, source: str, out: Path, *, mode: str, concurrency: int, duration: float,
+             rate: float = 0.0) -> dict[str, Any]:
+    subprocess.run(
+        [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
+         source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
+         str(rate), "--out", str(out)],
+        check=True, timeout=duration + 300,
+    )
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+async def _wait(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> float:
+    """Seconds until ``await check()`` is truthy."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if await check():
+            return time.perf_counter() - started
+        await asyncio.sleep(interval)
+    raise TimeoutError("benchmark condition not reached")
+
+
+def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print) -> dict[str, Any]:
+    stack = Stack(cfg.stack_root)
+    env = stack.up()
+    upgrade_to_head(env["DATABASE_URL"])
+    run_id = uuid.uuid4().hex[:8]
+    topics = {
+        "TOPIC_RECORD_INGESTED_V1": f"bench{run_id}.v1", "TOPIC_RECORD_INGESTED_V2": f"bench{run_id}.v2",
+        "KAFKA_DLQ_TOPIC_V1": f"bench{run_id}.v1.dlq", "KAFKA_DLQ_TOPIC_V2": f"bench{run_id}.v2.dlq",
+    }
+    ensure_topics(env["KAFKA_BROKERS"], topics.values(), partitions=6)
+    env = {**env, **topics, "KAFKA_TOPICS": f"bench{run_id}.v1,bench{run_id}.v2",
+           "KAFKA_CONSUMER_GROUP": f"bench{run_id}", "JWT_SECRET": JWT_SECRET}
+    settings = load_settings(env)
+    dsn = settings.database.dsn
+    results: dict[str, Any] = {"run_id": run_id, "config": {k: str(v) for k, v in asdict(cfg).items()}}
+    rss: list[float] = []
+    scratch = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
+
+    async def count(sql: str, *args: Any) -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return int(await conn.fetchval(sql, *args))
+        finally:
+            await conn.close()
+
+    # 1. Ingest throughput and latency, all roles on, closed loop.
+    report(f"ingest: {cfg.concurrency} connections for {cfg.duration_s:.0f}s ...")
+    with Server(env, "all", scratch) as server:
+        ingest = _loadgen(server.port, f"bench-ingest-{run_id}", scratch / "ingest.json", mode="closed",
+                          concurrency=cfg.concurrency, duration=cfg.duration_s)
+        ok = ingest["statuses"].get("202", 0)
+        lat = ingest["latencies_s"]
+        results["ingest_rps"] = ok / ingest["elapsed_s"]
+        results["ingest_p50_ms"] = _pct(lat, 50) * 1000
+        results["ingest_p99_ms"] = _pct(lat, 99) * 1000
+        results["ingest_statuses"] = ingest["statuses"]
+
+        # 2. End to end (202 -> canonical row) at a fixed offered rate.
+        report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
+        asyncio.run(_wait(lambda: _drained(dsn, topics["TOPIC_RECORD_INGESTED_V1"]), timeout=300, interval=0.5))
+        source = f"bench-e2e-{run_id}"
+        e2e = _loadgen(server.port, source, scratch / "e2e.json", mode="open", concurrency=64,
+                       duration=cfg.e2e_duration_s, rate=cfg.e2e_rate)
+        accepted = dict(e2e["accepted"])
+        asyncio.run(_wait(lambda: _all_canonical(dsn, source, len(accepted)), timeout=300, interval=0.5))
+        lags = asyncio.run(_e2e_lags(dsn, source, accepted))
+        results["e2e_p50_ms"] = _pct(lags, 50) * 1000
+        results["e2e_p95_ms"] = _pct(lags, 95) * 1000
+        results["e2e_p99_ms"] = _pct(lags, 99) * 1000
+        results["e2e_records"] = len(lags)
+    rss.append(server.rss_peak_mb)
+
+    # 3. The floor: same work, no service.
+    report("floor: the ingest work without the service ...")
+    floor_out = scratch / "floor.json"
+    subprocess.run(
+        [sys.executable, "-m", "exchange.bench.floor", "--env-file", str(stack.env_file), "--source",
+         f"bench-floor-{run_id}", "--topic", f"bench{run_id}.floor", "--concurrency", str(cfg.concurrency),
+         "--duration", str(cfg.duration_s), "--out", str(floor_out)],
+        check=True, timeout=cfg.duration_s + 300,
+    )
+    results["floor_rps"] = json.loads(floor_out.read_text())["floor_rps"]
+    results["ingest_ratio"] = results["ingest_rps"] / results["floor_rps"]
+
+    # 4. Publisher drain of a pre-built backlog.
+    report(f"publisher: draining {cfg.drain_rows} outbox rows ...")
+    drain_topic = topics["TOPIC_RECORD_INGESTED_V2"]
+    asyncio.run(_build_backlog(dsn, drain_topic, cfg.drain_rows, run_id))
+    with Server(env, "publisher", scratch) as server:
+        elapsed = asyncio.run(_wait(lambda: _drained(dsn, drain_topic), timeout=600, interval=0.05))
+    rss.append(server.rss_peak_mb)
+    results["publisher_drain_eps"] = cfg.drain_rows / elapsed
+
+    # 5. Normalizer throughput over a pre-published backlog.
+    report(f"normalizer: {cfg.normalizer_records} pre-published records ...")
+    norm_source = f"bench-norm-{run_id}"
+    norm_topic = topics["TOPIC_RECORD_INGESTED_V1"]
+    asyncio.run(_prepublish(settings, norm_source, norm_topic, cfg.normalizer_records))
+    with Server(env, "normalizer,tokenizer", scratch) as server:
+        elapsed = asyncio.run(_wait(lambda: _all_canonical(dsn, norm_source, cfg.normalizer_records),
+                                    timeout=900, interval=0.1))
+    rss.append(server.rss_peak_mb)
+    results["normalizer_rps"] = cfg.normalizer_records / elapsed
+
+    # 6. Replay of the same raw objects (through the outbox).
+    report("replay: re-emitting the normalizer's raw objects ...")
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", "--stack-root", str(cfg.stack_root), "replay", "--source", norm_source],
+        env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=900,
+    )
+    wall = time.perf_counter() - started
+    job_id = json.loads(out.stdout)["job_id"]
+    job_seconds = asyncio.run(_job_seconds(dsn, job_id))
+    results["replay_rps"] = cfg.normalizer_records / job_seconds
+    results["replay_wall_s"] = wall
+    results["rss_mb_peak"] = max(rss)
+    results["machine"] = _machine()
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    asyncio.run(_cleanup(dsn, run_id))
+    cfg.output.parent.mkdir(parents=True, exist_ok=True)
+    cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    report(markdown(results))
+    return results
+
+
+async def _drained(dsn: str, topic: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM outbox_events WHERE published_at IS NULL AND topic = $1)", topic)
+    finally:
+        await conn.close()
+
+
+async def _all_canonical(dsn: str, source: str, expected: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM canonical_records WHERE source = $1", source)) >= expected
+    finally:
+        await conn.close()
+
+
+async def _e2e_lags(dsn: str, source: str, accepted: dict[str, float]) -> list[float]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT record_id::text AS id, extract(epoch FROM normalized_at)::float8 AS t "
+            "FROM canonical_records WHERE source = $1", source)
+    finally:
+        await conn.close()
+    return [max(0.0, r["t"] - accepted[r["id"]]) for r in rows if r["id"] in accepted]
+
+
+async def _build_backlog(dsn: str, topic: str, rows: int, run_id: str) -> None:
+    event = {"event_version": "2", "event_type": "record.ingested", "source": f"bench-drain-{run_id}"}
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO outbox_events (topic, key, payload, headers) "
+            "SELECT $1, gen_random_uuid()::text, $2::jsonb || jsonb_build_object('n', g), "
+            "'{\"correlation_id\": \"bench\"}'::jsonb FROM generate_series(1, $3) AS g",
+            topic, json.dumps(event), rows,
+        )
+    finally:
+        await conn.close()
+
+
+async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
+    store = AiobotocoreObjectStore(settings.object_store)
+    producer = AsyncProducer(settings.kafka.brokers)
+    await producer.start()
+    sem = asyncio.Semaphore(64)
+
+    async def one(i: int) -> None:
+        record_id = str(uuid.uuid4())
+        raw = json.dumps({"source": source, "record_type": "claim",
+                          "patient": {"first_name": f"N{i}", "last_name": "Bench", "dob": "1985-03-04"},
+                          "payload": {"i": i}}).encode()
+        key = f"{source}/{record_id}.json"
+        import hashlib  # noqa: PLC0415
+
+        async with sem:
+            await store.put(key, raw)
+            event = make_event("1", event_id=str(uuid.uuid4()), occurred_at="2026-01-01T00:00:00.000000Z",
+                               correlation_id=f"bench-{i:08d}", source=source, record_id=record_id,
+                               raw_object=RawObject(store.bucket, key, hashlib.sha256(raw).hexdigest(), len(raw)))
+            await producer.send(topic, key=record_id.encode(), value=encode_event(event))
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await producer.close()
+        await store.close()
+
+
+async def _job_seconds(dsn: str, job_id: str) -> float:
+    conn = await asyncpg.connect(dsn)
+    try:
+        value = await conn.fetchval(
+            "SELECT extract(epoch FROM ended_at - started_at)::float8 FROM job_runs WHERE job_run_id = $1::uuid",
+            job_id)
+        return float(value)
+    finally:
+        await conn.close()
+
+
+async def _cleanup(dsn: str, run_id: str) -> None:
+    """Benchmark rows are scratch data: remove them (raw objects stay, like any ingest)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM outbox_events WHERE topic LIKE $1", f"bench{run_id}%")
+        await conn.execute("DELETE FROM idempotency_keys WHERE client_id = 'floor'")
+    finally:
+        await conn.close()
+
+
+def _machine() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for dist in ("litestar", "msgspec", "asyncpg", "confluent-kafka", "aiobotocore", "uvicorn", "python-jose"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "packages": versions,
+    }
+
+
+TARGETS = {
+    "ingest_ratio": (">=", 0.85), "e2e_p95_ms": ("<=", 500), "publisher_drain_eps": (">=", 5000),
+    "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000), "rss_mb_peak": ("<=", 400),
+}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    rows = ["| metric | value | target |", "|---|---|---|"]
+    for key in ("ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "e2e_p50_ms",
+                "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps", "rss_mb_peak"):
+        value = results.get(key)
+        target = TARGETS.get(key)
+        shown = f"{value:,.2f}" if isinstance(value, float) and value < 10 else (
+            f"{value:,.0f}" if isinstance(value, (int, float)) else str(value))
+        met = ""
+        if target is not None and isinstance(value, (int, float)):
+            op, bound = target
+            met = f"{op} {bound:,} " + ("✓" if (value >= bound if op == ">=" else value <= bound) else "✗")
+        rows.append(f"| {key} | {shown} | {met} |")
+    return "\n".join(rows)
+
+
+def summary_stats(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "p50": _pct(values, 50), "p99": _pct(values, 99)}
