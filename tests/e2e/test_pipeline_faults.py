@@ -103,7 +103,8 @@ async def test_tokenizer_down_retries_in_the_ledger_then_a_pii_free_v2_dlq_messa
             await eventually(dead_lettered, timeout=60, interval=0.3)
 
         attempts = await fetch(dsn, "SELECT attempt_no, status, error_type, error_stage, transient FROM "
-                                    "processing_attempts WHERE record_id = $1 ORDER BY attempt_no", uuid.UUID(record_id))
+                                    "processing_attempts WHERE record_id = $1 ORDER BY attempt_no",
+                               uuid.UUID(record_id))
         assert [a["attempt_no"] for a in attempts] == [1, 2, 3]
         assert all(a["error_stage"] == "tokenize" and a["transient"] for a in attempts)
         assert attempts[-1]["status"] == "dlq_published"

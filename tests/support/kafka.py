@@ -8,7 +8,9 @@ import uuid
 from confluent_kafka import Consumer, TopicPartition
 
 
-def read_all(brokers: str, topic: str, *, expect: int | None = None, timeout: float = 20.0) -> list[tuple[bytes, bytes]]:
+def read_all(
+    brokers: str, topic: str, *, expect: int | None = None, timeout: float = 20.0
+) -> list[tuple[bytes, bytes]]:
     """Every (key, value) in ``topic`` from the beginning; waits for ``expect`` messages."""
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})

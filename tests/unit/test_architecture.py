@@ -44,7 +44,9 @@ def test_only_the_kafka_adapter_imports_confluent_kafka() -> None:
 
 
 def test_the_domain_core_does_no_io() -> None:
-    pure = [SRC / "tokenize" / "_canonical.py", SRC / "normalize" / "_offsets.py", SRC / "events" / "record_ingested.py"]
+    pure = [
+        SRC / "tokenize" / "_canonical.py", SRC / "normalize" / "_offsets.py", SRC / "events" / "record_ingested.py"
+    ]
     for path in pure:
         for name in _imports(path):
             assert not name.startswith(("asyncpg", "confluent_kafka", "aiobotocore", "httpx", "exchange.adapters")), (
@@ -61,4 +63,6 @@ def test_no_module_reads_the_environment_except_the_cli() -> None:
         )
 
     readers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if reads_env(p)}
-    assert readers <= {"cli.py"}
+    # The CLI is the process edge; the benchmark runner passes the environment on to the
+    # server processes it starts.
+    assert readers <= {"cli.py", "bench/runner.py"}

@@ -27,6 +27,7 @@ from exchange.settings import AuthSettings
 __all__ = ("MAX_TOKEN_BYTES", "SCOPES", "Principal", "TokenVerifier")
 
 MAX_TOKEN_BYTES = 4096
+MAX_LIFETIME_S = 366 * 24 * 3600  # an `exp` further out is a token that never expires: refused
 SCOPES = frozenset({"ingest:write", "tokenize", "read", "admin"})
 _ALLOWED_HEADER_KEYS = frozenset({"alg", "typ"})
 _DEV_TOKEN = "dev"  # noqa: S105 - the documented local-only shortcut, refused outside ENV=local
@@ -106,6 +107,8 @@ class TokenVerifier:
         if claims.get("iss") != s.issuer or claims.get("aud") != s.audience:
             raise Unauthorized("invalid token issuer or audience")
         exp = claims.get("exp")
+        if isinstance(exp, (int, float)) and exp > time.time() + MAX_LIFETIME_S:
+            raise Unauthorized("token lifetime too long")
         if not isinstance(exp, (int, float)) or exp + s.leeway_seconds < time.time():
             raise Unauthorized("invalid token")
         subject = claims.get("sub")

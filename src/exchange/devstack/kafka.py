@@ -148,6 +148,8 @@ class KafkaService:
         if (self._data / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # A base64url id may start with "-", which the storage tool would read as an option.
+        cluster_id = "k" + cluster_id[1:] if cluster_id.startswith("-") else cluster_id
         result = subprocess.run(  # noqa: S603
             ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",  # noqa: S607
              "-t", cluster_id, "-c", str(self._props)],

@@ -42,8 +42,10 @@ async def test_v1_and_v2_records_become_canonical_rows_that_link_the_same_person
     dsn = stack_env["DATABASE_URL"]
     source = f"flow-{unique}"
     async with running_app(settings) as client:
-        r1 = await client.post("/v1/ingest", json=_v1(source, canaries), headers={**DEV, "Idempotency-Key": f"{unique}-v1"})
-        r2 = await client.post("/v2/ingest", json=_v2(source, canaries), headers={**DEV, "Idempotency-Key": f"{unique}-v2"})
+        r1 = await client.post("/v1/ingest", json=_v1(source, canaries),
+                               headers={**DEV, "Idempotency-Key": f"{unique}-v1"})
+        r2 = await client.post("/v2/ingest", json=_v2(source, canaries),
+                               headers={**DEV, "Idempotency-Key": f"{unique}-v2"})
         assert r1.status_code == 202, r1.text
         assert r2.status_code == 202, r2.text
         id1, id2 = r1.json()["record_id"], r2.json()["record_id"]

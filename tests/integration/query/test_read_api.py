@@ -32,7 +32,8 @@ async def test_records_are_read_by_id_and_linked_by_patient_token(
         await eventually(both, timeout=30)
         reader = bearer(settings, scopes="read")
         assert (await client.get(f"/records/{ids[0]}")).status_code == 401
-        assert (await client.get(f"/records/{ids[0]}", headers=bearer(settings, scopes="ingest:write"))).status_code == 403
+        writer = bearer(settings, scopes="ingest:write")
+        assert (await client.get(f"/records/{ids[0]}", headers=writer)).status_code == 403
         one = await client.get(f"/records/{ids[0]}", headers=reader)
         assert one.status_code == 200
         record = one.json()
