@@ -307,3 +307,38 @@ async def test_two_publishers_on_one_backlog_publish_every_row_exactly_once(
     assert len(set(keys)) == total
     attempts = await fetch(dsn, "SELECT attempts FROM outbox_events WHERE topic = $1", topic)
     assert {a["attempts"] for a in attempts} == {1}
+
+
+@pytest.mark.timeout(300)
+async def test_rows_for_a_missing_topic_stay_pending_without_blocking_the_others(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    from tests.support.app import LogCapture
+
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    missing_topic = f"missing-{unique}"
+    # Older rows (lower ids) for a topic that does not exist, ahead of the healthy ones.
+    await fetch(dsn, "INSERT INTO outbox_events (topic, key, payload) SELECT $1, gen_random_uuid()::text, "
+                     "'{\"n\": 1}'::jsonb FROM generate_series(1, 20)", missing_topic)
+    logs = LogCapture()
+    try:
+        async with running_app(settings, INGEST_AND_PUBLISH, logs=logs) as client:
+            r = await client.post("/v1/ingest", json=v1_body(f"hol-{unique}"),
+                                  headers={**DEV, "Idempotency-Key": f"{unique}-hol"})
+            record_id = r.json()["record_id"]
+
+            async def published() -> bool:
+                return await fetchval(dsn, "SELECT published_at FROM outbox_events WHERE key=$1",
+                                      record_id) is not None
+
+            await eventually(published, timeout=60)
+        stuck = await fetch(dsn, "SELECT published_at, attempts, last_error FROM outbox_events WHERE topic=$1",
+                            missing_topic)
+        assert all(s["published_at"] is None for s in stuck)
+        assert all(s["attempts"] >= 1 and s["last_error"] for s in stuck)
+        lines = [json.loads(line) for line in logs.text().splitlines() if "outbox publish failed" in line]
+        assert lines
+        assert lines[0]["error_type"]
+    finally:
+        await fetch(dsn, "DELETE FROM outbox_events WHERE topic=$1", missing_topic)

@@ -28,7 +28,7 @@ _log = logging.getLogger("exchange.outbox")
 _CLAIM = """
 SELECT id, topic, key, payload::text AS payload, headers
 FROM outbox_events
-WHERE published_at IS NULL
+WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
 ORDER BY id
 LIMIT $1
 FOR UPDATE SKIP LOCKED
@@ -38,8 +38,13 @@ UPDATE outbox_events
 SET published_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE id = ANY($1::bigint[])
 """
+# A failed row waits before it is claimed again (capped exponential by its attempts), so
+# rows that cannot be sent (e.g. their topic is missing) never block the rows behind them.
 _MARK_FAILED = """
-UPDATE outbox_events SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])
+UPDATE outbox_events
+SET attempts = attempts + 1, last_error = $2,
+    next_attempt_at = now() + make_interval(secs => least($3::float8, 0.2 * power(2, least(attempts, 20))))
+WHERE id = ANY($1::bigint[])
 """
 _PURGE = """
 DELETE FROM outbox_events
@@ -105,7 +110,8 @@ class OutboxPublisher:
                     sent, failed = 0, 1
                     self._metrics.outbox_failures.labels("DatabaseUnavailable").inc()
                     _log.warning("outbox publish failed", extra={"error_type": "DatabaseUnavailable"})
-                if failed:
+                if failed and not sent:
+                    # Nothing went out (Kafka down?): back off the whole publisher.
                     failures += 1
                     delay = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
                     await _sleep(stop, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
@@ -150,7 +156,7 @@ class OutboxPublisher:
             if published:
                 await conn.execute(_MARK_PUBLISHED, published)
             for error_type, ids in failed.items():
-                await conn.execute(_MARK_FAILED, ids, error_type)
+                await conn.execute(_MARK_FAILED, ids, error_type, self._backoff_cap)
                 self._metrics.outbox_failures.labels(error_type).inc(len(ids))
                 _log.warning("outbox publish failed", extra={"error_type": error_type, "count": len(ids)})
         return len(published), sum(len(ids) for ids in failed.values())
