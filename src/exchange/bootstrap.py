@@ -14,7 +14,7 @@ from typing import Any
 
 from exchange.adapters.jwt import TokenVerifier
 from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, broker_ready
-from exchange.adapters.objectstore import AiobotocoreObjectStore, ObjectStore
+from exchange.adapters.objectstore import ObjectStore, make_object_store
 from exchange.adapters.postgres import Database
 from exchange.admin import AdminService
 from exchange.ingest import IdempotencyJanitor, IngestService
@@ -91,7 +91,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     needs_db = bool(roles & {Role.INGEST, Role.PUBLISHER, Role.NORMALIZER, Role.ADMIN, Role.QUERY})
     needs_store = bool(roles & {Role.INGEST, Role.NORMALIZER, Role.ADMIN})
     db = Database(settings.database) if needs_db else None
-    store: ObjectStore | None = AiobotocoreObjectStore(settings.object_store) if needs_store else None
+    store: ObjectStore | None = make_object_store(settings.object_store) if needs_store else None
 
     if db is not None:
         closers.append(db.close)
@@ -225,7 +225,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
 async def admin_tools(settings: Settings) -> AsyncIterator[AdminService]:
     """The admin service for one CLI command (replay, reconcile, dlq), closed afterwards."""
     db = Database(settings.database)
-    store = AiobotocoreObjectStore(settings.object_store)
+    store = make_object_store(settings.object_store)
     await db.start()
     try:
         yield AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2)

@@ -145,6 +145,17 @@ class AsyncProducer:
                 raise DeliveryFailed(name, "produce rejected") from None
         return await future
 
+    async def topics(self, timeout: float = 5.0) -> set[str]:
+        """Topics the cluster has now; raises ``DeliveryFailed`` when no broker answers."""
+        loop = asyncio.get_running_loop()
+        try:
+            metadata = await loop.run_in_executor(None, lambda: self._producer.list_topics(timeout=timeout))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+            raise DeliveryFailed(name, "no metadata") from None
+        return set(metadata.topics)
+
     async def flush(self, timeout: float) -> int:
         """Wait for in-flight messages; returns how many are still undelivered."""
         loop = asyncio.get_running_loop()

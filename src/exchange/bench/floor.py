@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import time
 import uuid
 from pathlib import Path
 
 import asyncpg
 
-from exchange.adapters.objectstore import AiobotocoreObjectStore
+from exchange.adapters.objectstore import make_object_store
 from exchange.settings import load_settings, read_env_file
 
 LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"
@@ -34,8 +35,9 @@ VALUES ('floor', $10, $5, $1, 202, $11::jsonb, now() + interval '1 day')
 
 
 async def run(env_file: str, source: str, topic: str, concurrency: int, duration: float) -> dict[str, float]:
-    settings = load_settings(read_env_file(Path(env_file)))
-    store = AiobotocoreObjectStore(settings.object_store)
+    # The same object-store client as the server under test (OBJECT_STORE_CLIENT).
+    settings = load_settings({**read_env_file(Path(env_file)), **os.environ})
+    store = make_object_store(settings.object_store)
     pool = await asyncpg.create_pool(settings.database.dsn, min_size=concurrency // 2, max_size=concurrency)
     payload = json.dumps({"source": source, "record_type": "encounter",
                           "patient": {"first_name": "F", "last_name": "L", "dob": "1980-01-01"},

@@ -38,7 +38,7 @@ UPDATE outbox_events
 SET published_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE id = ANY($1::bigint[])
 """
-# A failed row waits before it is claimed again (capped exponential by its attempts), so
+# A failed row waits before it is claimed again (exponential by its attempts, capped), so
 # rows that cannot be sent (e.g. their topic is missing) never block the rows behind them.
 _MARK_FAILED = """
 UPDATE outbox_events
@@ -84,6 +84,8 @@ class OutboxPublisher:
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 10.0,
         purge_every_s: float = 60.0,
+        row_backoff_cap_s: float = 60.0,
+        topics_ttl_s: float = 5.0,
     ) -> None:
         self._db = db
         self._producer_factory = producer_factory
@@ -94,6 +96,10 @@ class OutboxPublisher:
         self._backoff_base = backoff_base_s
         self._backoff_cap = backoff_cap_s
         self._purge_every = purge_every_s
+        self._row_backoff_cap = row_backoff_cap_s
+        self._topics_ttl = topics_ttl_s
+        self._known_topics: set[str] = set()
+        self._topics_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         # The producer is ours: a crash (e.g. a fatal idempotence error) gets a fresh one.
@@ -110,6 +116,10 @@ class OutboxPublisher:
                     sent, failed = 0, 1
                     self._metrics.outbox_failures.labels("DatabaseUnavailable").inc()
                     _log.warning("outbox publish failed", extra={"error_type": "DatabaseUnavailable"})
+                except DeliveryFailed as exc:  # no broker answered the metadata request
+                    sent, failed = 0, 1
+                    self._metrics.outbox_failures.labels(exc.error_type).inc()
+                    _log.warning("outbox publish failed", extra={"error_type": exc.error_type})
                 if failed and not sent:
                     # Nothing went out (Kafka down?): back off the whole publisher.
                     failures += 1
@@ -132,18 +142,18 @@ class OutboxPublisher:
             rows = await conn.fetch(_CLAIM, self._batch)
             if not rows:
                 return 0, 0
-            results = await asyncio.gather(
-                *(
-                    producer.send(
-                        row["topic"],
-                        key=row["key"].encode(),
-                        value=row["payload"].encode(),
-                        headers=row["headers"],
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
-            )
+            known = await self._topics(producer, {row["topic"] for row in rows})
+
+            async def send(row: Any) -> Any:
+                # A row for a missing topic fails at once instead of waiting out librdkafka's
+                # message timeout while it holds the batch.
+                if row["topic"] not in known:
+                    raise DeliveryFailed("UNKNOWN_TOPIC_OR_PART", "topic does not exist")
+                return await producer.send(
+                    row["topic"], key=row["key"].encode(), value=row["payload"].encode(), headers=row["headers"]
+                )
+
+            results = await asyncio.gather(*(send(row) for row in rows), return_exceptions=True)
             published: list[int] = []
             failed: dict[str, list[int]] = {}
             for row, result in zip(rows, results, strict=True):
@@ -156,10 +166,18 @@ class OutboxPublisher:
             if published:
                 await conn.execute(_MARK_PUBLISHED, published)
             for error_type, ids in failed.items():
-                await conn.execute(_MARK_FAILED, ids, error_type, self._backoff_cap)
+                await conn.execute(_MARK_FAILED, ids, error_type, self._row_backoff_cap)
                 self._metrics.outbox_failures.labels(error_type).inc(len(ids))
                 _log.warning("outbox publish failed", extra={"error_type": error_type, "count": len(ids)})
         return len(published), sum(len(ids) for ids in failed.values())
+
+    async def _topics(self, producer: AsyncProducer, wanted: set[str]) -> set[str]:
+        """Known topics, refreshed when stale or when a batch names one we have not seen."""
+        loop = asyncio.get_running_loop()
+        if not wanted <= self._known_topics or loop.time() - self._topics_at > self._topics_ttl:
+            self._known_topics = await producer.topics()
+            self._topics_at = loop.time()
+        return self._known_topics
 
     async def purge_published(self) -> int:
         """Delete published rows older than the retention period."""

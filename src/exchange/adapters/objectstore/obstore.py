@@ -1,0 +1,91 @@
+"""Object store over obstore (Rust ``object_store``): the faster S3 client.
+
+Measured here (STACK-NOTES, and `exchange bench`): ~3x aiobotocore's standalone PUT rate
+and ~1.6x end to end on the ingest path. Selected with ``OBJECT_STORE_CLIENT=obstore``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import obstore
+from obstore.exceptions import BaseError, NotFoundError
+from obstore.store import S3Store
+
+from exchange.adapters.objectstore.base import ObjectInfo
+from exchange.errors import ObjectNotFound, ObjectStoreUnavailable
+from exchange.settings import ObjectStoreSettings
+
+__all__ = ("ObstoreObjectStore",)
+
+
+class ObstoreObjectStore:
+    def __init__(self, settings: ObjectStoreSettings) -> None:
+        self.bucket = settings.bucket
+        self._store = S3Store(
+            settings.bucket,
+            endpoint=settings.endpoint,
+            region=settings.region,
+            access_key_id=settings.access_key_id.reveal(),
+            secret_access_key=settings.secret_access_key.reveal(),
+            virtual_hosted_style_request=False,
+            client_options={
+                "allow_http": settings.endpoint.startswith("http://"),
+                # Fail fast when S3 is down: ingest answers 503 instead of hanging.
+                "connect_timeout": dt.timedelta(seconds=2),
+                "timeout": dt.timedelta(seconds=15),
+            },
+            retry_config={"max_retries": 1, "retry_timeout": dt.timedelta(seconds=5),
+                          "backoff": {"init_backoff": dt.timedelta(milliseconds=50),
+                                      "max_backoff": dt.timedelta(seconds=1), "base": 2}},
+        )
+
+    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None:
+        try:
+            await obstore.put_async(self._store, key, body, attributes={"Content-Type": content_type})
+        except BaseError as exc:
+            raise ObjectStoreUnavailable(f"object store put failed ({type(exc).__name__})") from None
+
+    async def get(self, key: str) -> bytes:
+        try:
+            result = await obstore.get_async(self._store, key)
+            return bytes(await result.bytes_async())
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectNotFound(f"no object at {key}") from None
+        except BaseError as exc:
+            raise ObjectStoreUnavailable(f"object store get failed ({type(exc).__name__})") from None
+
+    async def delete(self, key: str) -> None:
+        try:
+            await obstore.delete_async(self._store, key)
+        except BaseError as exc:
+            raise ObjectStoreUnavailable(f"object store delete failed ({type(exc).__name__})") from None
+
+    async def list_objects(self, prefix: str, *, start_after: str | None = None) -> AsyncIterator[ObjectInfo]:
+        try:
+            stream = obstore.list(self._store, prefix, offset=start_after, chunk_size=1000)
+            async for batch in stream:
+                for meta in batch:
+                    yield ObjectInfo(meta["path"], int(meta["size"]), meta["last_modified"])
+        except BaseError as exc:
+            raise ObjectStoreUnavailable(f"object store list failed ({type(exc).__name__})") from None
+
+    async def copy(self, source_key: str, target_key: str) -> None:
+        try:
+            await obstore.copy_async(self._store, source_key, target_key)
+        except (NotFoundError, FileNotFoundError):
+            raise ObjectNotFound(f"no object at {source_key}") from None
+        except BaseError as exc:
+            raise ObjectStoreUnavailable(f"object store copy failed ({type(exc).__name__})") from None
+
+    async def ping(self) -> None:
+        try:
+            stream = obstore.list(self._store, "__ping__/", chunk_size=1)
+            async for _batch in stream:
+                break
+        except BaseError as exc:
+            raise ObjectStoreUnavailable(f"object store unreachable ({type(exc).__name__})") from None
+
+    async def close(self) -> None:
+        return None
