@@ -126,8 +126,8 @@ class ObjectStoreSettings:
     """AWS_ACCESS_KEY_ID."""
     secret_access_key: Secret = Secret("")
     """AWS_SECRET_ACCESS_KEY."""
-    client: ObjectStoreClient = "aiobotocore"
-    """OBJECT_STORE_CLIENT: which adapter talks to S3."""
+    client: ObjectStoreClient = "obstore"
+    """OBJECT_STORE_CLIENT: which adapter talks to S3 (obstore measured ~2x aiobotocore here)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +366,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         region=r.text("S3_REGION", "us-east-1"),
         access_key_id=Secret(r.text("AWS_ACCESS_KEY_ID", "exchange" if is_local else "")),
         secret_access_key=Secret(r.text("AWS_SECRET_ACCESS_KEY", "exchange" if is_local else "")),
-        client=r.choice("OBJECT_STORE_CLIENT", "aiobotocore", ("aiobotocore", "obstore")),  # type: ignore[arg-type]
+        client=r.choice("OBJECT_STORE_CLIENT", "obstore", ("aiobotocore", "obstore")),  # type: ignore[arg-type]
     )
     if not is_local and not (object_store.access_key_id and object_store.secret_access_key):
         raise SettingsError("AWS_ACCESS_KEY_ID", "required outside ENV=local (with AWS_SECRET_ACCESS_KEY)")

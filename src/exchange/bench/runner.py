@@ -153,7 +153,11 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print) -> dict[s
            "OBJECT_STORE_CLIENT": os.environ.get("OBJECT_STORE_CLIENT", "aiobotocore")}
     settings = load_settings(env)
     dsn = settings.database.dsn
-    results: dict[str, Any] = {"run_id": run_id, "object_store_client": env["OBJECT_STORE_CLIENT"], "config": {k: str(v) for k, v in asdict(cfg).items()}}
+    results: dict[str, Any] = {
+        "run_id": run_id,
+        "object_store_client": env["OBJECT_STORE_CLIENT"],
+        "config": {k: str(v) for k, v in asdict(cfg).items()},
+    }
     rss: list[float] = []
     scratch = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
 
