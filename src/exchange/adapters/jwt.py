@@ -51,9 +51,14 @@ def _b64decode(segment: str) -> bytes:
 
 
 class TokenVerifier:
-    def __init__(self, settings: AuthSettings, *, allow_dev_token: bool) -> None:
+    def __init__(self, settings: AuthSettings, *, allow_dev_token: bool, cache_size: int = 1024) -> None:
         self._settings = settings
         self._allow_dev = allow_dev_token
+        # Verified tokens -> (principal, exp): a client sends the same token on every request,
+        # and re-verifying it each time was a measurable share of the ingest path. Only
+        # successes are cached, and an entry is honoured only until the token's exp.
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache_size = cache_size
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Check an ``Authorization`` header value; raises :class:`Unauthorized`."""
@@ -71,6 +76,19 @@ class TokenVerifier:
         return self._verify_jwt(token)
 
     def _verify_jwt(self, token: str) -> Principal:
+        cached = self._cache.get(token)
+        if cached is not None:
+            principal, exp = cached
+            if exp + self._settings.leeway_seconds >= time.time():
+                return principal
+            del self._cache[token]
+        principal, exp = self._verify_uncached(token)
+        if len(self._cache) >= self._cache_size:
+            self._cache.pop(next(iter(self._cache)))  # oldest insertion first
+        self._cache[token] = (principal, exp)
+        return principal
+
+    def _verify_uncached(self, token: str) -> tuple[Principal, float]:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("token too large")
         parts = token.split(".")
@@ -114,7 +132,7 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 200:
             raise Unauthorized("invalid token subject")
-        return Principal(subject=subject, scopes=_scopes(claims))
+        return Principal(subject=subject, scopes=_scopes(claims)), float(exp)
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:

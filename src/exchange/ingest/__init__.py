@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exchange.ingest._janitor import IdempotencyJanitor
-from exchange.ingest._manifest import ManifestEntry, manifest_for_source, mark_canonicalized, record_orphan
+from exchange.ingest._manifest import ManifestEntry, manifest_for_source, record_orphan
 from exchange.ingest._routes import ingest_routes
 from exchange.ingest._service import IngestCommand, IngestOutcome, IngestService, purge_expired_keys
 
@@ -15,7 +15,6 @@ __all__ = (
     "ManifestEntry",
     "ingest_routes",
     "manifest_for_source",
-    "mark_canonicalized",
     "record_orphan",
     "purge_expired_keys",
 )

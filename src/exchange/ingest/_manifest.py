@@ -1,4 +1,7 @@
-"""The raw-object manifest's state transitions, offered to other contexts."""
+"""The raw-object manifest, as other contexts may read and change it.
+
+(The ``enqueued -> canonicalized`` transition is part of the normalizer's single-statement
+canonical write, for the round-trip; see normalize/_pipeline.py.)"""
 
 from __future__ import annotations
 
@@ -8,18 +11,7 @@ from dataclasses import dataclass
 
 from exchange.adapters.postgres import Connection
 
-__all__ = ("ManifestEntry", "manifest_for_source", "mark_canonicalized", "record_orphan")
-
-_CANONICALIZED = """
-UPDATE raw_object_manifest SET state = 'canonicalized', updated_at = now()
-WHERE record_id = $1 AND state <> 'canonicalized'
-"""
-
-
-async def mark_canonicalized(conn: Connection, record_id: str) -> None:
-    """Called inside the normalizer's canonical-write transaction."""
-    await conn.execute(_CANONICALIZED, record_id)
-
+__all__ = ("ManifestEntry", "manifest_for_source", "record_orphan")
 
 _FOR_SOURCE = """
 SELECT record_id::text AS record_id, object_key, state, sha256, size_bytes, created_at

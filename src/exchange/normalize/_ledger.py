@@ -28,8 +28,11 @@ class DeliveryInfo:
 class AttemptRef:
     record_id: str
     attempt_no: int
+    already_canonical: bool = False
 
 
+# One statement (so one round-trip and its own commit, no BEGIN/COMMIT): the attempt
+# start is recorded, and we learn whether the record is canonical already (a redelivery).
 _START = """
 WITH state AS (
     INSERT INTO processing_stage_state AS s
@@ -50,22 +53,16 @@ WITH state AS (
         updated_at = now()
     RETURNING attempt_count
 )
-INSERT INTO processing_attempts
-    (record_id, pipeline, attempt_no, status, event_id, kafka_topic, kafka_partition, kafka_offset)
-SELECT $1, $2, attempt_count, 'started', $5, $6, $7, $8 FROM state
-RETURNING attempt_no
+), attempt AS (
+    INSERT INTO processing_attempts
+        (record_id, pipeline, attempt_no, status, event_id, kafka_topic, kafka_partition, kafka_offset)
+    SELECT $1, $2, attempt_count, 'started', $5, $6, $7, $8 FROM state
+    RETURNING attempt_no
+)
+SELECT attempt_no, EXISTS (SELECT 1 FROM canonical_records WHERE record_id = $1) AS already_canonical
+FROM attempt
 """
 
-_SUCCEEDED_STATE = """
-UPDATE processing_stage_state
-SET status = 'succeeded', last_success_at = now(), next_retry_at = NULL, last_error_type = NULL,
-    last_error_message = NULL, last_error_stage = NULL, updated_at = now()
-WHERE record_id = $1 AND pipeline = $2
-"""
-_SUCCEEDED_ATTEMPT = """
-UPDATE processing_attempts SET status = 'succeeded', ended_at = now(), result = $4
-WHERE record_id = $1 AND pipeline = $2 AND attempt_no = $3
-"""
 _FAILED_STATE = """
 UPDATE processing_stage_state
 SET status = $3, last_error_type = $4, last_error_message = $5, last_error_stage = $6,
@@ -89,19 +86,14 @@ class Ledger:
         self._db = db
 
     async def start(self, info: DeliveryInfo) -> AttemptRef:
-        """Record an attempt start in its own, committed transaction."""
-        async with self._db.transaction() as conn:
-            attempt_no = await conn.fetchval(
+        """Record an attempt start, committed before any processing step."""
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
                 _START, info.record_id, PIPELINE, info.correlation_id, info.event_version, info.event_id,
                 info.topic, info.partition, info.offset,
             )
-        return AttemptRef(info.record_id, int(attempt_no))
-
-    @staticmethod
-    async def succeeded(conn: Connection, ref: AttemptRef, result: str) -> None:
-        """Inside the caller's transaction (the canonical write)."""
-        await conn.execute(_SUCCEEDED_STATE, ref.record_id, PIPELINE)
-        await conn.execute(_SUCCEEDED_ATTEMPT, ref.record_id, PIPELINE, ref.attempt_no, result)
+        assert row is not None
+        return AttemptRef(info.record_id, int(row["attempt_no"]), bool(row["already_canonical"]))
 
     async def failed(
         self,

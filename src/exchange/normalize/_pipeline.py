@@ -24,7 +24,6 @@ from exchange.errors import (
     TokenizerUnavailable,
 )
 from exchange.events import RecordIngested, RecordIngestedV2, decode_event
-from exchange.ingest import mark_canonicalized
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
@@ -97,21 +96,48 @@ def _ingested_at(occurred_at: str) -> dt.datetime:
     return moment
 
 
-_CANONICAL_INSERT = """
-INSERT INTO canonical_records
-    (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, normalized_at, correlation_id,
-     event_version, record_kind, schema_hint, token_key_id)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, now(), $7, $8, $9, $10, $11)
-ON CONFLICT (record_id) DO NOTHING
-RETURNING normalized_at
+# The success path is ONE statement, so it is atomic without BEGIN/COMMIT and costs one
+# round-trip: canonical insert (idempotent), the derived patient index, the manifest's
+# state (``enqueued -> canonicalized``, inlined here for the round-trip) and
+# the ledger success. A redelivered record (already canonical) only updates the ledger.
+_WRITE = """
+WITH canon AS (
+    INSERT INTO canonical_records
+        (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, normalized_at, correlation_id,
+         event_version, record_kind, schema_hint, token_key_id)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, now(), $7, $8, $9, $10, $11)
+    ON CONFLICT (record_id) DO NOTHING
+    RETURNING record_id, normalized_at
+), idx AS (
+    INSERT INTO derived_patient_record_index
+        (patient_token, record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at)
+    SELECT $12, record_id, $2, $8, $9, $10, $6, normalized_at FROM canon
+    ON CONFLICT (record_id) DO NOTHING
+), manifest AS (
+    UPDATE raw_object_manifest SET state = 'canonicalized', updated_at = now()
+    WHERE record_id = $1 AND state <> 'canonicalized' AND EXISTS (SELECT 1 FROM canon)
+), state AS (
+    UPDATE processing_stage_state
+    SET status = 'succeeded', last_success_at = now(), next_retry_at = NULL, last_error_type = NULL,
+        last_error_message = NULL, last_error_stage = NULL, updated_at = now()
+    WHERE record_id = $1 AND pipeline = 'normalizer'
+), attempt AS (
+    UPDATE processing_attempts
+    SET status = 'succeeded', ended_at = now(),
+        result = CASE WHEN EXISTS (SELECT 1 FROM canon) THEN 'inserted' ELSE 'duplicate' END
+    WHERE record_id = $1 AND pipeline = 'normalizer' AND attempt_no = $13
+)
+SELECT EXISTS (SELECT 1 FROM canon) AS inserted
 """
-_INDEX_INSERT = """
-INSERT INTO derived_patient_record_index
-    (patient_token, record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (record_id) DO NOTHING
+_DUPLICATE = """
+WITH state AS (
+    UPDATE processing_stage_state
+    SET status = 'succeeded', last_success_at = now(), next_retry_at = NULL, updated_at = now()
+    WHERE record_id = $1 AND pipeline = 'normalizer'
+)
+UPDATE processing_attempts SET status = 'succeeded', ended_at = now(), result = 'duplicate'
+WHERE record_id = $1 AND pipeline = 'normalizer' AND attempt_no = $2
 """
-_EXISTS = "SELECT 1 FROM canonical_records WHERE record_id = $1"
 
 
 class RecordProcessor:
@@ -136,12 +162,14 @@ class RecordProcessor:
             raise StageFailure("ledger", "DatabaseUnavailable", "database unavailable", transient=True) from None
 
     async def process(self, event: RecordIngested, attempt: AttemptRef) -> Processed:
-        async with self._db.connection() as conn:
-            if await conn.fetchval(_EXISTS, event.record_id) is not None:
-                # Redelivery of a finished record: no fetch, no tokenizer call.
-                async with conn.transaction():
-                    await Ledger.succeeded(conn, attempt, "duplicate")
-                return Processed("duplicate", attempt)
+        if attempt.already_canonical:
+            # Redelivery of a finished record: no fetch, no tokenizer call.
+            try:
+                async with self._db.connection() as conn:
+                    await conn.execute(_DUPLICATE, event.record_id, attempt.attempt_no)
+            except DatabaseUnavailable:
+                raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
+            return Processed("duplicate", attempt)
         with tracer.start_as_current_span("fetch raw object", record_exception=False):
             raw = await self._fetch(event)
         self._verify(event, raw)
@@ -227,18 +255,13 @@ class RecordProcessor:
         normalized = {"patient_token": token, "meta": meta}
         ingested_at = _ingested_at(event.occurred_at)
         try:
-            async with self._db.transaction() as conn:
-                normalized_at = await conn.fetchval(
-                    _CANONICAL_INSERT, event.record_id, event.source, event.raw_object.key, event.raw_object.sha256,
+            async with self._db.connection() as conn:
+                inserted = await conn.fetchval(
+                    _WRITE, event.record_id, event.source, event.raw_object.key, event.raw_object.sha256,
                     normalized, ingested_at, event.correlation_id, version, record_kind, schema_hint,
-                    self._tokenizer.key_id,
+                    self._tokenizer.key_id, token, attempt.attempt_no,
                 )
-                result: Literal["inserted", "duplicate"] = "inserted" if normalized_at is not None else "duplicate"
-                if normalized_at is not None:
-                    await conn.execute(_INDEX_INSERT, token, event.record_id, event.source, version, record_kind,
-                                       schema_hint, ingested_at, normalized_at)
-                    await mark_canonicalized(conn, event.record_id)
-                await Ledger.succeeded(conn, attempt, result)
         except DatabaseUnavailable:
             raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
+        result: Literal["inserted", "duplicate"] = "inserted" if inserted else "duplicate"
         return Processed(result, attempt)

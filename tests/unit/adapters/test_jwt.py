@@ -328,3 +328,26 @@ def test_a_token_that_practically_never_expires_is_refused() -> None:
     token = _jwt.encode(claims, "s" * 40, algorithm="HS256")
     with pytest.raises(Unauthorized):
         TokenVerifier(settings, allow_dev_token=False).authenticate(f"Bearer {token}")
+
+
+def test_a_cached_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as _time
+
+    from jose import jwt as _jwt
+
+    import exchange.adapters.jwt as module
+    from exchange.adapters.jwt import TokenVerifier
+    from exchange.errors import Unauthorized
+    from exchange.settings import AuthSettings, Secret
+
+    settings = AuthSettings(jwt_secret=Secret("s" * 40), issuer="exchange", audience="exchange-api",
+                            leeway_seconds=0)
+    now = _time.time()
+    claims = {"iss": "exchange", "aud": "exchange-api", "sub": "x", "exp": int(now) + 60}
+    token = _jwt.encode(claims, "s" * 40, algorithm="HS256")
+    verifier = TokenVerifier(settings, allow_dev_token=False)
+    assert verifier.authenticate(f"Bearer {token}").subject == "x"
+    assert verifier.authenticate(f"Bearer {token}").subject == "x"  # served from the cache
+    monkeypatch.setattr(module.time, "time", lambda: now + 120)
+    with pytest.raises(Unauthorized):
+        verifier.authenticate(f"Bearer {token}")
