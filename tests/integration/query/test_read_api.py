@@ -40,7 +40,9 @@ async def test_records_are_read_by_id_and_linked_by_patient_token(
         assert record["event_version"] == "1"
         token = record["patient_token"]
         linked = await client.get(f"/patients/{token}/records", headers=reader)
-        assert [r["record_id"] for r in linked.json()["records"]] == ids
+        # The canaries are one synthetic person shared by many tests: keep this test's records.
+        ours = [r["record_id"] for r in linked.json()["records"] if r["source"] == source]
+        assert ours == ids
         assert (await client.get(f"/records/{uuid.uuid4()}", headers=reader)).status_code == 404
         assert (await client.get("/records/nope", headers=reader)).status_code == 400
         assert (await client.get("/patients/XYZ/records", headers=reader)).status_code == 400
