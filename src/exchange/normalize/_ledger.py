@@ -52,7 +52,6 @@ WITH state AS (
         kafka_offset = EXCLUDED.kafka_offset,
         updated_at = now()
     RETURNING attempt_count
-)
 ), attempt AS (
     INSERT INTO processing_attempts
         (record_id, pipeline, attempt_no, status, event_id, kafka_topic, kafka_partition, kafka_offset)
