@@ -150,7 +150,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print) -> dict[s
     ensure_topics(env["KAFKA_BROKERS"], topics.values(), partitions=6)
     env = {**env, **topics, "KAFKA_TOPICS": f"bench{run_id}.v1,bench{run_id}.v2",
            "KAFKA_CONSUMER_GROUP": f"bench{run_id}", "JWT_SECRET": JWT_SECRET,
-           "OBJECT_STORE_CLIENT": os.environ.get("OBJECT_STORE_CLIENT", "aiobotocore")}
+           "OBJECT_STORE_CLIENT": os.environ.get("OBJECT_STORE_CLIENT", "obstore")}
     settings = load_settings(env)
     dsn = settings.database.dsn
     results: dict[str, Any] = {
