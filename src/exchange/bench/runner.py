@@ -202,7 +202,10 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print) -> dict[s
 
         # 2b. Ingest with the HTTP roles alone (split deployment): what the normalizer's share costs.
         report(f"ingest (ingest,publisher roles only): {cfg.concurrency} connections for {cfg.duration_s:.0f}s ...")
-        with Server(env, "ingest,publisher", scratch) as server:
+        # Its events go to a topic of their own, which no later phase consumes.
+        split_env = {**env, "TOPIC_RECORD_INGESTED_V1": f"bench{run_id}.split"}
+        ensure_topics(env["KAFKA_BROKERS"], [f"bench{run_id}.split"], partitions=6)
+        with Server(split_env, "ingest,publisher", scratch) as server:
             alone = _loadgen(server.port, f"bench-alone-{run_id}", scratch / "alone.json", mode="closed",
                              concurrency=cfg.concurrency, duration=cfg.duration_s)
         rss.append(server.rss_peak_mb)
