@@ -248,16 +248,6 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print) -> dict[s
         results["normalizer_rps"] = cfg.normalizer_records / asyncio.run(_normalized_span(dsn, norm_source))
         results["normalizer_wall_rps"] = cfg.normalizer_records / elapsed
 
-        # 5b. The same with two normalizer processes in one consumer group (one per core).
-        scale_source = f"bench-norm2-{run_id}"
-        asyncio.run(_prepublish(settings, scale_source, norm_topic, cfg.normalizer_records))
-        with Server(env, "normalizer,tokenizer", scratch) as s1, Server(env, "normalizer,tokenizer", scratch) as s2:
-            asyncio.run(_wait(lambda: _all_canonical(dsn, scale_source, cfg.normalizer_records),
-                              timeout=900, interval=0.1))
-        rss.extend([s1.rss_peak_mb, s2.rss_peak_mb])
-        results["normalizer_rps_2_processes"] = cfg.normalizer_records / asyncio.run(
-            _normalized_span(dsn, scale_source))
-
         # 6. Replay of the same raw objects (through the outbox).
         report("replay: re-emitting the normalizer's raw objects ...")
         started = time.perf_counter()
@@ -412,7 +402,7 @@ def _machine() -> dict[str, Any]:
 
 TARGETS = {
     "ingest_ratio": (">=", 0.85), "e2e_p95_ms": ("<=", 500), "publisher_drain_eps": (">=", 5000),
-    "normalizer_rps": (">=", 1000), "normalizer_rps_2_processes": (">=", 1000), "replay_rps": (">=", 2000),
+    "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000),
     "rss_mb_peak": ("<=", 400),
 }
 
@@ -422,7 +412,7 @@ def markdown(results: dict[str, Any]) -> str:
     for key in ("ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
                 "ingest_split_ratio", "e2e_p50_ms",
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
-                "normalizer_rps_2_processes", "replay_rps", "rss_mb_peak"):
+                "replay_rps", "rss_mb_peak"):
         value = results.get(key)
         target = TARGETS.get(key)
         shown = f"{value:,.2f}" if isinstance(value, float) and value < 10 else (
