@@ -16,7 +16,8 @@ from exchange.adapters.jwt import Principal, TokenVerifier
 __all__ = ("principal_of", "require_scope_guard")
 
 
-def require_scope_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def require_scope_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    # Async on purpose: Litestar runs a sync guard in a worker thread, a hop per request.
     verifier: TokenVerifier = connection.app.state.token_verifier
     principal = verifier.authenticate(connection.headers.get("authorization"))
     scope = handler.opt.get("scope")
