@@ -226,7 +226,7 @@ async def test_kill_9_of_the_normalizer_mid_batch_loses_and_duplicates_nothing(
     env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
     dsn = stack_env["DATABASE_URL"]
     source = f"kill-{unique}"
-    total = 300
+    total = 800  # enough that the kill lands mid-backlog even at full normalizer speed
     settings = make_settings(stack_env, **isolated_kafka)
     async with running_app(settings, INGEST_AND_PUBLISH) as client:
         sem = asyncio.Semaphore(16)
