@@ -34,6 +34,22 @@ def read_all(
         consumer.close()
 
 
+def read_headers(brokers: str, topic: str, *, timeout: float = 20.0) -> list[dict[str, str]]:
+    """The headers of the first message in ``topic``."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"reader-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.3)
+            if msg is not None and msg.error() is None:
+                return [{k: (v or b"").decode() for k, v in (msg.headers() or [])}]
+        return []
+    finally:
+        consumer.close()
+
+
 def committed_total(brokers: str, group: str, topic: str, partitions: int) -> int:
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
     try:

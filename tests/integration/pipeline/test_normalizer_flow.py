@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
 from exchange.roles import Role
 from tests.support.app import DEV, make_settings, running_app
 from tests.support.db import eventually, fetch, fetchval
-from tests.support.kafka import read_all
+from tests.support.kafka import read_all, read_headers
 
 
 def _v1(source: str, c: dict[str, str]) -> dict[str, Any]:
@@ -112,3 +113,7 @@ async def test_the_published_events_carry_correlation_and_trace_headers(
     event = json.loads(value)
     assert event["correlation_id"] == f"corr-{unique}"
     assert event["event_version"] == "1"
+    headers = read_headers(stack_env["KAFKA_BROKERS"], isolated_kafka["TOPIC_RECORD_INGESTED_V1"])[0]
+    assert headers["correlation_id"] == f"corr-{unique}"
+    # W3C traceparent: version-traceid-spanid-flags, continuing the HTTP request's trace.
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", headers["traceparent"])
