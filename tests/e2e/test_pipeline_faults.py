@@ -342,3 +342,65 @@ async def test_rows_for_a_missing_topic_stay_pending_without_blocking_the_others
         assert lines[0]["error_type"]
     finally:
         await fetch(dsn, "DELETE FROM outbox_events WHERE topic=$1", missing_topic)
+
+
+STALL = """
+CREATE OR REPLACE FUNCTION test_transient_write_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_terminate_backend(pg_backend_pid());
+  RETURN NEW;
+END $$
+"""
+
+
+@pytest.mark.timeout(300)
+async def test_a_record_in_retry_backoff_does_not_stall_the_records_behind_it(
+    stack: Stack, stack_env: dict[str, str], unique: str
+) -> None:
+    from exchange.adapters.kafka import ensure_topics
+
+    v1, v2 = f"s{unique}.v1", f"s{unique}.v2"
+    ensure_topics(stack.kafka.brokers, [v1, v2, f"{v1}.dlq", f"{v2}.dlq"], partitions=1)  # one partition: strict order
+    overrides = {"TOPIC_RECORD_INGESTED_V1": v1, "TOPIC_RECORD_INGESTED_V2": v2, "KAFKA_DLQ_TOPIC_V1": f"{v1}.dlq",
+                 "KAFKA_DLQ_TOPIC_V2": f"{v2}.dlq", "KAFKA_TOPICS": f"{v1},{v2}", "KAFKA_CONSUMER_GROUP": f"g{unique}",
+                 "MAX_ATTEMPTS": "6", "BACKOFF_BASE_MS": "1500"}
+    settings = make_settings(stack_env, **overrides)
+    dsn = stack_env["DATABASE_URL"]
+    slow, fast = f"stall-{unique}", f"flow-{unique}"
+    # The first record's canonical write fails with a lost connection (transient) until the fault is lifted.
+    await fetch(dsn, STALL)
+    await fetch(dsn, f"CREATE TRIGGER stall_{unique} BEFORE INSERT ON canonical_records FOR EACH ROW "
+                     f"WHEN (NEW.source = '{slow}') EXECUTE FUNCTION test_transient_write_fault()")
+    try:
+        async with running_app(settings) as client:
+            r = await client.post("/v1/ingest", json=v1_body(slow), headers={**DEV, "Idempotency-Key": f"{unique}-s"})
+            stalled = r.json()["record_id"]
+            for n in range(5):
+                r = await client.post("/v1/ingest", json=v1_body(fast, n),
+                                      headers={**DEV, "Idempotency-Key": f"{unique}-f{n}"})
+                assert r.status_code == 202
+
+            async def behind_done() -> bool:
+                return await canonical_count(dsn, fast) == 5
+
+            await eventually(behind_done, timeout=30)
+            # The records behind it finished while it waits out its backoff...
+            state = await fetchval(dsn, "SELECT status FROM processing_stage_state WHERE record_id=$1",
+                                   uuid.UUID(stalled))
+            assert state == "failed_retryable"
+            # ...and the committed offset has not moved past it (offset 0 of the only partition).
+            assert committed_total(stack_env["KAFKA_BROKERS"], f"g{unique}", v1, 1) == 0
+
+            await fetch(dsn, f"DROP TRIGGER stall_{unique} ON canonical_records")
+
+            async def recovered() -> bool:
+                return await canonical_count(dsn, slow) == 1
+
+            await eventually(recovered, timeout=60)
+
+            async def committed_all() -> bool:
+                return committed_total(stack_env["KAFKA_BROKERS"], f"g{unique}", v1, 1) == 6
+
+            await eventually(committed_all, timeout=20, interval=0.5)
+    finally:
+        await fetch(dsn, f"DROP TRIGGER IF EXISTS stall_{unique} ON canonical_records")
