@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
 from exchange.ingest._service import purge_expired_keys
+from exchange.runtime import sleep_unless_stopped
 
 __all__ = ("IdempotencyJanitor",)
 
@@ -30,5 +30,4 @@ class IdempotencyJanitor:
                     _log.info("expired idempotency keys purged", extra={"count": deleted})
             except DatabaseUnavailable:
                 pass  # the next round retries; ingest itself reports the outage
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+            await sleep_unless_stopped(stop, self._interval)

@@ -36,6 +36,7 @@ from exchange.normalize._offsets import OffsetBook
 from exchange.normalize._pipeline import RecordProcessor, StageFailure
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import context_from_headers, tracer
+from exchange.runtime import sleep_unless_stopped
 from exchange.settings import KafkaSettings, PipelineSettings
 
 __all__ = ("Normalizer", "backoff_delay")
@@ -199,8 +200,7 @@ class Normalizer:
                 extra={"record_id": event.record_id, "stage": failure.stage, "error_type": failure.error_type,
                        "attempt": attempt, "delay_s": round(delay, 3), "correlation_id": event.correlation_id},
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await sleep_unless_stopped(stop, delay)
             if stop.is_set():
                 return  # abandoned: not finished, so never committed past
 
@@ -240,8 +240,7 @@ class Normalizer:
             except DeliveryFailed as exc:
                 publish_failures += 1
                 _log.warning("dlq publish failed", extra={"error_type": exc.error_type, "record_id": record_id})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff_delay(publish_failures, 0.5, 10.0))
+                await sleep_unless_stopped(stop, backoff_delay(publish_failures, 0.5, 10.0))
                 if stop.is_set():
                     return False
         self._metrics.normalized.labels("dlq").inc()

@@ -20,6 +20,7 @@ from exchange.adapters.kafka import AsyncProducer, DeliveryFailed
 from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
 from exchange.ops.metrics import Metrics
+from exchange.runtime import sleep_unless_stopped
 
 __all__ = ("OutboxPublisher", "outbox_stats")
 
@@ -124,7 +125,7 @@ class OutboxPublisher:
                     # Nothing went out (Kafka down?): back off the whole publisher.
                     failures += 1
                     delay = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
-                    await _sleep(stop, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                    await sleep_unless_stopped(stop, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
                     continue
                 failures = 0
                 if loop.time() >= next_purge:
@@ -132,7 +133,7 @@ class OutboxPublisher:
                     with contextlib.suppress(DatabaseUnavailable):
                         await self.purge_published()
                 if sent < self._batch:
-                    await _sleep(stop, self._idle)
+                    await sleep_unless_stopped(stop, self._idle)
         finally:
             await producer.close(timeout=3.0)
 
@@ -190,7 +191,3 @@ class OutboxPublisher:
             if deleted < 5000:
                 return total
 
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

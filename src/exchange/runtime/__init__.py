@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from exchange.runtime.supervisor import BackgroundComponent, Supervisor, TaskStatus
+from exchange.runtime.supervisor import BackgroundComponent, Supervisor, TaskStatus, sleep_unless_stopped
 
-__all__ = ("BackgroundComponent", "Supervisor", "TaskStatus")
+__all__ = ("BackgroundComponent", "Supervisor", "TaskStatus", "sleep_unless_stopped")

@@ -16,11 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ("BackgroundComponent", "Supervisor", "TaskStatus")
+__all__ = ("BackgroundComponent", "Supervisor", "TaskStatus", "sleep_unless_stopped")
 
 _log = logging.getLogger("exchange.runtime")
 
 TaskState = Literal["starting", "running", "restarting", "stopped"]
+
+
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when ``stop`` is set (the drain signal)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 class BackgroundComponent(Protocol):
@@ -95,8 +101,7 @@ class Supervisor:
                     extra={"task": component.name, "error_type": status.last_error_type,
                            "attempt": failures, "delay_s": round(delay, 2)},
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                await sleep_unless_stopped(self._stop, delay)
         self._set(status, "stopped")
 
     async def stop(self, timeout: float) -> None:
