@@ -50,7 +50,7 @@ async def test_kafka_down_ingest_still_accepts_and_the_outbox_drains_when_it_ret
     dsn = stack_env["DATABASE_URL"]
     source = f"kdown-{unique}"
     async with running_app(settings) as client:
-        stack.stop("kafka")
+        await asyncio.to_thread(stack.stop, "kafka")
         try:
             r = await client.post("/v1/ingest", json=v1_body(source), headers={**DEV, "Idempotency-Key": f"{unique}-k"})
             assert r.status_code == 202, r.text

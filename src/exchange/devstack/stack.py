@@ -141,18 +141,22 @@ class Stack:
             raise StackError(
                 f"kafka: creating topics failed ({type(exc).__name__}); see log {self.kafka.log_file}"
             ) from exc
+        self._wait_bucket_writable()
+
+    def _wait_bucket_writable(self) -> None:
         deadline = time.monotonic() + _TIMEOUTS["s3"]
         while True:
             try:
                 ensure_bucket_sync(self.s3.endpoint, BUCKET, ACCESS_KEY, SECRET_KEY)
-                break
             except Exception as exc:
                 # The S3 gateway answers before the filer behind it is ready; retry until then.
                 if time.monotonic() > deadline:
                     raise StackError(
-                        f"s3: creating bucket {BUCKET} failed ({type(exc).__name__}); see log {self.s3.log_file}"
+                        f"s3: bucket {BUCKET} does not take writes ({type(exc).__name__}); see log {self.s3.log_file}"
                     ) from exc
                 time.sleep(0.5)
+            else:
+                return
 
     def down(self) -> None:
         """Stop every service; data stays under the root folder."""
@@ -173,6 +177,8 @@ class Stack:
         svc.check_prerequisites()
         svc.start()
         svc.wait_healthy(_TIMEOUTS[svc.name])
+        if svc is self.s3:
+            self._wait_bucket_writable()  # "started" means usable, for tests and operators alike
 
     def status(self) -> list[ServiceState]:
         return [svc.status() for svc in self._services()]

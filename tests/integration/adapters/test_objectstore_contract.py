@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -66,12 +67,12 @@ async def test_an_unreachable_store_is_object_store_unavailable(
     stack: Stack, stack_env: dict[str, str], client: str, unique: str
 ) -> None:
     adapter = make_object_store(make_settings(stack_env, OBJECT_STORE_CLIENT=client).object_store)
-    stack.stop("s3")
+    await asyncio.to_thread(stack.stop, "s3")
     try:
         with pytest.raises(ObjectStoreUnavailable):
             await adapter.put(f"u-{unique}/x.json", b"{}")
         with pytest.raises(ObjectStoreUnavailable):
             await adapter.get(f"u-{unique}/x.json")
     finally:
-        stack.start("s3")
+        await asyncio.to_thread(stack.start, "s3")
         await adapter.close()

@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from exchange.adapters.objectstore import AiobotocoreObjectStore
 from exchange.devstack import Stack
-from exchange.errors import ObjectStoreUnavailable
 from exchange.roles import Role
 from exchange.settings import Settings
 from tests.integration.ingest._support import PROBLEM_JSON, body_for, new_key, post_ingest, written
@@ -36,35 +34,6 @@ def app_settings(stack_env: dict[str, str]) -> Settings:
 async def client(app_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
     async with running_app(app_settings, frozenset({Role.INGEST})) as c:
         yield c
-
-
-async def _s3_writable(settings: Settings, timeout: float = 60) -> None:
-    """The gateway answers before the filer behind it takes writes; wait for a real PUT."""
-    store = AiobotocoreObjectStore(settings.object_store)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                await store.put("_probe/writable.json", b"{}")
-                return
-            except ObjectStoreUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-    finally:
-        await store.close()
-
-
-async def _postgres_ready(settings: Settings, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await fetchval(settings.database.dsn, "SELECT 1")
-            return
-        except Exception:  # refused while stopped, CannotConnectNow while it starts
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def _retry_until_accepted(
@@ -113,8 +82,7 @@ async def test_s3_stopped_is_503_with_no_rows_and_the_same_key_works_once_s3_is_
         assert await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE payload->>'source' = $1", source) == 0
         assert await fetchval(dsn, "SELECT count(*) FROM raw_object_manifest WHERE source = $1", source) == 0
     finally:
-        await asyncio.to_thread(stack.start, "s3")
-        await _s3_writable(app_settings)
+        await asyncio.to_thread(stack.start, "s3")  # returns once the bucket takes writes
 
     accepted, _ = await _retry_until_accepted(client, 1, body, key)
     assert "idempotent-replayed" not in accepted.headers  # nothing was stored by the failed attempt
@@ -140,8 +108,7 @@ async def test_postgres_stopped_is_503_with_nothing_stored_and_the_pool_recovers
             response = await post_ingest(client, 2, body, key=key, auth=DEV)
             _assert_unavailable(response, "database")
     finally:
-        await asyncio.to_thread(stack.start, "postgres")
-        await _postgres_ready(app_settings)
+        await asyncio.to_thread(stack.start, "postgres")  # returns once it accepts connections
 
     accepted, attempts = await _retry_until_accepted(client, 2, body, key)
     assert attempts == 1, f"the pool needed {attempts} attempts to recover after Postgres came back"

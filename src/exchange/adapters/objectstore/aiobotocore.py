@@ -124,7 +124,11 @@ class AiobotocoreObjectStore:
 
 
 def ensure_bucket_sync(endpoint: str, bucket: str, access_key: str, secret_key: str) -> None:
-    """Create ``bucket`` if missing (used by the local stack's ``up``; blocking)."""
+    """Create ``bucket`` if missing and prove it takes a write (the local stack; blocking).
+
+    SeaweedFS's S3 gateway answers (and even lists) before the filer behind it accepts
+    writes, so "healthy" means a probe object was written and deleted.
+    """
 
     async def run() -> None:
         session = get_session()
@@ -140,6 +144,7 @@ def ensure_bucket_sync(endpoint: str, bucket: str, access_key: str, secret_key: 
                 await s3.head_bucket(Bucket=bucket)
             except ClientError:
                 await s3.create_bucket(Bucket=bucket)
-            await s3.head_bucket(Bucket=bucket)
+            await s3.put_object(Bucket=bucket, Key="_probe/writable", Body=b"{}")
+            await s3.delete_object(Bucket=bucket, Key="_probe/writable")
 
     asyncio.run(run())
