@@ -6,6 +6,7 @@ components. Nothing here runs at import time; connections open in ``Runtime.star
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,7 +44,6 @@ class Runtime:
     token_verifier: TokenVerifier
     supervisor: Supervisor
     db: Database | None = None
-    object_store: ObjectStore | None = None
     ingest_service: IngestService | None = None
     local_tokenizer: Tokenizer | None = None
     admin_service: AdminService | None = None
@@ -52,13 +52,10 @@ class Runtime:
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def start(self) -> None:
-        for starter in self._starters():
-            await starter()
+        if self.db is not None:
+            await self.db.start()  # lazy: opens no connection, so a down database cannot block start-up
         self.supervisor.start()
         _log.info("runtime started", extra={"roles": sorted(self.roles)})
-
-    def _starters(self) -> list[Callable[[], Awaitable[None]]]:
-        return [self.db.start] if self.db is not None else []
 
     async def stop(self, timeout: float) -> None:
         """Drain background work within ``timeout`` seconds, then close adapters."""
@@ -123,8 +120,6 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         components.append(IdempotencyJanitor(db))
 
     if roles & {Role.PUBLISHER, Role.NORMALIZER}:
-        import asyncio  # noqa: PLC0415 - only the Kafka roles need the thread hop
-
         brokers = settings.kafka.brokers
 
         async def kafka_probe() -> dict[str, Any] | None:
@@ -211,7 +206,6 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         token_verifier=TokenVerifier(settings.auth, allow_dev_token=settings.env == "local"),
         supervisor=supervisor,
         db=db,
-        object_store=store,
         ingest_service=ingest_service,
         local_tokenizer=local_tokenizer,
         admin_service=admin_service,

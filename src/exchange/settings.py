@@ -36,6 +36,7 @@ __all__ = (
 
 Environment = Literal["local", "test", "production"]
 ObjectStoreClient = Literal["aiobotocore", "obstore"]
+DEFAULT_SCHEMA_HINTS: tuple[str, ...] = ("partnerA.v1", "partnerA.v2", "partnerB.v1")
 
 
 class SettingsError(ValueError):
@@ -168,7 +169,7 @@ class PipelineSettings:
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
-    schema_hints: tuple[str, ...] = ("partnerA.v1", "partnerA.v2", "partnerB.v1")
+    schema_hints: tuple[str, ...] = DEFAULT_SCHEMA_HINTS
     """SCHEMA_HINTS: the v2 `schema_hint` values accepted."""
     idempotency_retention_hours: int = 7 * 24
     """IDEMPOTENCY_RETENTION_HOURS: stored responses expire after this (default 7 days)."""
@@ -410,7 +411,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
 
     hints_raw = r.raw("SCHEMA_HINTS")
-    hints: tuple[str, ...] = ("partnerA.v1", "partnerA.v2", "partnerB.v1")
+    hints = DEFAULT_SCHEMA_HINTS
     if hints_raw is not None:
         hints = tuple(h.strip() for h in hints_raw.split(",") if h.strip())
         if not hints or not all(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", h) for h in hints):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -233,7 +232,6 @@ class AsyncConsumer:
         self._on_assign = on_assign
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: Consumer | None = None
-        self._closed = threading.Event()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -293,7 +291,6 @@ class AsyncConsumer:
     async def close(self) -> None:
         def close() -> None:
             if self._consumer is not None:
-                self._closed.set()
                 self._consumer.close()
                 self._consumer = None
 

@@ -12,13 +12,14 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from exchange.admin._service import AdminService
 from exchange.errors import InvalidRequest
+from exchange.events import SOURCE_PATTERN
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.ops.logging import correlation_id_var
 from exchange.web import principal_of, require_scope_guard
 
 __all__ = ("admin_routes",)
 
-Source = Annotated[str, msgspec.Meta(pattern=r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN)]
 ADMIN: dict[str, Any] = {"guards": [require_scope_guard], "opt": {"scope": "admin"},
                          "security": [{"bearerAuth": []}], "tags": ["admin"]}
 

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -424,6 +423,3 @@ def markdown(results: dict[str, Any]) -> str:
         rows.append(f"| {key} | {shown} | {met} |")
     return "\n".join(rows)
 
-
-def summary_stats(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "p50": _pct(values, 50), "p99": _pct(values, 99)}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from exchange.events._ids import uuid7
 from exchange.events.record_ingested import (
+    SOURCE_PATTERN,
     DlqEnvelope,
     DlqError,
     RawObject,
     RecordIngested,
     RecordIngestedV1,
     RecordIngestedV2,
+    RecordKind,
     decode_event,
     encode_event,
     format_timestamp,
@@ -22,6 +24,7 @@ __all__ = (
     "DLQ_V1",
     "DLQ_V2",
     "PLATFORM_TOPICS",
+    "SOURCE_PATTERN",
     "TOPIC_V1",
     "TOPIC_V2",
     "DlqEnvelope",
@@ -30,6 +33,7 @@ __all__ = (
     "RecordIngested",
     "RecordIngestedV1",
     "RecordIngestedV2",
+    "RecordKind",
     "decode_event",
     "encode_event",
     "format_timestamp",

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = (
+    "SOURCE_PATTERN",
+    "RecordKind",
     "DlqEnvelope",
     "DlqError",
     "RawObject",
@@ -26,6 +28,9 @@ __all__ = (
 )
 
 RecordKind = Literal["encounter", "claim", "lab_result"]
+
+# A source becomes the first segment of a raw object's key: object-key safe, no "..".
+SOURCE_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class RawObject(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

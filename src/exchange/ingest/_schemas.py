@@ -6,11 +6,12 @@ Validation errors name the field path and the rule, never the offending value.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
 from exchange.errors import ValidationFailed
+from exchange.events import SOURCE_PATTERN, RecordKind
 from exchange.settings import IngestSettings
 from exchange.web.validation import field_and_rule
 
@@ -23,10 +24,6 @@ __all__ = (
     "decode_v2",
 )
 
-RecordKind = Literal["encounter", "claim", "lab_result"]
-
-# Object-key safe: becomes the first segment of the raw object's key.
-SOURCE_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN, description="object-key-safe source name")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Ssn = Annotated[str, msgspec.Meta(max_length=64)]

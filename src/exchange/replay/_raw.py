@@ -21,13 +21,14 @@ from typing import Any, Literal
 import msgspec
 
 from exchange.adapters.objectstore import ObjectInfo
-from exchange.events import RawObject, RecordIngested, format_timestamp, make_event
+from exchange.events import SOURCE_PATTERN, RawObject, RecordIngested, format_timestamp, make_event
 
 __all__ = ("EmitVersion", "RawRef", "build_replay_event", "infer_version", "parse_key")
 
 EmitVersion = Literal["v1", "v2", "auto"]
 _NAMESPACE = uuid.UUID("6f1d3c3e-4a52-4d6e-9a51-6e0c1f0a7c11")
-_KEY = re.compile(r"^(?P<source>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/(?P<record_id>[0-9a-fA-F-]{36})\.json$")
+# <source>/<record_id>.json, the source by the same rule ingest validates.
+_KEY = re.compile(r"^(?P<source>" + SOURCE_PATTERN.strip("^$") + r")/(?P<record_id>[0-9a-fA-F-]{36})\.json$")
 
 
 @dataclass(frozen=True, slots=True)

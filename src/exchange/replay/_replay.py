@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,6 +169,3 @@ class ReplayService:
             "missing": missing[:100],
         }
 
-
-def new_job_id() -> str:
-    return str(uuid.uuid4())
