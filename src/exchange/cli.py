@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from exchange.settings import Settings, SettingsError, load_settings, read_env_file
+from exchange.settings import Settings, SettingsError, load_settings, read_env_file, stack_partitions
 
 __all__ = ("main",)
 
@@ -110,7 +110,12 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     stack = Stack(args.stack_root)
     try:
         if args.action == "up":
-            stack.up()
+            try:
+                partitions = stack_partitions(_environ(args.stack_root))
+            except SettingsError as exc:
+                print(f"exchange: {exc}", file=sys.stderr)
+                return 2
+            stack.up(partitions=partitions)
             for st in stack.status():
                 print(f"{st.name:9} {st.state:8} {st.address}")
             print(f"environment written to {stack.env_file}")

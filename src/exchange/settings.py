@@ -32,6 +32,7 @@ __all__ = (
     "TokenizerSettings",
     "load_settings",
     "read_env_file",
+    "stack_partitions",
 )
 
 Environment = Literal["local", "test", "production"]
@@ -441,6 +442,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             otlp_endpoint=r.url("OTEL_EXPORTER_OTLP_ENDPOINT", schemes=("http", "https"), required=False),
         ),
     )
+
+
+def stack_partitions(environ: Mapping[str, str]) -> int:
+    """KAFKA_PARTITIONS alone, for `exchange stack up` (which runs before the rest exists)."""
+    return _Reader(environ).integer("KAFKA_PARTITIONS", 6, minimum=1, maximum=1000)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-__all__ = ("Connection",)
+__all__ = ("Connection", "install_uvloop")
 
 
 class Connection:
@@ -56,3 +56,12 @@ class Connection:
             with contextlib.suppress(OSError):
                 await self._writer.wait_closed()
         self._reader = self._writer = None
+
+
+def install_uvloop() -> None:
+    """The load processes use uvloop when present (uvicorn[standard] brings it) to stay cheap."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return
+    uvloop.install()

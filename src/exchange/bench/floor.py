@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
+from exchange.bench._http import install_uvloop
 from exchange.settings import load_settings, read_env_file
 
 LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"
@@ -78,12 +79,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    try:
-        import uvloop  # noqa: PLC0415
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     result = asyncio.run(run(args.env_file, args.source, args.topic, args.concurrency, args.duration))
     Path(args.out).write_text(json.dumps(result))
 

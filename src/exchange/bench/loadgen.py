@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from exchange.bench._http import Connection
+from exchange.bench._http import Connection, install_uvloop
 
 
 def body(source: str, n: int) -> bytes:
@@ -109,12 +109,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    try:
-        import uvloop  # noqa: PLC0415 - faster loop when available (uvicorn[standard] brings it)
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     if args.mode == "closed":
         result = asyncio.run(closed_loop(args.host, args.port, args.token, args.source, args.concurrency,
                                          args.duration))

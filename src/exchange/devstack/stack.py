@@ -79,6 +79,7 @@ class Stack:
         self.root = root.resolve()
         self.cache_dir = (cache_dir or self.root / "cache").resolve()
         self._config = self.root / "stack.json"
+        self.partitions = PARTITIONS
         self.ports = self._load_or_choose_ports(ports)
         self.postgres = PostgresService(self.root, self.ports.postgres)
         self.kafka = KafkaService(self.root, self.ports.kafka, self.ports.kafka_controller, self.cache_dir)
@@ -116,8 +117,13 @@ class Stack:
         yield from (self.postgres, self.kafka, self.s3)
 
     # -- lifecycle --------------------------------------------------------------
-    def up(self) -> dict[str, str]:
-        """Start everything, wait for health, create database/topics/bucket, write stack.env."""
+    def up(self, *, partitions: int = PARTITIONS) -> dict[str, str]:
+        """Start everything, wait for health, create database/topics/bucket, write stack.env.
+
+        ``partitions`` is KAFKA_PARTITIONS: enough that several normalizers in one consumer
+        group share the load. Existing topics keep theirs.
+        """
+        self.partitions = partitions
         for svc in self._services():
             svc.check_prerequisites()
         self._save_ports()
@@ -126,7 +132,7 @@ class Stack:
             svc.start()
         for svc in self._services():
             svc.wait_healthy(_TIMEOUTS[svc.name])
-        self._provision()
+        self._provision(partitions)
         env = self.env()
         self.env_file.write_text(
             "# Written by `exchange stack up`: `set -a; . .exchange/stack.env` points a shell at the stack.\n"
@@ -134,9 +140,9 @@ class Stack:
         )
         return env
 
-    def _provision(self) -> None:
+    def _provision(self, partitions: int) -> None:
         try:
-            ensure_topics(self.kafka.brokers, PLATFORM_TOPICS, partitions=PARTITIONS)
+            ensure_topics(self.kafka.brokers, PLATFORM_TOPICS, partitions=partitions)
         except Exception as exc:
             raise StackError(
                 f"kafka: creating topics failed ({type(exc).__name__}); see log {self.kafka.log_file}"
@@ -193,7 +199,7 @@ class Stack:
             "ENV": "local",
             "DATABASE_URL": self.postgres.url,
             "KAFKA_BROKERS": self.kafka.brokers,
-            "KAFKA_PARTITIONS": str(PARTITIONS),
+            "KAFKA_PARTITIONS": str(self.partitions),
             "S3_ENDPOINT": self.s3.endpoint,
             "S3_BUCKET": BUCKET,
             "S3_REGION": "us-east-1",

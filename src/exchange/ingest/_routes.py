@@ -82,9 +82,14 @@ def _doc_v2(  # pragma: no cover - documentation only
     return None
 
 
-def _accepted(outcome_response: dict[str, Any], replayed: bool) -> Response[dict[str, Any]]:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(outcome_response, status_code=202, headers=headers)
+async def _accept(
+    request: Request[Any, Any, Any], service: IngestService, metrics: Metrics, command: IngestCommand
+) -> Response[dict[str, Any]]:
+    """What both versions do once their body is valid: the idempotent accept, then the 202."""
+    outcome = await service.accept(command)
+    metrics.ingest_accepted.labels(str(command.version), str(outcome.replayed).lower()).inc()
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    return Response(outcome.response, status_code=202, headers=headers)
 
 
 @post(
@@ -106,19 +111,11 @@ async def ingest_v1(
 ) -> Response[IngestAccepted]:
     body = await request.body()
     record = decode_v1(body)
-    outcome = await ingest_service.accept(
-        IngestCommand(
-            version=1,
-            client_id=principal_of(request).subject,
-            idempotency_key=idempotency_key,
-            body=body,
-            correlation_id=correlation_id_var.get() or "",
-            source=record.source,
-            traceparent=current_traceparent(),
-        )
+    command = IngestCommand(
+        version=1, client_id=principal_of(request).subject, idempotency_key=idempotency_key, body=body,
+        correlation_id=correlation_id_var.get() or "", source=record.source, traceparent=current_traceparent(),
     )
-    metrics.ingest_accepted.labels("1", str(outcome.replayed).lower()).inc()
-    return _accepted(outcome.response, outcome.replayed)  # type: ignore[return-value]
+    return await _accept(request, ingest_service, metrics, command)  # type: ignore[return-value]
 
 
 @post(
@@ -141,21 +138,12 @@ async def ingest_v2(
 ) -> Response[IngestAccepted]:
     body = await request.body()
     record = decode_v2(body, schema_hints)
-    outcome = await ingest_service.accept(
-        IngestCommand(
-            version=2,
-            client_id=principal_of(request).subject,
-            idempotency_key=idempotency_key,
-            body=body,
-            correlation_id=correlation_id_var.get() or "",
-            source=record.source,
-            record_kind=record.record_kind,
-            schema_hint=record.schema_hint,
-            traceparent=current_traceparent(),
-        )
+    command = IngestCommand(
+        version=2, client_id=principal_of(request).subject, idempotency_key=idempotency_key, body=body,
+        correlation_id=correlation_id_var.get() or "", source=record.source, record_kind=record.record_kind,
+        schema_hint=record.schema_hint, traceparent=current_traceparent(),
     )
-    metrics.ingest_accepted.labels("2", str(outcome.replayed).lower()).inc()
-    return _accepted(outcome.response, outcome.replayed)  # type: ignore[return-value]
+    return await _accept(request, ingest_service, metrics, command)  # type: ignore[return-value]
 
 
 ingest_routes = (ingest_v1, ingest_v2)

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from exchange.adapters.objectstore import ObjectInfo
+from exchange.adapters.objectstore import ObjectInfo, ObjectStore
 from exchange.events import SOURCE_PATTERN, RawObject, RecordIngested, format_timestamp, make_event
 
-__all__ = ("EmitVersion", "RawRef", "build_replay_event", "infer_version", "parse_key")
+__all__ = ("EmitVersion", "RawRef", "build_replay_event", "infer_version", "parse_key", "raw_records")
 
 EmitVersion = Literal["v1", "v2", "auto"]
 _NAMESPACE = uuid.UUID("6f1d3c3e-4a52-4d6e-9a51-6e0c1f0a7c11")
@@ -47,6 +47,16 @@ def parse_key(key: str) -> RawRef | None:
     except ValueError:
         return None
     return RawRef(match.group("source"), record_id, key)
+
+
+async def raw_records(store: ObjectStore, source: str) -> dict[str, ObjectInfo]:
+    """The source's raw objects that are records (``<source>/<record_id>.json``), by record id."""
+    found: dict[str, ObjectInfo] = {}
+    async for info in store.list_objects(f"{source}/"):
+        ref = parse_key(info.key)
+        if ref is not None:
+            found[ref.record_id] = info
+    return found
 
 
 class _Shape(msgspec.Struct):

@@ -27,7 +27,7 @@ from exchange.errors import ObjectNotFound
 from exchange.ingest import manifest_for_source, record_orphan
 from exchange.normalize import canonical_ids_for_source
 from exchange.outbox import enqueue, outbox_status_for_keys
-from exchange.replay._raw import parse_key
+from exchange.replay._raw import parse_key, raw_records
 from exchange.replay._replay import events_for, outbox_message
 
 __all__ = ("QUARANTINE_PREFIX", "ReconcileOptions", "Reconciler")
@@ -64,11 +64,7 @@ class Reconciler:
 
     async def run(self, opts: ReconcileOptions) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
-        raw: dict[str, ObjectInfo] = {}
-        async for info in self._store.list_objects(f"{opts.source}/"):
-            ref = parse_key(info.key)
-            if ref is not None:
-                raw[ref.record_id] = info
+        raw = await raw_records(self._store, opts.source)
         async with self._db.connection() as conn:
             manifest = await manifest_for_source(conn, opts.source)
             canonical = await canonical_ids_for_source(conn, opts.source)

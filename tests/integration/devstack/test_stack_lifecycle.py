@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
 
 from exchange.devstack import Stack, StackError, StackPorts
+from exchange.events import PLATFORM_TOPICS
 from exchange.settings import load_settings, read_env_file
 
 REPO = Path(__file__).resolve().parents[3]
@@ -40,8 +42,11 @@ def _consume_one(brokers: str, topic: str, timeout: float = 30.0) -> bytes | Non
 def test_up_stop_start_kafka_keeps_a_message_and_down_stops_everything(tmp_path: Path) -> None:
     stack = Stack(tmp_path / "lifecycle", cache_dir=REPO / ".exchange" / "cache", ports=StackPorts.free())
     try:
-        env = stack.up()
+        env = stack.up(partitions=3)  # KAFKA_PARTITIONS
         assert all(s.state == "running" for s in stack.status())
+        metadata = AdminClient({"bootstrap.servers": stack.kafka.brokers}).list_topics(timeout=10)
+        assert {t: len(metadata.topics[t].partitions) for t in PLATFORM_TOPICS} == dict.fromkeys(PLATFORM_TOPICS, 3)
+        assert env["KAFKA_PARTITIONS"] == "3"
         # stack.env points any tool at the stack, and the app accepts it as settings.
         assert read_env_file(stack.env_file) == env
         settings = load_settings(env)
