@@ -315,12 +315,14 @@ async def test_rows_for_a_missing_topic_stay_pending_without_blocking_the_others
 ) -> None:
     from tests.support.app import LogCapture
 
-    settings = make_settings(stack_env, **isolated_kafka)
+    # Batches of 10 behind 200 older rows (lower ids) for a topic that does not exist: twenty
+    # batches in which nothing can be sent. Were that taken for "Kafka is down", the
+    # publisher's own backoff (capped at 10 s) would hold the healthy row back for minutes.
+    settings = make_settings(stack_env, **isolated_kafka, OUTBOX_BATCH_SIZE="10")
     dsn = stack_env["DATABASE_URL"]
     missing_topic = f"missing-{unique}"
-    # Older rows (lower ids) for a topic that does not exist, ahead of the healthy ones.
     await fetch(dsn, "INSERT INTO outbox_events (topic, key, payload) SELECT $1, gen_random_uuid()::text, "
-                     "'{\"n\": 1}'::jsonb FROM generate_series(1, 20)", missing_topic)
+                     "'{\"n\": 1}'::jsonb FROM generate_series(1, 200)", missing_topic)
     logs = LogCapture()
     try:
         async with running_app(settings, INGEST_AND_PUBLISH, logs=logs) as client:

@@ -66,3 +66,26 @@ def test_no_module_reads_the_environment_except_the_cli() -> None:
     # The CLI is the process edge; the benchmark runner passes the environment on to the
     # server processes it starts.
     assert readers <= {"cli.py", "bench/runner.py", "bench/floor.py"}
+
+
+def _sql_strings(path: Path) -> list[str]:
+    """String constants that are values (docstrings, bare expression statements, are not)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_no_sql_leaves_session_state_on_a_pooled_connection() -> None:
+    # The pool skips asyncpg's reset query on release (adapters/postgres.py: _keep_session);
+    # that is only safe while nothing sets session state a later borrower would inherit.
+    import re
+
+    session_state = re.compile(
+        r"(^|;)\s*(SET|RESET|LISTEN|DECLARE|PREPARE|CREATE\s+TEMP)\s|set_config\s*\(|pg_advisory_lock\s*\(|"
+        r"pg_advisory_lock_shared\s*\(",
+        re.IGNORECASE,
+    )
+    offenders = [f"{path.relative_to(SRC)}: {text.strip()[:60]!r}" for path in SRC.rglob("*.py")
+                 for text in _sql_strings(path) if session_state.search(text)]
+    assert offenders == []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from exchange.adapters.objectstore import ObjectStore
-from exchange.adapters.postgres import Database
+from exchange.adapters.postgres import Database, advisory_key
 from exchange.errors import DuplicateKeyConflict
 from exchange.events import (
     RawObject,
@@ -48,8 +48,6 @@ class IngestOutcome:
     response: dict[str, Any]
     replayed: bool
 
-
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
 
 _LOOKUP = """
 SELECT request_sha256, response
@@ -98,8 +96,8 @@ class IngestService:
 
     async def accept(self, cmd: IngestCommand) -> IngestOutcome:
         request_sha256 = hashlib.sha256(cmd.body).hexdigest()
-        async with self._db.transaction() as conn:
-            await conn.execute(_LOCK, f"{cmd.client_id}\n{cmd.idempotency_key}")
+        # Four round-trips: BEGIN with the lock, lookup, the three rows, COMMIT.
+        async with self._db.transaction(advisory_lock=advisory_key(cmd.client_id, cmd.idempotency_key)) as conn:
             existing = await conn.fetchrow(_LOOKUP, cmd.client_id, cmd.idempotency_key)
             if existing is not None:
                 if existing["request_sha256"] != request_sha256:
