@@ -87,7 +87,7 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         route_handlers=handlers,
         state=state,
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=rt.metrics)],
+        middleware=[DefineMiddleware(RequestContextMiddleware, metrics=rt.metrics, load=rt.request_load)],
         exception_handlers=exception_handlers,
         dependencies={
             "ingest_service": Provide(_provide_ingest_service, sync_to_thread=False),

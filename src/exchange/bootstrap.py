@@ -25,7 +25,7 @@ from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.roles import Role
-from exchange.runtime import BackgroundComponent, Supervisor, TaskStatus
+from exchange.runtime import BackgroundComponent, RequestLoad, Supervisor, TaskStatus
 from exchange.settings import Settings, SettingsError
 from exchange.tokenize import HttpTokenizer, InProcessTokenizer, Tokenizer
 
@@ -43,6 +43,7 @@ class Runtime:
     metrics: Metrics
     token_verifier: TokenVerifier
     supervisor: Supervisor
+    request_load: RequestLoad
     db: Database | None = None
     ingest_service: IngestService | None = None
     local_tokenizer: Tokenizer | None = None
@@ -79,6 +80,7 @@ def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
 
 def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     metrics = Metrics()
+    request_load = RequestLoad(busy_at=settings.pipeline.normalizer_yield_at)
     configure_tracing("exchange", settings.observability.otlp_endpoint)
     components: list[BackgroundComponent] = []
     probes: dict[str, HealthProbe] = {}
@@ -188,6 +190,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
                 metrics,
                 kafka,
                 settings.pipeline,
+                request_load=request_load,
             )
         )
 
@@ -205,6 +208,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         metrics=metrics,
         token_verifier=TokenVerifier(settings.auth, allow_dev_token=settings.env == "local"),
         supervisor=supervisor,
+        request_load=request_load,
         db=db,
         ingest_service=ingest_service,
         local_tokenizer=local_tokenizer,

@@ -36,7 +36,7 @@ from exchange.normalize._offsets import OffsetBook
 from exchange.normalize._pipeline import RecordProcessor, StageFailure
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import context_from_headers, tracer
-from exchange.runtime import sleep_unless_stopped
+from exchange.runtime import RequestLoad, sleep_unless_stopped
 from exchange.settings import KafkaSettings, PipelineSettings
 
 __all__ = ("Normalizer", "backoff_delay")
@@ -66,6 +66,7 @@ class Normalizer:
         *,
         drain_timeout_s: float = 4.0,
         commit_interval_s: float = 0.2,
+        request_load: RequestLoad | None = None,
     ) -> None:
         self._processor = processor
         self._db = db
@@ -81,6 +82,8 @@ class Normalizer:
         self._max_in_flight = max(100, pipeline.normalizer_concurrency * 16)
         self._drain_timeout = drain_timeout_s
         self._commit_interval = commit_interval_s
+        # Requests served by this process come first (runtime/load.py).
+        self._load = request_load or RequestLoad(busy_at=0)
 
     async def run(self, stop: asyncio.Event) -> None:
         book = OffsetBook()
@@ -167,7 +170,7 @@ class Normalizer:
             attempt += 1
             ref: AttemptRef | None = None
             failure: StageFailure | None = None
-            async with slots:
+            async with slots, self._load.background_slot():
                 try:
                     ref = await self._processor.start(info)
                     processed = await self._processor.process(event, ref)

@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 from exchange.ops.logging import correlation_id_var
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import context_from_headers, tracer
+from exchange.runtime import RequestLoad
 
 __all__ = ("CORRELATION_HEADER", "RequestContextMiddleware", "acceptable_correlation_id")
 
@@ -38,9 +39,10 @@ def _route_of(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, load: RequestLoad | None = None) -> None:
         self._app = app
         self._metrics = metrics
+        self._load = load or RequestLoad(busy_at=0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]
@@ -68,6 +70,7 @@ class RequestContextMiddleware:
 
         method = scope.get("method", "")
         route = "unmatched"
+        self._load.enter()
         try:
             with tracer.start_as_current_span(
                 f"HTTP {method}",
@@ -85,6 +88,7 @@ class RequestContextMiddleware:
                     span.set_attribute("http.response.status_code", status_holder[0])
                     span.set_attribute("correlation_id", cid)
         finally:
+            self._load.leave()
             elapsed = time.perf_counter() - started
             status = status_holder[0]
             self._metrics.http_requests.labels(method, route, str(status)).inc()
