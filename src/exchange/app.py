@@ -17,7 +17,6 @@ from exchange.admin import AdminService, admin_routes
 from exchange.bootstrap import Runtime, build_runtime
 from exchange.ingest import IngestService, ingest_routes
 from exchange.ops.health import health_routes
-from exchange.ops.metrics import Metrics
 from exchange.query import query_routes
 from exchange.roles import Role
 from exchange.settings import Settings
@@ -39,16 +38,6 @@ def _provide_ingest_service(state: State) -> IngestService:
 def _provide_admin_service(state: State) -> AdminService:
     service: AdminService = state.runtime.admin_service
     return service
-
-
-def _provide_metrics(state: State) -> Metrics:
-    metrics: Metrics = state.metrics
-    return metrics
-
-
-def _provide_schema_hints(state: State) -> tuple[str, ...]:
-    hints: tuple[str, ...] = state.runtime.settings.ingest.schema_hints
-    return hints
 
 
 def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime | None = None) -> Litestar:
@@ -91,9 +80,7 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         exception_handlers=exception_handlers,
         dependencies={
             "ingest_service": Provide(_provide_ingest_service, sync_to_thread=False),
-            "metrics": Provide(_provide_metrics, sync_to_thread=False),
             "admin_service": Provide(_provide_admin_service, sync_to_thread=False),
-            "schema_hints": Provide(_provide_schema_hints, sync_to_thread=False),
         },
         request_max_body_size=settings.http.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -115,9 +115,11 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         assert store is not None
         ingest_service = IngestService(
             db, store,
+            metrics=metrics,
             topic_v1=settings.kafka.topic_v1,
             topic_v2=settings.kafka.topic_v2,
             retention_hours=settings.ingest.idempotency_retention_hours,
+            schema_hints=settings.ingest.schema_hints,
         )
         components.append(IdempotencyJanitor(db))
 

@@ -1,8 +1,9 @@
 """The floor: the ingest path's work without the service, run as its own process.
 
-The same client libraries, the same concurrency: an S3 PUT, then one transaction with
-the advisory lock, the idempotency lookup and the three inserts. ``ingest_rps`` divided
-by this is how much the service adds.
+The same client libraries, the same concurrency, the same database round-trips as the
+service: BEGIN with the advisory lock, the idempotency lookup, the S3 PUT, the three
+inserts in one statement, COMMIT, and a pool that skips asyncpg's reset query as the
+service's does. ``ingest_rps`` divided by this is how much the service adds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
+from exchange.adapters.postgres import advisory_key
 from exchange.bench._http import install_uvloop
 from exchange.settings import load_settings, read_env_file
 
@@ -35,11 +37,16 @@ VALUES ('floor', $10, $5, $1, 202, $11::jsonb, now() + interval '1 day')
 """
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset query on release, like the service's pool (adapters/postgres.py)."""
+
+
 async def run(env_file: str, source: str, topic: str, concurrency: int, duration: float) -> dict[str, float]:
     # The same object-store client as the server under test (OBJECT_STORE_CLIENT).
     settings = load_settings({**read_env_file(Path(env_file)), **os.environ})
     store = make_object_store(settings.object_store)
-    pool = await asyncpg.create_pool(settings.database.dsn, min_size=concurrency // 2, max_size=concurrency)
+    pool = await asyncpg.create_pool(settings.database.dsn, min_size=concurrency // 2, max_size=concurrency,
+                                     reset=_keep_session)
     payload = json.dumps({"source": source, "record_type": "encounter",
                           "patient": {"first_name": "F", "last_name": "L", "dob": "1980-01-01"},
                           "payload": {"n": 1}}).encode()
@@ -52,14 +59,15 @@ async def run(env_file: str, source: str, topic: str, concurrency: int, duration
             record_id = uuid.uuid4()
             key = f"floor-{record_id}"
             sha = hashlib.sha256(payload).hexdigest()
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", key)
+            async with pool.acquire() as conn:
+                await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_key('floor', key)})")
                 await conn.fetchrow(LOOKUP, "floor", key)
                 object_key = f"{source}/{record_id}.json"
                 await store.put(object_key, payload)
                 event = json.dumps({"record_id": str(record_id), "key": object_key})
                 await conn.execute(INSERTS, record_id, source, store.bucket, object_key, sha, len(payload), topic,
                                    str(record_id), event, key, json.dumps({"record_id": str(record_id)}))
+                await conn.execute("COMMIT")
             done += 1
 
     started = time.perf_counter()

@@ -26,6 +26,7 @@ from exchange.events import (
     new_event_id,
     uuid7,
 )
+from exchange.ops.metrics import Metrics
 
 __all__ = ("IngestCommand", "IngestOutcome", "IngestService")
 
@@ -85,16 +86,26 @@ class IngestService:
         db: Database,
         store: ObjectStore,
         *,
+        metrics: Metrics,
         topic_v1: str,
         topic_v2: str,
         retention_hours: int,
+        schema_hints: tuple[str, ...],
     ) -> None:
         self._db = db
         self._store = store
+        self._metrics = metrics
+        self.schema_hints = schema_hints
+        """The v2 ``schema_hint`` values this deployment accepts."""
         self._topics = {1: topic_v1, 2: topic_v2}
         self._retention_hours = retention_hours
 
     async def accept(self, cmd: IngestCommand) -> IngestOutcome:
+        outcome = await self._accept(cmd)
+        self._metrics.ingest_accepted.labels(str(cmd.version), str(outcome.replayed).lower()).inc()
+        return outcome
+
+    async def _accept(self, cmd: IngestCommand) -> IngestOutcome:
         request_sha256 = hashlib.sha256(cmd.body).hexdigest()
         # Four round-trips: BEGIN with the lock, lookup, the three rows, COMMIT.
         async with self._db.transaction(advisory_lock=advisory_key(cmd.client_id, cmd.idempotency_key)) as conn:

@@ -13,11 +13,11 @@ from litestar.params import FromPath, QueryParameter
 
 from exchange.adapters.postgres import Database
 from exchange.errors import InvalidRequest, ValidationFailed
-from exchange.web import require_scope_guard
+from exchange.web import require_scope
 
 __all__ = ("query_routes",)
 
-READ: dict[str, Any] = {"guards": [require_scope_guard], "opt": {"scope": "read"},
+READ: dict[str, Any] = {"before_request": require_scope, "opt": {"scope": "read"},
                         "security": [{"bearerAuth": []}], "tags": ["query"]}
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 

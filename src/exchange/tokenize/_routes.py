@@ -13,7 +13,7 @@ from litestar.params import Body
 from exchange.errors import ValidationFailed
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers
 from exchange.tokenize._client import Tokenizer
-from exchange.web import PROBLEM_JSON, require_scope_guard
+from exchange.web import PROBLEM_JSON, require_scope
 
 __all__ = ("TokenizeRequest", "TokenizeResponse", "tokenize_routes")
 
@@ -38,7 +38,7 @@ class _Problem(msgspec.Struct):
 
 @post(
     "/tokenize",
-    guards=[require_scope_guard],
+    before_request=require_scope,
     opt={"scope": "tokenize"},
     status_code=200,
     summary="Tokenize patient identifiers (deterministic)",

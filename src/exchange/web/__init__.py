@@ -1,8 +1,8 @@
-"""HTTP glue shared by every context's routes: auth guard, middleware, problem+json."""
+"""HTTP glue shared by every context's routes: auth hook, middleware, problem+json."""
 
 from __future__ import annotations
 
-from exchange.web.auth import principal_of, require_scope_guard
+from exchange.web.auth import principal_of, require_scope
 from exchange.web.middleware import RequestContextMiddleware, acceptable_correlation_id
 from exchange.web.problems import PROBLEM_JSON, exception_handlers, problem_response
 
@@ -13,5 +13,5 @@ __all__ = (
     "exception_handlers",
     "principal_of",
     "problem_response",
-    "require_scope_guard",
+    "require_scope",
 )
