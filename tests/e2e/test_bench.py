@@ -1,0 +1,43 @@
+"""`make bench` end to end at toy sizes: every phase runs and reports a number.
+
+The numbers themselves are not asserted (no timed tests); that the benchmark still runs,
+and measures what it says, is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from exchange.bench.runner import BenchConfig, markdown, run_bench
+from exchange.devstack import Stack
+
+METRICS = (
+    "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
+    "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
+    "rss_mb_peak", "ingest_catchup_s",
+)
+
+
+@pytest.mark.timeout(600)
+def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
+                      drain_rows=500, normalizer_records=200, output=out)
+    lines: list[str] = []
+    results = run_bench(cfg, report=lines.append, stack=stack)
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    for key in METRICS:
+        value = results[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, key
+    for key in ("ingest_rps", "floor_rps", "publisher_drain_eps", "normalizer_rps", "replay_rps", "rss_mb_peak"):
+        assert results[key] > 0, key
+    assert set(results["ingest_statuses"]) == {"202"}  # every request of the load was accepted
+    assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
+    assert results["ingest_backlog_at_end"] >= 0
+    assert results["machine"]["cores"] >= 1
+    assert lines[-1] == markdown(results)
