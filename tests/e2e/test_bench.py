@@ -26,7 +26,7 @@ METRICS = (
 def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
-                      drain_rows=500, normalizer_records=200, output=out)
+                      drain_rows=500, normalizer_records=200, warmup_s=1.0, output=out)
     lines: list[str] = []
     results = run_bench(cfg, report=lines.append, stack=stack)
 

@@ -26,12 +26,16 @@ def body(source: str, n: int) -> bytes:
 
 
 async def closed_loop(host: str, port: int, token: str, source: str, concurrency: int,
-                      duration: float) -> dict[str, Any]:
+                      duration: float, warmup: float = 0.0) -> dict[str, Any]:
+    """``warmup`` seconds of the same load first, not counted: the server's pool fills, its
+    statements get prepared and the consumer group settles before the measured window."""
     prefix = uuid.uuid4().hex[:10]
-    deadline = time.perf_counter() + duration
+    measure_from = time.perf_counter() + warmup
+    deadline = measure_from + duration
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     counter = iter(range(10**9))
+    warmed: dict[str, int] = {}
 
     async def worker() -> None:
         conn = Connection(host, port)
@@ -45,15 +49,18 @@ async def closed_loop(host: str, port: int, token: str, source: str, concurrency
                 except (ConnectionError, OSError, asyncio.IncompleteReadError):
                     status = 0
                     await conn.close()
+                if started < measure_from:
+                    warmed[str(status)] = warmed.get(str(status), 0) + 1
+                    continue
                 latencies.append(time.perf_counter() - started)
                 statuses[str(status)] = statuses.get(str(status), 0) + 1
         finally:
             await conn.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {"mode": "closed", "elapsed_s": elapsed, "latencies_s": latencies, "statuses": statuses}
+    elapsed = time.perf_counter() - measure_from
+    return {"mode": "closed", "elapsed_s": elapsed, "latencies_s": latencies, "statuses": statuses,
+            "warmup_statuses": warmed}
 
 
 async def open_loop(host: str, port: int, token: str, source: str, rate: float, duration: float) -> dict[str, Any]:
@@ -107,12 +114,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=0.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     install_uvloop()
     if args.mode == "closed":
         result = asyncio.run(closed_loop(args.host, args.port, args.token, args.source, args.concurrency,
-                                         args.duration))
+                                         args.duration, args.warmup))
     else:
         result = asyncio.run(open_loop(args.host, args.port, args.token, args.source, args.rate, args.duration))
     with open(args.out, "w") as fh:

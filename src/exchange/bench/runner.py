@@ -48,6 +48,7 @@ class BenchConfig:
     e2e_duration_s: float = 20.0
     drain_rows: int = 50_000
     normalizer_records: int = 10_000
+    warmup_s: float = 3.0
     output: Path = REPO / "benchmarks" / "results" / "latest.json"
 
 
@@ -116,12 +117,12 @@ def _token() -> str:
 
 
 def _loadgen(port: int, source: str, out: Path, *, mode: str, concurrency: int, duration: float,
-             rate: float = 0.0) -> dict[str, Any]:
+             rate: float = 0.0, warmup: float = 0.0) -> dict[str, Any]:
     subprocess.run(
         [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
          source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
-         str(rate), "--out", str(out)],
-        check=True, timeout=duration + 300,
+         str(rate), "--warmup", str(warmup), "--out", str(out)],
+        check=True, timeout=warmup + duration + 300,
     )
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -197,8 +198,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         report(f"ingest: {cfg.concurrency} connections for {cfg.duration_s:.0f}s ...")
         with Server(env, "all", scratch) as server:
             ingest = _loadgen(server.port, f"bench-ingest-{run_id}", scratch / "ingest.json", mode="closed",
-                              concurrency=cfg.concurrency, duration=cfg.duration_s)
+                              concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s)
             ok = ingest["statuses"].get("202", 0)
+            warm_ok = ingest["warmup_statuses"].get("202", 0)
             lat = ingest["latencies_s"]
             results["ingest_rps"] = ok / ingest["elapsed_s"]
             results["ingest_p50_ms"] = _pct(lat, 50) * 1000
@@ -211,9 +213,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             # report the backlog that left and how long the pipeline took to clear it. e2e
             # latency is then measured on an idle pipeline at the offered rate.
             ingest_source = f"bench-ingest-{run_id}"
-            results["ingest_backlog_at_end"] = ok - asyncio.run(_count_once(dsn, ingest_source))
+            results["ingest_backlog_at_end"] = ok + warm_ok - asyncio.run(_count_once(dsn, ingest_source))
             results["ingest_catchup_s"] = asyncio.run(
-                _wait(dsn, _canonical_at_least(ingest_source, ok), timeout=600, interval=0.1))
+                _wait(dsn, _canonical_at_least(ingest_source, ok + warm_ok), timeout=600, interval=0.1))
             source = f"bench-e2e-{run_id}"
             e2e = _loadgen(server.port, source, scratch / "e2e.json", mode="open", concurrency=64,
                            duration=cfg.e2e_duration_s, rate=cfg.e2e_rate)
@@ -233,7 +235,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         ensure_topics(env["KAFKA_BROKERS"], [f"bench{run_id}.split"], partitions=6)
         with Server(split_env, "ingest,publisher", scratch) as server:
             alone = _loadgen(server.port, f"bench-alone-{run_id}", scratch / "alone.json", mode="closed",
-                             concurrency=cfg.concurrency, duration=cfg.duration_s)
+                             concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s)
         rss.append(server.rss_peak_mb)
         results["ingest_split_rps"] = alone["statuses"].get("202", 0) / alone["elapsed_s"]
         results["ingest_split_p99_ms"] = _pct(alone["latencies_s"], 99) * 1000
@@ -244,8 +246,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         subprocess.run(
             [sys.executable, "-m", "exchange.bench.floor", "--env-file", str(stack.env_file), "--source",
              f"bench-floor-{run_id}", "--topic", f"bench{run_id}.floor", "--concurrency", str(cfg.concurrency),
-             "--duration", str(cfg.duration_s), "--out", str(floor_out)],
-            check=True, timeout=cfg.duration_s + 300,
+             "--duration", str(cfg.duration_s), "--warmup", str(cfg.warmup_s), "--out", str(floor_out)],
+            check=True, timeout=cfg.warmup_s + cfg.duration_s + 300,
         )
         results["floor_rps"] = json.loads(floor_out.read_text())["floor_rps"]
         asyncio.run(_cleanup(dsn, run_id, floor_only=True))  # its outbox rows are not for publishing
