@@ -77,7 +77,7 @@ def _sql_strings(path: Path) -> list[str]:
 
 
 def test_no_sql_leaves_session_state_on_a_pooled_connection() -> None:
-    # The pool skips asyncpg's reset query on release (adapters/postgres.py: _keep_session);
+    # The pool skips asyncpg's reset query on release (adapters/postgres.py: keep_session);
     # that is only safe while nothing sets session state a later borrower would inherit.
     import re
 

@@ -17,7 +17,7 @@ import msgspec
 from exchange.errors import DatabaseUnavailable
 from exchange.settings import DatabaseSettings
 
-__all__ = ("CONNECTION_ERRORS", "Connection", "Database", "advisory_key")
+__all__ = ("CONNECTION_ERRORS", "Connection", "Database", "advisory_key", "keep_session")
 
 Connection = asyncpg.Connection  # re-exported so contexts type their SQL helpers without importing asyncpg
 
@@ -51,7 +51,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Pool reset on release: nothing beyond what asyncpg always does.
 
     Before calling this asyncpg rolls back an open transaction and drops listeners. Its
@@ -81,7 +81,7 @@ class Database:
                 min_size=0,
                 max_size=self._settings.pool_max,
                 init=_init_connection,
-                reset=_keep_session,
+                reset=keep_session,
                 command_timeout=30,
                 timeout=5,  # connect timeout: fail fast when Postgres is down
                 max_inactive_connection_lifetime=60,
@@ -108,14 +108,10 @@ class Database:
         ``advisory_lock`` takes that transaction-scoped advisory lock in the same round-trip
         as BEGIN (the key is an integer, so it is safe to put in the statement text).
         """
+        begin = "BEGIN" if advisory_lock is None else f"BEGIN; SELECT pg_advisory_xact_lock({int(advisory_lock)})"
         try:
             async with self.pool.acquire() as conn:
-                if advisory_lock is None:
-                    tx = conn.transaction()
-                    await tx.start()
-                else:
-                    tx = None
-                    await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(advisory_lock)})")
+                await conn.execute(begin)
                 try:
                     yield conn
                 except BaseException:
@@ -123,9 +119,9 @@ class Database:
                     # closed"); the server has rolled back already, so the first error is the one to
                     # report.
                     with contextlib.suppress(asyncpg.InterfaceError, *CONNECTION_ERRORS):
-                        await (tx.rollback() if tx is not None else conn.execute("ROLLBACK"))
+                        await conn.execute("ROLLBACK")
                     raise
-                await (tx.commit() if tx is not None else conn.execute("COMMIT"))
+                await conn.execute("COMMIT")
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
 

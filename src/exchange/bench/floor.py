@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
-from exchange.adapters.postgres import advisory_key
+from exchange.adapters.postgres import advisory_key, keep_session
 from exchange.bench._http import install_uvloop
 from exchange.settings import load_settings, read_env_file
 
@@ -37,17 +37,13 @@ VALUES ('floor', $10, $5, $1, 202, $11::jsonb, now() + interval '1 day')
 """
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """No reset query on release, like the service's pool (adapters/postgres.py)."""
-
-
 async def run(env_file: str, source: str, topic: str, concurrency: int, duration: float,
               warmup: float = 0.0) -> dict[str, float]:
     # The same object-store client as the server under test (OBJECT_STORE_CLIENT).
     settings = load_settings({**read_env_file(Path(env_file)), **os.environ})
     store = make_object_store(settings.object_store)
     pool = await asyncpg.create_pool(settings.database.dsn, min_size=concurrency // 2, max_size=concurrency,
-                                     reset=_keep_session)
+                                     reset=keep_session)
     payload = json.dumps({"source": source, "record_type": "encounter",
                           "patient": {"first_name": "F", "last_name": "L", "dob": "1980-01-01"},
                           "payload": {"n": 1}}).encode()
