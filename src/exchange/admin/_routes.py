@@ -15,13 +15,12 @@ from exchange.errors import InvalidRequest
 from exchange.events import SOURCE_PATTERN
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.ops.logging import correlation_id_var
-from exchange.web import principal_of, require_scope
+from exchange.web import authenticated, principal_of
 
 __all__ = ("admin_routes",)
 
 Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN)]
-ADMIN: dict[str, Any] = {"before_request": require_scope, "opt": {"scope": "admin"},
-                         "security": [{"bearerAuth": []}], "tags": ["admin"]}
+ADMIN: dict[str, Any] = {**authenticated("admin"), "tags": ["admin"]}
 
 
 class ReplayJobRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -14,7 +14,7 @@ from exchange.ingest._schemas import IngestAccepted, PartnerRecordV1, PartnerRec
 from exchange.ingest._service import IngestCommand, IngestService
 from exchange.ops.logging import correlation_id_var
 from exchange.ops.tracing import current_traceparent
-from exchange.web import PROBLEM_JSON, principal_of, require_scope
+from exchange.web import PROBLEM_JSON, authenticated, principal_of
 
 __all__ = ("ingest_routes",)
 
@@ -92,13 +92,11 @@ async def _accept(service: IngestService, command: IngestCommand) -> Response[di
 
 @post(
     "/v1/ingest",
-    before_request=require_scope,
-    opt={"scope": "ingest:write"},
+    **authenticated("ingest:write"),
     status_code=202,
     summary="Ingest a partner record (v1)",
     responses=_RESPONSES,
     dependencies={"_doc": Provide(_doc_v1, sync_to_thread=False)},
-    security=[{"bearerAuth": []}],
 )
 async def ingest_v1(
     request: Request[Any, Any, Any],
@@ -117,13 +115,11 @@ async def ingest_v1(
 
 @post(
     "/v2/ingest",
-    before_request=require_scope,
-    opt={"scope": "ingest:write"},
+    **authenticated("ingest:write"),
     status_code=202,
     summary="Ingest a partner record (v2)",
     responses=_RESPONSES,
     dependencies={"_doc": Provide(_doc_v2, sync_to_thread=False)},
-    security=[{"bearerAuth": []}],
 )
 async def ingest_v2(
     request: Request[Any, Any, Any],

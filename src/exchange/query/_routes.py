@@ -13,12 +13,11 @@ from litestar.params import FromPath, QueryParameter
 
 from exchange.adapters.postgres import Database
 from exchange.errors import InvalidRequest, ValidationFailed
-from exchange.web import require_scope
+from exchange.web import authenticated
 
 __all__ = ("query_routes",)
 
-READ: dict[str, Any] = {"before_request": require_scope, "opt": {"scope": "read"},
-                        "security": [{"bearerAuth": []}], "tags": ["query"]}
+READ: dict[str, Any] = {**authenticated("read"), "tags": ["query"]}
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 
 _RECORD = """

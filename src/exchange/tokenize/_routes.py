@@ -13,7 +13,7 @@ from litestar.params import Body
 from exchange.errors import ValidationFailed
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers
 from exchange.tokenize._client import Tokenizer
-from exchange.web import PROBLEM_JSON, require_scope
+from exchange.web import PROBLEM_JSON, authenticated
 
 __all__ = ("TokenizeRequest", "TokenizeResponse", "tokenize_routes")
 
@@ -38,11 +38,9 @@ class _Problem(msgspec.Struct):
 
 @post(
     "/tokenize",
-    before_request=require_scope,
-    opt={"scope": "tokenize"},
+    **authenticated("tokenize"),
     status_code=200,
     summary="Tokenize patient identifiers (deterministic)",
-    security=[{"bearerAuth": []}],
     responses={
         400: ResponseSpec(data_container=_Problem, media_type=PROBLEM_JSON, description="Invalid payload"),
         401: ResponseSpec(data_container=_Problem, media_type=PROBLEM_JSON, description="Unauthorized"),

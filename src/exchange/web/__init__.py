@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from exchange.web.auth import principal_of, require_scope
+from exchange.web.auth import authenticated, principal_of
 from exchange.web.middleware import RequestContextMiddleware, acceptable_correlation_id
 from exchange.web.problems import PROBLEM_JSON, exception_handlers, problem_response
 
 __all__ = (
     "PROBLEM_JSON",
     "RequestContextMiddleware",
+    "authenticated",
     "acceptable_correlation_id",
     "exception_handlers",
     "principal_of",
     "problem_response",
-    "require_scope",
 )

@@ -1,7 +1,8 @@
 """Authentication: verify the bearer token and check the route's scope, before anything else.
 
-Routes declare their scope in ``opt={"scope": "..."}`` and ``before_request=require_scope``;
-the principal lands in ``request.state.principal`` for the handler. It runs before the
+Routes declare it with ``**authenticated("scope")`` in their decorator (the hook, the scope
+it checks and the OpenAPI security requirement, always together); the principal lands in
+``request.state.principal`` for the handler. It runs before the
 route's parameters and body are parsed, so a request without a valid token is a 401
 whatever else is wrong with it.
 
@@ -20,7 +21,7 @@ from litestar.connection import ASGIConnection
 
 from exchange.adapters.jwt import Principal, TokenVerifier
 
-__all__ = ("principal_of", "require_scope")
+__all__ = ("authenticated", "principal_of", "require_scope")
 
 
 async def require_scope(request: Request[Any, Any, Any]) -> None:
@@ -30,6 +31,11 @@ async def require_scope(request: Request[Any, Any, Any]) -> None:
     if scope:
         principal.require(str(scope))
     request.state.principal = principal
+
+
+def authenticated(scope: str) -> dict[str, Any]:
+    """Route-decorator keywords for a route that needs a bearer token carrying ``scope``."""
+    return {"before_request": require_scope, "opt": {"scope": scope}, "security": [{"bearerAuth": []}]}
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
