@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,8 @@ from jsonschema.exceptions import ValidationError
 from litestar.testing import AsyncTestClient
 
 from exchange.events import DlqEnvelope, DlqError, format_timestamp
-from exchange.roles import Role
 from exchange.settings import Settings
-from tests.support.app import DEV, make_settings, running_app
+from tests.support.app import DEV
 from tests.support.db import fetch
 
 pytestmark = pytest.mark.timeout(300)
@@ -63,17 +61,6 @@ def validator(name: str) -> Draft202012Validator:
     schema = _load(CONTRACTS / "events" / name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=FORMATS)
-
-
-@pytest.fixture(scope="module")
-def app_settings(stack_env: dict[str, str]) -> Settings:
-    return make_settings(stack_env)
-
-
-@pytest.fixture(scope="module")
-async def client(app_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with running_app(app_settings, frozenset({Role.INGEST})) as c:
-        yield c
 
 
 # -- events -----------------------------------------------------------------------------------

@@ -14,18 +14,13 @@ from litestar.testing import AsyncTestClient
 from exchange.roles import Role
 from exchange.settings import Settings
 from tests.integration.ingest._support import as_json, body_for, new_key, outbox_rows, post_ingest
-from tests.support.app import DEV, LogCapture, make_settings, running_app
+from tests.support.app import DEV, LogCapture, running_app
 from tests.support.db import fetchval
 
 pytestmark = pytest.mark.timeout(300)
 
 # Lines that are not the server handling a request: a background task, and the test client itself.
 _NOT_THE_REQUEST = ("exchange.ingest.janitor", "httpx")
-
-
-@pytest.fixture(scope="module")
-def app_settings(stack_env: dict[str, str]) -> Settings:
-    return make_settings(stack_env)
 
 
 @pytest.fixture(scope="module")

@@ -9,31 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from exchange.devstack import Stack
-from exchange.roles import Role
 from exchange.settings import Settings
 from tests.integration.ingest._support import PROBLEM_JSON, body_for, new_key, post_ingest, written
-from tests.support.app import DEV, make_settings, running_app
+from tests.support.app import DEV
 from tests.support.db import fetchval
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def app_settings(stack_env: dict[str, str]) -> Settings:
-    return make_settings(stack_env)
-
-
-@pytest.fixture(scope="module")
-async def client(app_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with running_app(app_settings, frozenset({Role.INGEST})) as c:
-        yield c
 
 
 async def _retry_until_accepted(

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from litestar.testing import AsyncTestClient
 from exchange.adapters.postgres import Database
 from exchange.events import TOPIC_V1, TOPIC_V2
 from exchange.ingest import purge_expired_keys
-from exchange.roles import Role
 from exchange.settings import Settings
 from tests.integration.ingest._support import (
     PROBLEM_JSON,
@@ -37,21 +35,10 @@ from tests.integration.ingest._support import (
     v1_body,
     written,
 )
-from tests.support.app import DEV, bearer, make_settings, running_app
+from tests.support.app import DEV, bearer
 from tests.support.db import fetch, fetchval
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def app_settings(stack_env: dict[str, str]) -> Settings:
-    return make_settings(stack_env)
-
-
-@pytest.fixture(scope="module")
-async def client(app_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with running_app(app_settings, frozenset({Role.INGEST})) as c:
-        yield c
 
 
 # -- the runbook demo (Milestone 6, step 5) ---------------------------------------------------

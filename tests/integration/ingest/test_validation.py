@@ -32,17 +32,6 @@ MiB = 1024 * 1024
 MARK = "Qzxbadvalue"  # a submitted value no error message may contain
 
 
-@pytest.fixture(scope="module")
-def app_settings(stack_env: dict[str, str]) -> Settings:
-    return make_settings(stack_env)
-
-
-@pytest.fixture(scope="module")
-async def client(app_settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with running_app(app_settings, frozenset({Role.INGEST})) as c:
-        yield c
-
-
 @pytest.fixture(scope="module", params=["test", "production"])
 def test_env_settings(stack_env: dict[str, str], request: pytest.FixtureRequest) -> Settings:
     """Settings for an environment other than ENV=local (where `Bearer dev` must not work)."""
