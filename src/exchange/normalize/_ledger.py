@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exchange.adapters.postgres import Connection, Database
+from exchange.errors import DatabaseUnavailable
+from exchange.runtime.batcher import Batcher
 
 __all__ = ("PIPELINE", "AttemptRef", "DeliveryInfo", "Ledger")
 
@@ -31,14 +36,21 @@ class AttemptRef:
     already_canonical: bool = False
 
 
-# One statement (so one round-trip and its own commit, no BEGIN/COMMIT): the attempt
-# start is recorded, and we learn whether the record is canonical already (a redelivery).
+# One statement for a whole batch of attempt starts (its own commit, no BEGIN/COMMIT):
+# each start is recorded, and we learn which records are canonical already (redeliveries).
+# Batched by ``Batcher``: the fixed cost of a statement and a commit is paid once per
+# batch instead of once per record.
 _START = """
-WITH state AS (
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::bigint[])
+        AS i(record_id, correlation_id, event_version, event_id, kafka_topic, kafka_partition, kafka_offset)
+), state AS (
     INSERT INTO processing_stage_state AS s
         (record_id, pipeline, status, attempt_count, last_attempt_at, correlation_id, event_version,
          event_id, kafka_topic, kafka_partition, kafka_offset)
-    VALUES ($1, $2, 'running', 1, now(), $3, $4, $5, $6, $7, $8)
+    SELECT record_id, 'normalizer', 'running', 1, now(), correlation_id, event_version, event_id, kafka_topic,
+           kafka_partition, kafka_offset
+    FROM input
     ON CONFLICT (record_id, pipeline) DO UPDATE SET
         status = 'running',
         attempt_count = s.attempt_count + 1,
@@ -51,15 +63,18 @@ WITH state AS (
         kafka_partition = EXCLUDED.kafka_partition,
         kafka_offset = EXCLUDED.kafka_offset,
         updated_at = now()
-    RETURNING attempt_count
+    RETURNING record_id, attempt_count
 ), attempt AS (
     INSERT INTO processing_attempts
         (record_id, pipeline, attempt_no, status, event_id, kafka_topic, kafka_partition, kafka_offset)
-    SELECT $1, $2, attempt_count, 'started', $5, $6, $7, $8 FROM state
-    RETURNING attempt_no
+    SELECT i.record_id, 'normalizer', s.attempt_count, 'started', i.event_id, i.kafka_topic, i.kafka_partition,
+           i.kafka_offset
+    FROM input i JOIN state s USING (record_id)
+    RETURNING record_id, attempt_no
 )
-SELECT attempt_no, EXISTS (SELECT 1 FROM canonical_records WHERE record_id = $1) AS already_canonical
-FROM attempt
+SELECT a.record_id::text AS record_id, a.attempt_no,
+       EXISTS (SELECT 1 FROM canonical_records c WHERE c.record_id = a.record_id) AS already_canonical
+FROM attempt a
 """
 
 _FAILED_STATE = """
@@ -83,16 +98,27 @@ WHERE record_id = $1 AND pipeline = $2 AND attempt_no = $3
 class Ledger:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._starts: Batcher[DeliveryInfo, AttemptRef] = Batcher(
+            self._start_many, key=lambda info: info.record_id, fail_together=(DatabaseUnavailable,)
+        )
 
     async def start(self, info: DeliveryInfo) -> AttemptRef:
-        """Record an attempt start, committed before any processing step."""
+        """Record an attempt start, committed before any processing step (batched with the
+        starts of other records in flight)."""
+        return await self._starts.submit(info)
+
+    async def _start_many(self, infos: Sequence[DeliveryInfo]) -> list[AttemptRef]:
         async with self._db.connection() as conn:
-            row = await conn.fetchrow(
-                _START, info.record_id, PIPELINE, info.correlation_id, info.event_version, info.event_id,
-                info.topic, info.partition, info.offset,
+            rows = await conn.fetch(
+                _START,
+                [i.record_id for i in infos], [i.correlation_id for i in infos], [i.event_version for i in infos],
+                [i.event_id for i in infos], [i.topic for i in infos], [i.partition for i in infos],
+                [i.offset for i in infos],
             )
-        assert row is not None
-        return AttemptRef(info.record_id, int(row["attempt_no"]), bool(row["already_canonical"]))
+        by_id = {r["record_id"]: AttemptRef(r["record_id"], int(r["attempt_no"]), bool(r["already_canonical"]))
+                 for r in rows}
+        # The record id as the caller spelled it (the database answers in canonical form).
+        return [_respelled(by_id[_canonical_uuid(i.record_id)], i.record_id) for i in infos]
 
     async def failed(
         self,
@@ -115,3 +141,11 @@ class Ledger:
     @staticmethod
     async def dlq_published(conn: Connection, ref: AttemptRef) -> None:
         await conn.execute(_DLQ_ATTEMPT, ref.record_id, PIPELINE, ref.attempt_no)
+
+
+def _canonical_uuid(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+def _respelled(ref: AttemptRef, record_id: str) -> AttemptRef:
+    return ref if ref.record_id == record_id else dataclasses.replace(ref, record_id=record_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +28,7 @@ from exchange.errors import (
 from exchange.events import RecordIngested, RecordIngestedV2, decode_event
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
+from exchange.runtime.batcher import Batcher
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 from exchange.web.validation import field_and_rule
 
@@ -70,6 +73,7 @@ class _RawRecord(msgspec.Struct):
 
 
 _raw_decoder = msgspec.json.Decoder(_RawRecord)
+_json = msgspec.json.Encoder()
 
 # Payload keys that name identifiers are left out of `meta` (HIPAA Safe Harbor classes).
 _IDENTIFIER_KEY = re.compile(
@@ -96,38 +100,50 @@ def _ingested_at(occurred_at: str) -> dt.datetime:
     return moment
 
 
-# The success path is ONE statement, so it is atomic without BEGIN/COMMIT and costs one
-# round-trip: canonical insert (idempotent), the derived patient index, the manifest's
-# state (``enqueued -> canonicalized``, inlined here for the round-trip) and
-# the ledger success. A redelivered record (already canonical) only updates the ledger.
+# The success path is ONE statement for a batch of records, so it is atomic without
+# BEGIN/COMMIT and its fixed cost (a round-trip, a statement, a commit) is paid once per
+# batch: canonical insert (idempotent), the derived patient index, the manifest's state
+# (``enqueued -> canonicalized``, inlined here for the round-trip) and the ledger
+# success. A redelivered record (already canonical) only updates the ledger.
 _WRITE = """
-WITH canon AS (
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int[])
+        AS i(record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, correlation_id, event_version,
+             record_kind, schema_hint, token_key_id, patient_token, attempt_no)
+), canon AS (
     INSERT INTO canonical_records
         (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, normalized_at, correlation_id,
          event_version, record_kind, schema_hint, token_key_id)
-    VALUES ($1, $2, $3, $4, $5::jsonb, $6, now(), $7, $8, $9, $10, $11)
+    SELECT record_id, source, raw_object_key, raw_sha256, normalized::jsonb, ingested_at, now(), correlation_id,
+           event_version, record_kind, schema_hint, token_key_id
+    FROM input
     ON CONFLICT (record_id) DO NOTHING
     RETURNING record_id, normalized_at
 ), idx AS (
     INSERT INTO derived_patient_record_index
         (patient_token, record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at)
-    SELECT $12, record_id, $2, $8, $9, $10, $6, normalized_at FROM canon
+    SELECT i.patient_token, c.record_id, i.source, i.event_version, i.record_kind, i.schema_hint, i.ingested_at,
+           c.normalized_at
+    FROM canon c JOIN input i USING (record_id)
     ON CONFLICT (record_id) DO NOTHING
 ), manifest AS (
-    UPDATE raw_object_manifest SET state = 'canonicalized', updated_at = now()
-    WHERE record_id = $1 AND state <> 'canonicalized' AND EXISTS (SELECT 1 FROM canon)
+    UPDATE raw_object_manifest m SET state = 'canonicalized', updated_at = now()
+    FROM canon c WHERE m.record_id = c.record_id AND m.state <> 'canonicalized'
 ), state AS (
-    UPDATE processing_stage_state
+    UPDATE processing_stage_state s
     SET status = 'succeeded', last_success_at = now(), next_retry_at = NULL, last_error_type = NULL,
         last_error_message = NULL, last_error_stage = NULL, updated_at = now()
-    WHERE record_id = $1 AND pipeline = 'normalizer'
+    FROM input i WHERE s.record_id = i.record_id AND s.pipeline = 'normalizer'
 ), attempt AS (
-    UPDATE processing_attempts
+    UPDATE processing_attempts a
     SET status = 'succeeded', ended_at = now(),
-        result = CASE WHEN EXISTS (SELECT 1 FROM canon) THEN 'inserted' ELSE 'duplicate' END
-    WHERE record_id = $1 AND pipeline = 'normalizer' AND attempt_no = $13
+        result = CASE WHEN c.record_id IS NOT NULL THEN 'inserted' ELSE 'duplicate' END
+    FROM input i LEFT JOIN canon c USING (record_id)
+    WHERE a.record_id = i.record_id AND a.pipeline = 'normalizer' AND a.attempt_no = i.attempt_no
 )
-SELECT EXISTS (SELECT 1 FROM canon) AS inserted
+SELECT i.record_id::text AS record_id, c.record_id IS NOT NULL AS inserted
+FROM input i LEFT JOIN canon c USING (record_id)
 """
 _DUPLICATE = """
 WITH state AS (
@@ -146,6 +162,9 @@ class RecordProcessor:
         self._store = store
         self._tokenizer = tokenizer
         self.ledger = Ledger(db)
+        self._writes: Batcher[_CanonicalRow, bool] = Batcher(
+            self._write_many, key=lambda row: row.record_id, fail_together=(DatabaseUnavailable,)
+        )
 
     @staticmethod
     def decode(value: bytes) -> RecordIngested:
@@ -252,16 +271,43 @@ class RecordProcessor:
             meta["schema_hint"] = schema_hint
         elif record.record_type is not None:
             meta["record_type"] = record.record_type
-        normalized = {"patient_token": token, "meta": meta}
-        ingested_at = _ingested_at(event.occurred_at)
+        row = _CanonicalRow(
+            record_id=event.record_id, source=event.source, raw_object_key=event.raw_object.key,
+            raw_sha256=event.raw_object.sha256,
+            normalized=_json.encode({"patient_token": token, "meta": meta}).decode(),
+            ingested_at=_ingested_at(event.occurred_at), correlation_id=event.correlation_id,
+            event_version=version, record_kind=record_kind, schema_hint=schema_hint,
+            token_key_id=self._tokenizer.key_id, patient_token=token, attempt_no=attempt.attempt_no,
+        )
         try:
-            async with self._db.connection() as conn:
-                inserted = await conn.fetchval(
-                    _WRITE, event.record_id, event.source, event.raw_object.key, event.raw_object.sha256,
-                    normalized, ingested_at, event.correlation_id, version, record_kind, schema_hint,
-                    self._tokenizer.key_id, token, attempt.attempt_no,
-                )
+            inserted = await self._writes.submit(row)
         except DatabaseUnavailable:
             raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
         result: Literal["inserted", "duplicate"] = "inserted" if inserted else "duplicate"
         return Processed(result, attempt)
+
+    async def _write_many(self, rows: Sequence[_CanonicalRow]) -> list[bool]:
+        columns = [[getattr(row, name) for row in rows] for name in _CanonicalRow.__slots__]
+        async with self._db.connection() as conn:
+            result = await conn.fetch(_WRITE, *columns)
+        inserted = {r["record_id"]: bool(r["inserted"]) for r in result}
+        return [inserted[str(uuid.UUID(row.record_id))] for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class _CanonicalRow:
+    """One record's share of the batched canonical write, in ``_WRITE``'s column order."""
+
+    record_id: str
+    source: str
+    raw_object_key: str
+    raw_sha256: str
+    normalized: str
+    ingested_at: dt.datetime
+    correlation_id: str
+    event_version: str
+    record_kind: str | None
+    schema_hint: str | None
+    token_key_id: str
+    patient_token: str
+    attempt_no: int

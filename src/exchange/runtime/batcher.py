@@ -1,0 +1,121 @@
+"""Coalesce concurrent single-item calls into one batch call (group commit).
+
+Many concurrent tasks each need one small statement; PostgreSQL pays a fixed cost per
+statement and per commit that dwarfs the row work. A :class:`Batcher` lets each task
+``await submit(item)`` as if alone, while items submitted during one event-loop turn, or
+while a batch is in flight, go to the database together as the next batch. There is no
+timer: a lone item leaves at once (no added latency when idle), and batches grow only as
+load does.
+
+Items with the same ``key`` never share a batch (a statement may not touch one row twice,
+``ON CONFLICT DO UPDATE`` refuses it): a repeat waits for the next batch.
+When a batch call raises, the items are retried one by one, so one bad item fails alone
+and every other item gets the answer it would have had without batching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ("Batcher",)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class Batcher(Generic[In, Out]):
+    def __init__(
+        self,
+        run: Callable[[Sequence[In]], Awaitable[Sequence[Out]]],
+        *,
+        key: Callable[[In], Hashable],
+        max_batch: int = 64,
+        max_in_flight: int = 2,
+        fail_together: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """``run(items)`` returns one result per item, in order. An error of a type in
+        ``fail_together`` (say, the database being down) fails the whole batch at once:
+        one by one, every item would only wait out the same failure again."""
+        self._run = run
+        self._fail_together = fail_together
+        self._key = key
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._pending: list[tuple[In, asyncio.Future[Out]]] = []
+        self._in_flight = 0
+        self._scheduled = False
+
+    async def submit(self, item: In) -> Out:
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        # call_soon, not an immediate flush: the other tasks woken in this loop turn join in.
+        if not self._scheduled and self._pending and self._in_flight < self._max_in_flight:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._scheduled = False
+        if not self._pending or self._in_flight >= self._max_in_flight:
+            return
+        batch: list[tuple[In, asyncio.Future[Out]]] = []
+        rest: list[tuple[In, asyncio.Future[Out]]] = []
+        keys: set[Hashable] = set()
+        for entry in self._pending:
+            k = self._key(entry[0])
+            if len(batch) < self._max_batch and k not in keys and not entry[1].cancelled():
+                keys.add(k)
+                batch.append(entry)
+            elif not entry[1].cancelled():
+                rest.append(entry)
+        self._pending = rest
+        if not batch:
+            return
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        task.add_done_callback(lambda _t: None)  # the task resolves its futures; nothing to collect
+        self._schedule()
+
+    async def _flush(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        try:
+            items = [item for item, _ in batch]
+            try:
+                results = await self._run(items)
+            except self._fail_together as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - every error reaches the waiters, never lost
+                if len(batch) == 1:
+                    batch[0][1].set_exception(exc)
+                else:  # one bad item must not fail the others: go one by one
+                    await self._one_by_one(batch)
+                return
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        except BaseException as exc:  # cancelled while in flight: every waiter learns it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+        finally:
+            self._in_flight -= 1
+            self._schedule()
+
+    async def _one_by_one(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+        for item, future in batch:
+            if future.done():
+                continue
+            try:
+                (result,) = await self._run([item])
+            except Exception as exc:  # noqa: BLE001 - handed to that item's waiter
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
