@@ -41,3 +41,16 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["ingest_backlog_at_end"] >= 0
     assert results["machine"]["cores"] >= 1
     assert lines[-1] == markdown(results)
+    # Where the time went, per measured phase: every component charged, the parts add up.
+    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "normalizer"}
+    for phase, data in results["cpu"].items():
+        per = data["ms_per_record"]
+        assert set(per) >= {"postgres", "s3", "kafka", "other", "total"}, phase
+        if phase != "normalizer":  # the other phases have a load process
+            assert per["load"] > 0, phase
+        assert per["postgres"] > 0 and per["s3"] > 0, phase
+        assert per["other"] >= 0 and per["total"] > 0, phase
+        assert 0 <= data["steal_pct"] <= 100, phase
+    assert results["cpu"]["ingest"]["ms_per_record"]["server"] > 0
+    assert results["cpu"]["normalizer"]["ms_per_record"]["server"] > 0
+    assert "CPU ms per record" in lines[-1]

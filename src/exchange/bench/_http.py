@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
-__all__ = ("Connection", "install_uvloop")
+__all__ = ("Connection", "install_uvloop", "mark_window")
 
 
 class Connection:
@@ -65,3 +66,12 @@ def install_uvloop() -> None:
     except ImportError:
         return
     uvloop.install()
+
+
+async def mark_window(measure_from: float, deadline: float) -> None:
+    """Print ``measuring`` when the counted window opens and ``measured`` when it closes
+    (``time.perf_counter`` instants), so the runner reads the machine's CPU over exactly it."""
+    await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+    print("measuring", flush=True)
+    await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+    print("measured", flush=True)

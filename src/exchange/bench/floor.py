@@ -21,7 +21,7 @@ import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import advisory_key, keep_session
-from exchange.bench._http import install_uvloop
+from exchange.bench._http import install_uvloop, mark_window
 from exchange.settings import load_settings, read_env_file
 
 LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"
@@ -70,7 +70,7 @@ async def run(env_file: str, source: str, topic: str, concurrency: int, duration
             if began >= measure_from:
                 done += 1
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(mark_window(measure_from, deadline), *(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - measure_from
     await pool.close()
     await store.close()

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from exchange.bench._http import Connection, install_uvloop
+from exchange.bench._http import Connection, install_uvloop, mark_window
 
 
 def body(source: str, n: int) -> bytes:
@@ -57,7 +57,7 @@ async def closed_loop(host: str, port: int, token: str, source: str, concurrency
         finally:
             await conn.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(mark_window(measure_from, deadline), *(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - measure_from
     return {"mode": "closed", "elapsed_s": elapsed, "latencies_s": latencies, "statuses": statuses,
             "warmup_statuses": warmed}

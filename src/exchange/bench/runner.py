@@ -28,6 +28,7 @@ from jose import jwt
 from exchange.adapters.kafka import AsyncProducer, ensure_topics
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import make_object_store
+from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown
 from exchange.devstack import Stack
 from exchange.devstack._process import free_port
 from exchange.events import RawObject, encode_event, make_event
@@ -76,7 +77,7 @@ class Server:
     def __init__(self, env: dict[str, str], roles: str, log_dir: Path) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
-                    "LOG_LEVEL": "INFO"}
+                    "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO")}
         self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}.log"
         self.roles = roles
         self.proc: subprocess.Popen[bytes] | None = None
@@ -99,6 +100,11 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError(f"server did not start; see {self.log}")
 
+    def with_stack(self, stack: Stack) -> dict[str, int | None]:
+        """The CPU meter's components: this server and the stack's servers."""
+        assert self.proc is not None
+        return {"server": self.proc.pid, **_stack_pids(stack)}
+
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
         self.rss_peak_mb = _rss_peak_mb(self.proc.pid)
@@ -109,6 +115,10 @@ class Server:
             self.proc.kill()
 
 
+def _stack_pids(stack: Stack) -> dict[str, int | None]:
+    return {service.name: service.pid for service in stack.status()}
+
+
 def _token() -> str:
     now = int(time.time())
     claims = {"iss": "exchange", "aud": "exchange-api", "sub": "bench", "scope": "ingest:write",
@@ -116,15 +126,37 @@ def _token() -> str:
     return str(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
 
 
+def _measured(cmd: list[str], components: dict[str, int | None], timeout: float) -> tuple[CpuSample, CpuSample]:
+    """Run a load process (``loadgen`` or ``floor``); sample every component's CPU when it
+    prints ``measuring`` and again at ``measured``: its counted window."""
+    marks: dict[str, CpuSample] = {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        meter = CpuMeter({**components, "load": proc.pid})
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() in ("measuring", "measured"):
+                marks[line.strip()] = meter.sample()
+        code = proc.wait(timeout=timeout)
+    if code != 0:
+        raise subprocess.CalledProcessError(code, cmd)
+    return marks["measuring"], marks["measured"]
+
+
 def _loadgen(port: int, source: str, out: Path, *, mode: str, concurrency: int, duration: float,
-             rate: float = 0.0, warmup: float = 0.0) -> dict[str, Any]:
-    subprocess.run(
-        [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
-         source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
-         str(rate), "--warmup", str(warmup), "--out", str(out)],
-        check=True, timeout=warmup + duration + 300,
-    )
-    result: dict[str, Any] = json.loads(out.read_text())
+             rate: float = 0.0, warmup: float = 0.0,
+             components: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """One load-generator run; in closed mode with ``components``, the result carries the
+    CPU breakdown of its window under ``cpu``."""
+    cmd = [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
+           source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
+           str(rate), "--warmup", str(warmup), "--out", str(out)]
+    if components is None:
+        subprocess.run(cmd, check=True, timeout=warmup + duration + 300, stdout=subprocess.DEVNULL)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+    before, after = _measured(cmd, components, timeout=warmup + duration + 300)
+    result = json.loads(out.read_text())
+    result["cpu"] = cpu_breakdown(before, after, result["statuses"].get("202", 0) / result["elapsed_s"])
     return result
 
 
@@ -182,6 +214,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         "config": {k: str(v) for k, v in asdict(cfg).items()},
     }
     rss: list[float] = []
+    cpu: dict[str, Any] = {}
     scratch = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
 
     async def count(sql: str, *args: Any) -> int:
@@ -198,7 +231,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         report(f"ingest: {cfg.concurrency} connections for {cfg.duration_s:.0f}s ...")
         with Server(env, "all", scratch) as server:
             ingest = _loadgen(server.port, f"bench-ingest-{run_id}", scratch / "ingest.json", mode="closed",
-                              concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s)
+                              concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s,
+                              components=server.with_stack(stack))
+            cpu["ingest"] = ingest["cpu"]
             ok = ingest["statuses"].get("202", 0)
             warm_ok = ingest["warmup_statuses"].get("202", 0)
             lat = ingest["latencies_s"]
@@ -235,7 +270,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         ensure_topics(env["KAFKA_BROKERS"], [f"bench{run_id}.split"], partitions=6)
         with Server(split_env, "ingest,publisher", scratch) as server:
             alone = _loadgen(server.port, f"bench-alone-{run_id}", scratch / "alone.json", mode="closed",
-                             concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s)
+                             concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s,
+                             components=server.with_stack(stack))
+            cpu["ingest_split"] = alone["cpu"]
         rss.append(server.rss_peak_mb)
         results["ingest_split_rps"] = alone["statuses"].get("202", 0) / alone["elapsed_s"]
         results["ingest_split_p99_ms"] = _pct(alone["latencies_s"], 99) * 1000
@@ -243,13 +280,14 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         # 3. The floor: same work, no service.
         report("floor: the ingest work without the service ...")
         floor_out = scratch / "floor.json"
-        subprocess.run(
+        before, after = _measured(
             [sys.executable, "-m", "exchange.bench.floor", "--env-file", str(stack.env_file), "--source",
              f"bench-floor-{run_id}", "--topic", f"bench{run_id}.floor", "--concurrency", str(cfg.concurrency),
              "--duration", str(cfg.duration_s), "--warmup", str(cfg.warmup_s), "--out", str(floor_out)],
-            check=True, timeout=cfg.warmup_s + cfg.duration_s + 300,
+            _stack_pids(stack), timeout=cfg.warmup_s + cfg.duration_s + 300,
         )
         results["floor_rps"] = json.loads(floor_out.read_text())["floor_rps"]
+        cpu["floor"] = cpu_breakdown(before, after, results["floor_rps"])
         asyncio.run(_cleanup(dsn, run_id, floor_only=True))  # its outbox rows are not for publishing
         results["ingest_ratio"] = results["ingest_rps"] / results["floor_rps"]
         results["ingest_split_ratio"] = results["ingest_split_rps"] / results["floor_rps"]
@@ -272,12 +310,19 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         norm_topic = topics["TOPIC_RECORD_INGESTED_V1"]
         asyncio.run(_prepublish(settings, norm_source, norm_topic, cfg.normalizer_records))
         with Server(env, "normalizer,tokenizer", scratch) as server:
-            elapsed = asyncio.run(_wait(dsn, _canonical_at_least(norm_source, cfg.normalizer_records),
-                                        timeout=900, interval=0.1))
+            meter = CpuMeter(server.with_stack(stack))
+            # CPU from the first canonical row to the last: the consumer-group join is not throughput.
+            joined = asyncio.run(_wait(dsn, _canonical_at_least(norm_source, 1), timeout=300, interval=0.02))
+            before = meter.sample()
+            elapsed = joined + asyncio.run(_wait(dsn, _canonical_at_least(norm_source, cfg.normalizer_records),
+                                                 timeout=900, interval=0.1))
+            after = meter.sample()
         rss.append(server.rss_peak_mb)
         # Steady state: first to last canonical row (the consumer-group join is not throughput).
         results["normalizer_rps"] = cfg.normalizer_records / asyncio.run(_normalized_span(dsn, norm_source))
         results["normalizer_wall_rps"] = cfg.normalizer_records / elapsed
+        cpu["normalizer"] = cpu_breakdown(before, after, (cfg.normalizer_records - 1) / (after.at - before.at))
+        results["cpu"] = cpu
 
         # 6. Replay of the same raw objects (through the outbox).
         report("replay: re-emitting the normalizer's raw objects ...")
@@ -457,5 +502,22 @@ def markdown(results: dict[str, Any]) -> str:
             op, bound = target
             met = f"{op} {bound:,} " + ("✓" if (value >= bound if op == ">=" else value <= bound) else "✗")
         rows.append(f"| {key} | {shown} | {met} |")
+    return "\n".join(rows) + _cpu_table(results.get("cpu", {}))
+
+
+_CPU_COLUMNS = ("server", "postgres", "s3", "kafka", "load", "other", "total")
+
+
+def _cpu_table(cpu: dict[str, Any]) -> str:
+    """CPU ms per record by component, one row per phase: where the time goes."""
+    if not cpu:
+        return ""
+    rows = ["", "", "CPU ms per record (from /proc over each measured window):", "",
+            "| phase | " + " | ".join(_CPU_COLUMNS) + " | cores busy | steal % |",
+            "|---" * (len(_CPU_COLUMNS) + 3) + "|"]
+    for phase, data in cpu.items():
+        per = data["ms_per_record"]
+        cells = " | ".join(f"{per[c]:.2f}" if c in per else "-" for c in _CPU_COLUMNS)
+        rows.append(f"| {phase} | {cells} | {data['cores_busy']:.2f} | {data['steal_pct']:.1f} |")
     return "\n".join(rows)
 

@@ -1,0 +1,53 @@
+"""The CPU meter charges a process tree's time to its component, grandchildren included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown
+
+# A parent that starts a child which burns ~0.4 s of CPU, reaps it, says so, and stays.
+_TREE = (
+    "import subprocess, sys, time; "
+    "subprocess.run([sys.executable, '-c', 'import time\\nt=time.process_time()\\n"
+    "while time.process_time()-t<0.4: pass'], check=True); "
+    "print('reaped', flush=True); time.sleep(5)"
+)
+
+
+def test_a_grandchild_s_cpu_is_charged_to_its_root_and_nothing_to_an_idle_one() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", _TREE], stdout=subprocess.PIPE, text=True)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    time.sleep(0.3)  # both interpreters have started
+    meter = CpuMeter({"busy": busy.pid, "idle": idle.pid, "gone": None})
+    before = meter.sample()
+    assert busy.stdout is not None
+    assert busy.stdout.readline().strip() == "reaped"  # the child's time is in its parent's cutime now
+    after = meter.sample()
+    busy.kill()
+    busy.wait(timeout=30)
+    busy.stdout.close()
+    idle.wait(timeout=30)
+
+    assert "gone" not in after.seconds
+    assert after.seconds["busy"] >= 0.4  # the whole burn, though the burner has exited
+    assert after.seconds["busy"] > before.seconds["busy"]
+    assert after.seconds["idle"] - before.seconds["idle"] < 0.1
+
+
+def test_breakdown_is_cpu_rate_over_record_rate() -> None:
+    before = CpuSample(at=0.0, seconds={"server": 1.0, "postgres": 0.0}, busy_ticks=0, steal_ticks=0,
+                       total_ticks=0)
+    tick = 100  # SC_CLK_TCK on Linux
+    after = CpuSample(at=2.0, seconds={"server": 2.0, "postgres": 0.5}, busy_ticks=3 * tick, steal_ticks=40,
+                      total_ticks=4 * tick)
+    report = cpu_breakdown(before, after, records_per_s=500)
+    # server: 1 s over 2 s = 0.5 core at 500 records/s = 1 ms per record.
+    assert report["ms_per_record"]["server"] == 1.0
+    assert report["ms_per_record"]["postgres"] == 0.5
+    assert report["ms_per_record"]["total"] == 3.0
+    assert report["ms_per_record"]["other"] == 1.5
+    assert report["cores_busy"] == 1.5
+    assert report["steal_pct"] == 10.0
