@@ -77,7 +77,7 @@ class Server:
     def __init__(self, env: dict[str, str], roles: str, log_dir: Path) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
-                    "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO")}
+                    "LOG_LEVEL": "INFO"}
         self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}.log"
         self.roles = roles
         self.proc: subprocess.Popen[bytes] | None = None
