@@ -6,14 +6,26 @@ and measures what it says, is.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from exchange.bench.runner import BenchConfig, markdown, run_bench
 from exchange.devstack import Stack
+
+
+async def _count_dlq(stack: Stack, run_id: str) -> int:
+    conn = await asyncpg.connect(stack.env()["DATABASE_URL"])
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM dlq_events WHERE source_topic LIKE $1",
+                                       f"bench{run_id}%"))
+    finally:
+        await conn.close()
+
 
 METRICS = (
     "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
@@ -41,6 +53,11 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["ingest_backlog_at_end"] >= 0
     assert results["machine"]["cores"] >= 1
     assert lines[-1] == markdown(results)
+    assert results["outbox_pending_at_start"] >= 0
+    # The benchmark's records are all valid: none of its topics dead-lettered anything (the
+    # drain phase's synthetic rows once reached the normalizer phase and were).
+    dead = asyncio.run(_count_dlq(stack, results["run_id"]))
+    assert dead == 0
     # Where the time went, per measured phase: every component charged, the parts add up.
     assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "normalizer"}
     for phase, data in results["cpu"].items():
