@@ -1,4 +1,4 @@
-"""Runtime: supervised background tasks and graceful shutdown."""
+"""Runtime: supervised background tasks, graceful shutdown, the requests-first gate and the batcher."""
 
 from __future__ import annotations
 
