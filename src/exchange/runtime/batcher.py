@@ -46,6 +46,7 @@ class Batcher(Generic[In, Out]):
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
         self._in_flight = 0
         self._scheduled = False
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: In) -> Out:
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
@@ -78,7 +79,9 @@ class Batcher(Generic[In, Out]):
             return
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._flush(batch))
-        task.add_done_callback(lambda _t: None)  # the task resolves its futures; nothing to collect
+        # The loop holds tasks weakly: keep this one until it is done (it resolves its futures).
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
         self._schedule()
 
     async def _flush(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
@@ -102,8 +105,12 @@ class Batcher(Generic[In, Out]):
                     future.set_result(result)
         except BaseException as exc:  # cancelled while in flight: every waiter learns it
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
             raise
         finally:
             self._in_flight -= 1

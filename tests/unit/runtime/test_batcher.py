@@ -131,3 +131,21 @@ def test_every_item_gets_exactly_its_own_answer(items: list[int], max_batch: int
             assert len(set(batch)) == len(batch)
 
     asyncio.run(scenario())
+
+
+async def test_waiters_of_a_batch_cancelled_in_flight_are_cancelled_too() -> None:
+    started = asyncio.Event()
+
+    async def slow(items: Sequence[int]) -> list[int]:
+        started.set()
+        await asyncio.sleep(10)
+        return list(items)
+
+    batcher = Batcher(slow, key=lambda i: i)
+    waiter = asyncio.ensure_future(batcher.submit(1))
+    await started.wait()
+    flushes = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Batcher._flush"]  # type: ignore[union-attr]
+    assert len(flushes) == 1
+    flushes[0].cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
