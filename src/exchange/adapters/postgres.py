@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,7 @@ import msgspec
 from exchange.errors import DatabaseUnavailable
 from exchange.settings import DatabaseSettings
 
-__all__ = ("CONNECTION_ERRORS", "Connection", "Database", "advisory_key", "keep_session")
+__all__ = ("CONNECTION_ERRORS", "Connection", "Database", "advisory_key", "keep_session", "unnest_columns")
 
 Connection = asyncpg.Connection  # re-exported so contexts type their SQL helpers without importing asyncpg
 
@@ -61,6 +61,14 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     or session-level advisory locks, which ``tests/unit/test_architecture.py`` pins -- so
     there is nothing for that query to undo.
     """
+
+
+def unnest_columns(rows: Sequence[Any]) -> list[list[Any]]:
+    """One array per field of slotted dataclass ``rows``, in field order: the parameters of an
+    ``unnest($1::..[], $2::..[], ...)`` that writes many rows in one statement."""
+    if not rows:
+        return []
+    return [[getattr(row, name) for row in rows] for name in type(rows[0]).__slots__]
 
 
 def advisory_key(*parts: str) -> int:

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exchange.adapters.postgres import Connection, Database
+from exchange.adapters.postgres import Connection, Database, unnest_columns
 from exchange.errors import DatabaseUnavailable
 from exchange.runtime.batcher import Batcher
 
@@ -20,6 +18,8 @@ PIPELINE = "normalizer"
 
 @dataclass(frozen=True, slots=True)
 class DeliveryInfo:
+    """Where a record was delivered from; the fields are ``_START``'s columns, in its order."""
+
     record_id: str
     correlation_id: str | None
     event_version: str | None
@@ -43,7 +43,8 @@ class AttemptRef:
 _START = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::int[], $7::bigint[])
-        AS i(record_id, correlation_id, event_version, event_id, kafka_topic, kafka_partition, kafka_offset)
+        WITH ORDINALITY
+        AS i(record_id, correlation_id, event_version, event_id, kafka_topic, kafka_partition, kafka_offset, n)
 ), state AS (
     INSERT INTO processing_stage_state AS s
         (record_id, pipeline, status, attempt_count, last_attempt_at, correlation_id, event_version,
@@ -72,9 +73,9 @@ WITH input AS (
     FROM input i JOIN state s USING (record_id)
     RETURNING record_id, attempt_no
 )
-SELECT a.record_id::text AS record_id, a.attempt_no,
-       EXISTS (SELECT 1 FROM canonical_records c WHERE c.record_id = a.record_id) AS already_canonical
-FROM attempt a
+SELECT a.attempt_no, EXISTS (SELECT 1 FROM canonical_records c WHERE c.record_id = a.record_id) AS already_canonical
+FROM input i JOIN attempt a USING (record_id)
+ORDER BY i.n
 """
 
 _FAILED_STATE = """
@@ -99,7 +100,7 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._starts: Batcher[DeliveryInfo, AttemptRef] = Batcher(
-            self._start_many, key=lambda info: info.record_id, fail_together=(DatabaseUnavailable,)
+            self._start_many, key=lambda info: info.record_id.lower(), fail_together=(DatabaseUnavailable,)
         )
 
     async def start(self, info: DeliveryInfo) -> AttemptRef:
@@ -109,16 +110,9 @@ class Ledger:
 
     async def _start_many(self, infos: Sequence[DeliveryInfo]) -> list[AttemptRef]:
         async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                _START,
-                [i.record_id for i in infos], [i.correlation_id for i in infos], [i.event_version for i in infos],
-                [i.event_id for i in infos], [i.topic for i in infos], [i.partition for i in infos],
-                [i.offset for i in infos],
-            )
-        by_id = {r["record_id"]: AttemptRef(r["record_id"], int(r["attempt_no"]), bool(r["already_canonical"]))
-                 for r in rows}
-        # The record id as the caller spelled it (the database answers in canonical form).
-        return [_respelled(by_id[_canonical_uuid(i.record_id)], i.record_id) for i in infos]
+            rows = await conn.fetch(_START, *unnest_columns(infos))  # answers in the order of ``infos``
+        return [AttemptRef(info.record_id, int(row["attempt_no"]), bool(row["already_canonical"]))
+                for info, row in zip(infos, rows, strict=True)]
 
     async def failed(
         self,
@@ -142,10 +136,3 @@ class Ledger:
     async def dlq_published(conn: Connection, ref: AttemptRef) -> None:
         await conn.execute(_DLQ_ATTEMPT, ref.record_id, PIPELINE, ref.attempt_no)
 
-
-def _canonical_uuid(value: str) -> str:
-    return str(uuid.UUID(value))
-
-
-def _respelled(ref: AttemptRef, record_id: str) -> AttemptRef:
-    return ref if ref.record_id == record_id else dataclasses.replace(ref, record_id=record_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from exchange.adapters.objectstore import ObjectStore
-from exchange.adapters.postgres import Database
+from exchange.adapters.postgres import Database, unnest_columns
 from exchange.errors import (
     DatabaseUnavailable,
     ObjectNotFound,
@@ -109,8 +108,9 @@ _WRITE = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int[])
+        WITH ORDINALITY
         AS i(record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, correlation_id, event_version,
-             record_kind, schema_hint, token_key_id, patient_token, attempt_no)
+             record_kind, schema_hint, token_key_id, patient_token, attempt_no, n)
 ), canon AS (
     INSERT INTO canonical_records
         (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, normalized_at, correlation_id,
@@ -142,8 +142,9 @@ WITH input AS (
     FROM input i LEFT JOIN canon c USING (record_id)
     WHERE a.record_id = i.record_id AND a.pipeline = 'normalizer' AND a.attempt_no = i.attempt_no
 )
-SELECT i.record_id::text AS record_id, c.record_id IS NOT NULL AS inserted
+SELECT c.record_id IS NOT NULL AS inserted
 FROM input i LEFT JOIN canon c USING (record_id)
+ORDER BY i.n
 """
 _DUPLICATE = """
 WITH state AS (
@@ -163,7 +164,7 @@ class RecordProcessor:
         self._tokenizer = tokenizer
         self.ledger = Ledger(db)
         self._writes: Batcher[_CanonicalRow, bool] = Batcher(
-            self._write_many, key=lambda row: row.record_id, fail_together=(DatabaseUnavailable,)
+            self._write_many, key=lambda row: row.record_id.lower(), fail_together=(DatabaseUnavailable,)
         )
 
     @staticmethod
@@ -287,11 +288,9 @@ class RecordProcessor:
         return Processed(result, attempt)
 
     async def _write_many(self, rows: Sequence[_CanonicalRow]) -> list[bool]:
-        columns = [[getattr(row, name) for row in rows] for name in _CanonicalRow.__slots__]
         async with self._db.connection() as conn:
-            result = await conn.fetch(_WRITE, *columns)
-        inserted = {r["record_id"]: bool(r["inserted"]) for r in result}
-        return [inserted[str(uuid.UUID(row.record_id))] for row in rows]
+            result = await conn.fetch(_WRITE, *unnest_columns(rows))  # answers in the order of ``rows``
+        return [bool(r["inserted"]) for r in result]
 
 
 @dataclass(frozen=True, slots=True)

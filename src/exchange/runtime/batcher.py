@@ -86,30 +86,25 @@ class Batcher(Generic[In, Out]):
 
     async def _flush(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
         try:
-            items = [item for item, _ in batch]
             try:
-                results = await self._run(items)
+                results = await self._run_checked([item for item, _ in batch])
             except self._fail_together as exc:
                 for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                    _fail(future, exc)
                 return
             except Exception as exc:  # noqa: BLE001 - every error reaches the waiters, never lost
                 if len(batch) == 1:
-                    batch[0][1].set_exception(exc)
+                    _fail(batch[0][1], exc)
                 else:  # one bad item must not fail the others: go one by one
                     await self._one_by_one(batch)
                 return
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+                _answer(future, result)
         except BaseException as exc:  # cancelled while in flight: every waiter learns it
             for _, future in batch:
-                if future.done():
-                    continue
                 if isinstance(exc, Exception):
-                    future.set_exception(exc)
-                else:
+                    _fail(future, exc)
+                elif not future.done():
                     future.cancel()
             raise
         finally:
@@ -121,8 +116,25 @@ class Batcher(Generic[In, Out]):
             if future.done():
                 continue
             try:
-                (result,) = await self._run([item])
+                (result,) = await self._run_checked([item])
             except Exception as exc:  # noqa: BLE001 - handed to that item's waiter
-                future.set_exception(exc)
+                _fail(future, exc)
             else:
-                future.set_result(result)
+                _answer(future, result)
+
+    async def _run_checked(self, items: list[In]) -> Sequence[Out]:
+        results = await self._run(items)
+        if len(results) != len(items):  # a bug in ``run``: never hand out answers by position then
+            raise RuntimeError(f"batch call answered {len(results)} items for {len(items)}")
+        return results
+
+
+# A waiter may have gone (cancelled) by the time its answer comes: then there is no one to tell.
+def _answer(future: asyncio.Future[Out], result: Out) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Out], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -149,3 +149,15 @@ async def test_waiters_of_a_batch_cancelled_in_flight_are_cancelled_too() -> Non
     flushes[0].cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
+
+
+async def test_a_batch_call_that_answers_the_wrong_count_is_retried_item_by_item() -> None:
+    calls: list[list[int]] = []
+
+    async def lossy(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        return [i * 2 for i in items][: max(1, len(items) - 1)]  # drops one answer of a batch
+
+    batcher = Batcher(lossy, key=lambda i: i)
+    assert await asyncio.gather(*(batcher.submit(i) for i in range(3))) == [0, 2, 4]
+    assert calls == [[0, 1, 2], [0], [1], [2]]
