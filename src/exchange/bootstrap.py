@@ -120,6 +120,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
             topic_v2=settings.kafka.topic_v2,
             retention_hours=settings.ingest.idempotency_retention_hours,
             schema_hints=settings.ingest.schema_hints,
+            batch_max=settings.ingest.batch_max,
+            batches_in_flight=settings.ingest.batches_in_flight,
         )
         components.append(IdempotencyJanitor(db))
 

@@ -183,6 +183,11 @@ class IngestSettings:
     """SCHEMA_HINTS: the v2 `schema_hint` values accepted."""
     idempotency_retention_hours: int = 7 * 24
     """IDEMPOTENCY_RETENTION_HOURS: stored responses expire after this (default 7 days)."""
+    batch_max: int = 64
+    """INGEST_BATCH_MAX: requests at most in one ingest transaction (group commit, ADR 0003)."""
+    batches_in_flight: int = 2
+    """INGEST_BATCHES_IN_FLIGHT: ingest transactions open at once; requests arriving meanwhile
+    wait to form the next batch. 1 would serialize the PUT phases of consecutive batches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +438,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         idempotency_retention_hours=r.integer(
             "IDEMPOTENCY_RETENTION_HOURS", 7 * 24, minimum=1, maximum=24 * 3650
         ),
+        batch_max=r.integer("INGEST_BATCH_MAX", 64, minimum=1, maximum=1000),
+        batches_in_flight=r.integer("INGEST_BATCHES_IN_FLIGHT", 2, minimum=1, maximum=64),
     )
 
     return Settings(

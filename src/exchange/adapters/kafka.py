@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+import functools
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ __all__ = (
     "ConsumedMessage",
     "Delivered",
     "DeliveryFailed",
+    "OutgoingMessage",
     "broker_ready",
     "ensure_topics",
 )
@@ -80,8 +83,55 @@ class Delivered:
     offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Mapping[str, str] | None = None
+
+
+class _Deliveries:
+    """The delivery reports of one ``send_many``, collected on librdkafka's threads.
+
+    The event loop is woken once, when the last report is in: a wake-up per message (a
+    ``call_soon_threadsafe`` each) cost the publisher more than the messages themselves.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.results: list[Delivered | DeliveryFailed | None] = [None] * count
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._loop = loop
+        self._remaining = count
+        self._lock = threading.Lock()  # reports may be served by poll() and flush() at once
+
+    def on_delivery(self, index: int, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.settle(index, DeliveryFailed(err.name(), err.str()))
+        else:
+            self.settle(index, Delivered(msg.topic(), msg.partition(), msg.offset()))
+
+    def settle(self, index: int, outcome: Delivered | DeliveryFailed) -> None:
+        self.results[index] = outcome
+        with self._lock:
+            self._remaining -= 1
+            last = self._remaining == 0
+        if last:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (shutdown): no one waits
+                self._loop.call_soon_threadsafe(_finish, self.done)
+
+
+def _finish(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class AsyncProducer:
-    """An idempotent (acks=all) producer whose ``send`` resolves when the broker confirms."""
+    """An idempotent (acks=all) producer whose sends resolve when the broker confirms.
+
+    A thread of its own calls ``poll`` (which serves delivery reports) for the producer's
+    lifetime, instead of a ``run_in_executor`` round-trip through the event loop per poll.
+    """
 
     def __init__(self, brokers: str, *, extra: Mapping[str, Any] | None = None) -> None:
         config: dict[str, Any] = {
@@ -94,18 +144,17 @@ class AsyncProducer:
         }
         config.update(extra or {})
         self._producer = Producer(config)
-        self._poller: asyncio.Task[None] | None = None
+        self._poller: threading.Thread | None = None
         self._closed = False
 
     async def start(self) -> None:
         if self._poller is None:
-            self._poller = asyncio.create_task(self._poll_loop(), name="kafka-producer-poll")
+            self._poller = threading.Thread(target=self._poll_forever, name="kafka-producer-poll", daemon=True)
+            self._poller.start()
 
-    async def _poll_loop(self) -> None:
-        # poll() serves delivery callbacks; it blocks up to its timeout, so run it in a thread.
-        loop = asyncio.get_running_loop()
+    def _poll_forever(self) -> None:
         while not self._closed:
-            await loop.run_in_executor(None, self._producer.poll, 0.1)
+            self._producer.poll(0.1)
 
     async def send(
         self,
@@ -115,34 +164,37 @@ class AsyncProducer:
         value: bytes,
         headers: Mapping[str, str] | None = None,
     ) -> Delivered:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Delivered] = loop.create_future()
+        (outcome,) = await self.send_many([OutgoingMessage(topic, key, value, headers)])
+        if isinstance(outcome, DeliveryFailed):
+            raise outcome
+        return outcome
 
-        def on_delivery(err: KafkaError | None, msg: Any) -> None:
-            if err is not None:
-                outcome: BaseException | Delivered = DeliveryFailed(err.name(), err.str())
-            else:
-                outcome = Delivered(msg.topic(), msg.partition(), msg.offset())
-            loop.call_soon_threadsafe(_resolve, future, outcome)
-
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list((headers or {}).items()),
-                    on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                # Local queue full: let deliveries drain, then try again.
-                await asyncio.sleep(0.01)
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
-                raise DeliveryFailed(name, "produce rejected") from None
-        return await future
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> list[Delivered | DeliveryFailed]:
+        """Produce ``messages``; one outcome per message, in order, once the broker has answered for all."""
+        if not messages:
+            return []
+        deliveries = _Deliveries(asyncio.get_running_loop(), len(messages))
+        for index, message in enumerate(messages):
+            while True:
+                try:
+                    self._producer.produce(
+                        message.topic,
+                        value=message.value,
+                        key=message.key,
+                        headers=list((message.headers or {}).items()),
+                        on_delivery=functools.partial(deliveries.on_delivery, index),
+                    )
+                    break
+                except BufferError:
+                    # Local queue full: let deliveries drain, then try again.
+                    await asyncio.sleep(0.01)
+                except KafkaException as exc:
+                    error = exc.args[0] if exc.args else None
+                    name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+                    deliveries.settle(index, DeliveryFailed(name, "produce rejected"))
+                    break
+        await deliveries.done
+        return [outcome for outcome in deliveries.results if outcome is not None]
 
     async def topics(self, timeout: float = 5.0) -> set[str]:
         """Topics the cluster has now; raises ``DeliveryFailed`` when no broker answers."""
@@ -166,18 +218,8 @@ class AsyncProducer:
             await self.flush(timeout)
         self._closed = True
         if self._poller is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            await asyncio.get_running_loop().run_in_executor(None, self._poller.join)
             self._poller = None
-
-
-def _resolve(future: asyncio.Future[Delivered], outcome: BaseException | Delivered) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -110,13 +110,15 @@ class Database:
             raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, advisory_lock: int | None = None) -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, *, advisory_locks: Collection[int] = ()) -> AsyncIterator[asyncpg.Connection]:
         """One unit of work: committed when the block exits normally, else rolled back.
 
-        ``advisory_lock`` takes that transaction-scoped advisory lock in the same round-trip
-        as BEGIN (the key is an integer, so it is safe to put in the statement text).
+        ``advisory_locks`` are taken as transaction-scoped advisory locks in the same
+        round-trip as BEGIN (the keys are integers, so they are safe in the statement text),
+        in ascending order: two transactions locking overlapping sets then wait for each
+        other in one direction only, never in a cycle (no deadlock).
         """
-        begin = "BEGIN" if advisory_lock is None else f"BEGIN; SELECT pg_advisory_xact_lock({int(advisory_lock)})"
+        begin = "BEGIN" + "".join(f"; SELECT pg_advisory_xact_lock({int(k)})" for k in sorted(set(advisory_locks)))
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(begin)

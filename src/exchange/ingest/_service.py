@@ -5,18 +5,31 @@ advisory lock taken before the lookup, so exactly one of them writes; the others
 and then replay its stored response. The S3 PUT happens while that lock is held (and
 before COMMIT): a crash between the PUT and the COMMIT leaves an orphan object, which
 `exchange reconcile` finds and quarantines; it never leaves rows without an object.
+
+Group commit (ADR 0003): the requests in flight together share that transaction. A batch
+locks all its keys (ascending, so batches never deadlock), looks them all up in one
+statement, PUTs the new bodies concurrently, writes every accepted record's three rows in
+one statement and commits once. Each record's rows still commit together, with its object
+already written; a lone request is a batch of one and waits for nothing. Per record the
+answer is what it would have been alone: a replay, a 409, a 503 for its own failed PUT,
+or a 202. The database being down fails the whole batch (503 for all); any other error
+re-runs the batch one request at a time, so one bad request fails alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
+
 from exchange.adapters.objectstore import ObjectStore
-from exchange.adapters.postgres import Database, advisory_key
-from exchange.errors import DuplicateKeyConflict
+from exchange.adapters.postgres import Connection, Database, advisory_key, unnest_columns
+from exchange.errors import DatabaseUnavailable, DuplicateKeyConflict, ExchangeError, ObjectStoreUnavailable
 from exchange.events import (
     RawObject,
     RecordIngested,
@@ -27,6 +40,7 @@ from exchange.events import (
     uuid7,
 )
 from exchange.ops.metrics import Metrics
+from exchange.runtime.batcher import Batcher
 
 __all__ = ("IngestCommand", "IngestOutcome", "IngestService")
 
@@ -50,25 +64,60 @@ class IngestOutcome:
     replayed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    command: IngestCommand
+    sha256: str
+
+
+_Answer = IngestOutcome | ExchangeError
+"""What one request of a batch gets: its outcome, or the error to raise for it alone."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One accepted record's three rows; the fields are ``_RECORD``'s arrays, in its order."""
+
+    record_id: str
+    source: str
+    object_key: str
+    sha256: str
+    size_bytes: int
+    event_version: str
+    topic: str
+    payload: str
+    headers: str
+    client_id: str
+    key: str
+    response: str
+
+
+# The stored, unexpired responses of a batch's keys, by position in the batch (1-based).
 _LOOKUP = """
-SELECT request_sha256, response
-FROM idempotency_keys
-WHERE client_id = $1 AND key = $2 AND expires_at > now()
+SELECT r.n, i.request_sha256, i.response
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(client_id, key, n)
+JOIN idempotency_keys AS i ON i.client_id = r.client_id AND i.key = r.key AND i.expires_at > now()
 """
 
-# One round-trip for the three rows; an expired idempotency row is replaced.
+# One round-trip for a batch's rows; an expired idempotency row is replaced.
 _RECORD = """
-WITH manifest AS (
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+        AS r(record_id, source, object_key, sha256, size_bytes, event_version, topic, payload, headers,
+             client_id, key, response)
+), manifest AS (
     INSERT INTO raw_object_manifest
         (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, 'enqueued')
+    SELECT record_id, source, $13, object_key, sha256, size_bytes, event_version, 'enqueued' FROM r
 ), outbox AS (
     INSERT INTO outbox_events (topic, key, payload, headers)
-    VALUES ($8, $9, $10::jsonb, $11::jsonb)
+    SELECT topic, record_id::text, payload::jsonb, headers::jsonb FROM r
 )
 INSERT INTO idempotency_keys
     (client_id, key, request_sha256, record_id, status_code, response, created_at, expires_at)
-VALUES ($12, $13, $5, $1, 202, $14::jsonb, now(), now() + make_interval(hours => $15))
+SELECT client_id, key, sha256, record_id, 202, response::jsonb, now(), now() + make_interval(hours => $14)
+FROM r
 ON CONFLICT (client_id, key) DO UPDATE SET
     request_sha256 = EXCLUDED.request_sha256,
     record_id = EXCLUDED.record_id,
@@ -78,6 +127,8 @@ ON CONFLICT (client_id, key) DO UPDATE SET
     expires_at = EXCLUDED.expires_at
 WHERE idempotency_keys.expires_at <= now()
 """
+
+_json = msgspec.json.Encoder()
 
 
 class IngestService:
@@ -91,6 +142,8 @@ class IngestService:
         topic_v2: str,
         retention_hours: int,
         schema_hints: tuple[str, ...],
+        batch_max: int = 64,
+        batches_in_flight: int = 2,
     ) -> None:
         self._db = db
         self._store = store
@@ -99,38 +152,80 @@ class IngestService:
         """The v2 ``schema_hint`` values this deployment accepts."""
         self._topics = {1: topic_v1, 2: topic_v2}
         self._retention_hours = retention_hours
+        self._batches: Batcher[_Request, _Answer] = Batcher(
+            self._accept_batch,
+            # One key twice in a batch would be two writers in one transaction: the repeat
+            # goes in the next batch, and finds the first one's row there.
+            key=lambda r: (r.command.client_id, r.command.idempotency_key),
+            max_batch=batch_max,
+            max_in_flight=batches_in_flight,
+            fail_together=(DatabaseUnavailable,),
+        )
 
     async def accept(self, cmd: IngestCommand) -> IngestOutcome:
-        outcome = await self._accept(cmd)
-        self._metrics.ingest_accepted.labels(str(cmd.version), str(outcome.replayed).lower()).inc()
-        return outcome
+        answer = await self._batches.submit(_Request(cmd, hashlib.sha256(cmd.body).hexdigest()))
+        if isinstance(answer, ExchangeError):
+            raise answer
+        self._metrics.ingest_accepted.labels(str(cmd.version), str(answer.replayed).lower()).inc()
+        return answer
 
-    async def _accept(self, cmd: IngestCommand) -> IngestOutcome:
-        request_sha256 = hashlib.sha256(cmd.body).hexdigest()
-        # Four round-trips: BEGIN with the lock, lookup, the three rows, COMMIT.
-        async with self._db.transaction(advisory_lock=advisory_key(cmd.client_id, cmd.idempotency_key)) as conn:
-            existing = await conn.fetchrow(_LOOKUP, cmd.client_id, cmd.idempotency_key)
-            if existing is not None:
-                if existing["request_sha256"] != request_sha256:
-                    raise DuplicateKeyConflict
-                return IngestOutcome(response=dict(existing["response"]), replayed=True)
-
-            record_id = str(uuid7())
-            object_key = f"{cmd.source}/{record_id}.json"
-            await self._store.put(object_key, cmd.body)
-            event = self._event(cmd, record_id, object_key, request_sha256)
-            response = {"record_id": record_id, "correlation_id": cmd.correlation_id, "status": "accepted"}
-            headers = {"correlation_id": cmd.correlation_id}
-            if cmd.traceparent:
-                headers["traceparent"] = cmd.traceparent
-            await conn.execute(
-                _RECORD,
-                record_id, cmd.source, self._store.bucket, object_key, request_sha256, len(cmd.body),
-                str(cmd.version),
-                self._topics[cmd.version], record_id, encode_event(event), headers,
-                cmd.client_id, cmd.idempotency_key, response, self._retention_hours,
+    async def _accept_batch(self, requests: Sequence[_Request]) -> list[_Answer]:
+        # Four round-trips per batch: BEGIN with the locks, the lookup, the rows, COMMIT.
+        self._metrics.ingest_batch_size.observe(len(requests))
+        locks = [advisory_key(r.command.client_id, r.command.idempotency_key) for r in requests]
+        async with self._db.transaction(advisory_locks=locks) as conn:
+            answers = await self._stored_answers(conn, requests)
+            fresh = [i for i, answer in enumerate(answers) if answer is None]
+            record_ids = [str(uuid7()) for _ in fresh]
+            keys = [f"{requests[i].command.source}/{rid}.json" for i, rid in zip(fresh, record_ids, strict=True)]
+            puts = await asyncio.gather(
+                *(self._store.put(key, requests[i].command.body) for i, key in zip(fresh, keys, strict=True)),
+                return_exceptions=True,
             )
-        return IngestOutcome(response=response, replayed=False)
+            rows: list[_Row] = []
+            for i, record_id, key, put in zip(fresh, record_ids, keys, puts, strict=True):
+                if isinstance(put, ObjectStoreUnavailable):
+                    answers[i] = put  # this request alone: 503, and no rows for it
+                elif isinstance(put, BaseException):
+                    raise put
+                else:
+                    command = requests[i].command
+                    response = {"record_id": record_id, "correlation_id": command.correlation_id,
+                                "status": "accepted"}
+                    rows.append(self._row(requests[i], record_id, key, response))
+                    answers[i] = IngestOutcome(response=response, replayed=False)
+            if rows:
+                await conn.execute(_RECORD, *unnest_columns(rows), self._store.bucket, self._retention_hours)
+        # Every request has its answer now (a replay, a conflict, a failed PUT or a new record).
+        return [answer for answer in answers if answer is not None]
+
+    @staticmethod
+    async def _stored_answers(conn: Connection, requests: Sequence[_Request]) -> list[_Answer | None]:
+        """Per request: the replay or conflict its key's stored response means, else None (new)."""
+        rows = await conn.fetch(
+            _LOOKUP, [r.command.client_id for r in requests], [r.command.idempotency_key for r in requests]
+        )
+        answers: list[_Answer | None] = [None] * len(requests)
+        for row in rows:
+            i = row["n"] - 1
+            if row["request_sha256"] != requests[i].sha256:
+                answers[i] = DuplicateKeyConflict()
+            else:
+                answers[i] = IngestOutcome(response=dict(row["response"]), replayed=True)
+        return answers
+
+    def _row(self, request: _Request, record_id: str, object_key: str, response: dict[str, Any]) -> _Row:
+        cmd = request.command
+        event = self._event(cmd, record_id, object_key, request.sha256)
+        headers = {"correlation_id": cmd.correlation_id}
+        if cmd.traceparent:
+            headers["traceparent"] = cmd.traceparent
+        return _Row(
+            record_id=record_id, source=cmd.source, object_key=object_key, sha256=request.sha256,
+            size_bytes=len(cmd.body), event_version=str(cmd.version), topic=self._topics[cmd.version],
+            payload=encode_event(event).decode(), headers=_json.encode(headers).decode(),
+            client_id=cmd.client_id, key=cmd.idempotency_key, response=_json.encode(response).decode(),
+        )
 
     def _event(self, cmd: IngestCommand, record_id: str, object_key: str, sha256: str) -> RecordIngested:
         return make_event(

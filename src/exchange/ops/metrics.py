@@ -33,6 +33,10 @@ class Metrics:
             "exchange_ingest_accepted_total", "Records accepted (202), by API version.", ["version", "replayed"],
             registry=r,
         )
+        self.ingest_batch_size = Histogram(
+            "exchange_ingest_batch_size", "Ingest requests sharing one transaction (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+        )
         self.outbox_published = Counter(
             "exchange_outbox_published_total", "Outbox events confirmed by Kafka.", ["topic"], registry=r
         )

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from exchange.adapters.kafka import AsyncProducer, DeliveryFailed
+from exchange.adapters.kafka import AsyncProducer, DeliveryFailed, OutgoingMessage
 from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
 from exchange.ops.metrics import Metrics
@@ -149,26 +149,27 @@ class OutboxPublisher:
             if not rows:
                 return 0, 0
             known = await self._topics(producer, {row["topic"] for row in rows})
-
-            async def send(row: Any) -> Any:
-                # A row for a missing topic fails at once instead of waiting out librdkafka's
-                # message timeout while it holds the batch.
-                if row["topic"] not in known:
-                    raise DeliveryFailed(_MISSING_TOPIC, "topic does not exist")
-                return await producer.send(
-                    row["topic"], key=row["key"].encode(), value=row["payload"].encode(), headers=row["headers"]
-                )
-
-            results = await asyncio.gather(*(send(row) for row in rows), return_exceptions=True)
+            # A row for a missing topic fails at once instead of waiting out librdkafka's
+            # message timeout while it holds the batch.
+            sendable = [row for row in rows if row["topic"] in known]
+            outcomes = await producer.send_many([
+                OutgoingMessage(row["topic"], row["key"].encode(), row["payload"].encode(), row["headers"])
+                for row in sendable
+            ])
             published: list[int] = []
+            per_topic: dict[str, int] = {}
             failed: dict[str, list[int]] = {}
-            for row, result in zip(rows, results, strict=True):
-                if isinstance(result, BaseException):
-                    error_type = result.error_type if isinstance(result, DeliveryFailed) else type(result).__name__
-                    failed.setdefault(error_type, []).append(row["id"])
+            for row, outcome in zip(sendable, outcomes, strict=True):
+                if isinstance(outcome, DeliveryFailed):
+                    failed.setdefault(outcome.error_type, []).append(row["id"])
                 else:
                     published.append(row["id"])
-                    self._metrics.outbox_published.labels(row["topic"]).inc()
+                    per_topic[row["topic"]] = per_topic.get(row["topic"], 0) + 1
+            missing = [row["id"] for row in rows if row["topic"] not in known]
+            if missing:
+                failed.setdefault(_MISSING_TOPIC, []).extend(missing)
+            for topic, count in per_topic.items():
+                self._metrics.outbox_published.labels(topic).inc(count)
             if published:
                 await conn.execute(_MARK_PUBLISHED, published)
             for error_type, ids in failed.items():
