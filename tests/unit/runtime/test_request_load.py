@@ -1,26 +1,43 @@
-"""Background work narrows to a trickle while the process serves requests, and only then."""
+"""Background work goes in waves while the process serves requests, and only then."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+
+import pytest
 
 from exchange.runtime import RequestLoad
-from exchange.runtime.load import TRICKLE_SLOTS
+from exchange.runtime.load import WAVE_EVERY_S, WAVE_SIZE
 
 
-async def _peak_concurrency(load: RequestLoad, workers: int) -> int:
+async def _run(load: RequestLoad, workers: int, hold: float = 0.01) -> tuple[int, list[float]]:
+    """Peak concurrency of ``workers`` background units, and when each one started."""
     running = peak = 0
+    starts: list[float] = []
 
     async def work() -> None:
         nonlocal running, peak
         async with load.background_slot():
+            starts.append(time.monotonic())
             running += 1
             peak = max(peak, running)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(hold)
             running -= 1
 
     await asyncio.gather(*(work() for _ in range(workers)))
-    return peak
+    return peak, sorted(starts)
+
+
+def _waves(starts: list[float], gap: float) -> list[int]:
+    """Sizes of the groups of start times separated by more than ``gap``."""
+    sizes = [1]
+    for before, after in zip(starts, starts[1:], strict=False):
+        if after - before > gap:
+            sizes.append(1)
+        else:
+            sizes[-1] += 1
+    return sizes
 
 
 async def test_idle_process_runs_background_work_at_full_concurrency() -> None:
@@ -28,25 +45,77 @@ async def test_idle_process_runs_background_work_at_full_concurrency() -> None:
     for _ in range(7):
         load.enter()
     assert not load.busy
-    assert await _peak_concurrency(load, 20) == 20
+    peak, _ = await _run(load, 20)
+    assert peak == 20
 
 
-async def test_busy_process_runs_background_work_a_trickle_at_a_time_and_never_stops_it() -> None:
-    load = RequestLoad(busy_at=8)
+async def test_busy_process_admits_background_work_in_spaced_waves_and_never_stops_it() -> None:
+    load = RequestLoad(busy_at=8, wave_size=3, wave_every_s=0.05)
     for _ in range(8):
         load.enter()
     assert load.busy
-    assert await _peak_concurrency(load, 20) == TRICKLE_SLOTS
+    peak, starts = await _run(load, 10)
+    assert peak == 3
+    assert _waves(starts, gap=0.02) == [3, 3, 3, 1]  # every unit ran: narrowed, never stopped
+    assert starts[-1] - starts[0] >= 3 * 0.05 * 0.9  # one wave per period at most
+
+
+async def test_a_wave_waits_for_the_previous_one_to_finish() -> None:
+    load = RequestLoad(busy_at=1, wave_size=2, wave_every_s=0.01)
+    load.enter()
+    peak, starts = await _run(load, 6, hold=0.05)  # each unit outlasts the period
+    assert peak == 2
+    assert starts[-1] - starts[0] >= 2 * 0.05 * 0.9
 
 
 async def test_the_burst_ending_gives_the_concurrency_back() -> None:
-    load = RequestLoad(busy_at=2)
+    load = RequestLoad(busy_at=2, wave_size=2, wave_every_s=0.05)
     load.enter()
     load.enter()
-    assert await _peak_concurrency(load, 10) == TRICKLE_SLOTS
+    peak, _ = await _run(load, 6)
+    assert peak == 2
     load.leave()
-    assert not load.busy
-    assert await _peak_concurrency(load, 10) == 10
+    assert load.busy  # a dip between requests is not the end of a burst ...
+    await asyncio.sleep(0.06)
+    assert not load.busy  # ... a quiet period is
+    peak, _ = await _run(load, 10)
+    assert peak == 10
+
+
+async def test_units_waiting_when_the_burst_ends_go_at_once_not_wave_by_wave() -> None:
+    load = RequestLoad(busy_at=1, wave_size=2, wave_every_s=0.05)
+    load.enter()
+    task = asyncio.ensure_future(_run(load, 12))
+    await asyncio.sleep(0.01)  # the first wave is running, ten units wait
+    load.leave()  # the burst ends; the process counts as busy one period longer
+    peak, starts = await task
+    *waves, rest = _waves(starts, gap=0.02)
+    assert waves and all(size == 2 for size in waves)  # e.g. [2, 2] then the rest together
+    assert rest == 12 - sum(waves) > 2
+    assert peak == rest
+
+
+async def test_a_cancelled_waiter_does_not_stall_the_waves() -> None:
+    load = RequestLoad(busy_at=1, wave_size=1, wave_every_s=0.01)
+    load.enter()
+    entered = asyncio.Event()
+
+    async def unit() -> None:
+        async with load.background_slot():
+            entered.set()
+            await asyncio.sleep(10)
+
+    first = asyncio.ensure_future(unit())
+    await entered.wait()
+    waiting = asyncio.ensure_future(unit())
+    await asyncio.sleep(0)
+    first.cancel()  # leaves its wave by cancellation
+    waiting.cancel()  # cancelled while waiting for the next wave
+    for task in (first, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    peak, _ = await asyncio.wait_for(_run(load, 3), timeout=2)
+    assert peak == 1
 
 
 async def test_zero_never_narrows() -> None:
@@ -54,4 +123,9 @@ async def test_zero_never_narrows() -> None:
     for _ in range(1000):
         load.enter()
     assert not load.busy
-    assert await _peak_concurrency(load, 10) == 10
+    peak, _ = await _run(load, 10)
+    assert peak == 10
+
+
+def test_the_defaults_bound_the_busy_rate() -> None:
+    assert WAVE_SIZE / WAVE_EVERY_S == 32  # records/s at most while requests pour in (README)
