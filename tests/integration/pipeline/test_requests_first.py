@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import uuid
 from typing import Any
 
@@ -56,7 +57,7 @@ def _peak_overlap(attempts: list[tuple[dt.datetime, dt.datetime]]) -> int:
 def _start_gaps(attempts: list[tuple[dt.datetime, dt.datetime]]) -> list[float]:
     """Seconds between consecutive distinct attempt starts."""
     starts = sorted({s for s, _ in attempts})
-    return [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    return [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
 
 
 async def test_the_normalizer_goes_in_waves_while_requests_are_in_flight_and_not_after(

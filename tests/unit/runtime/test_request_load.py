@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -32,7 +33,7 @@ async def _run(load: RequestLoad, workers: int, hold: float = 0.01) -> tuple[int
 def _waves(starts: list[float], gap: float) -> list[int]:
     """Sizes of the groups of start times separated by more than ``gap``."""
     sizes = [1]
-    for before, after in zip(starts, starts[1:], strict=False):
+    for before, after in itertools.pairwise(starts):
         if after - before > gap:
             sizes.append(1)
         else:
