@@ -6,7 +6,6 @@ They run the same AdminService as the admin HTTP API, in the foreground.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import getpass
 import json
@@ -20,6 +19,7 @@ from exchange.bootstrap import admin_tools
 from exchange.errors import DependencyUnavailable
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.replay import Progress
+from exchange.runtime import eventloop
 from exchange.settings import Settings
 
 __all__ = ("add_ops_commands", "run_ops_command")
@@ -211,7 +211,7 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
             return await _dlq(admin, args)
 
     try:
-        return asyncio.run(run())
+        return eventloop.run(run())
     except DependencyUnavailable as exc:
         print(f"exchange {args.ops}: {exc}", file=sys.stderr)
         return 1

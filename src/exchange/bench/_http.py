@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 
-__all__ = ("Connection", "install_uvloop", "mark_window")
+__all__ = ("Connection", "mark_window")
 
 
 class Connection:
@@ -57,15 +57,6 @@ class Connection:
             with contextlib.suppress(OSError):
                 await self._writer.wait_closed()
         self._reader = self._writer = None
-
-
-def install_uvloop() -> None:
-    """The load processes use uvloop when present (uvicorn[standard] brings it) to stay cheap."""
-    try:
-        import uvloop  # noqa: PLC0415
-    except ImportError:
-        return
-    uvloop.install()
 
 
 async def mark_window(measure_from: float, deadline: float) -> None:

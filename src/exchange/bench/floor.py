@@ -21,7 +21,8 @@ import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import advisory_key, keep_session
-from exchange.bench._http import install_uvloop, mark_window
+from exchange.bench._http import mark_window
+from exchange.runtime.eventloop import install_uvloop
 from exchange.settings import load_settings, read_env_file
 
 LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"

@@ -14,7 +14,8 @@ import time
 import uuid
 from typing import Any
 
-from exchange.bench._http import Connection, install_uvloop, mark_window
+from exchange.bench._http import Connection, mark_window
+from exchange.runtime.eventloop import install_uvloop
 
 
 def body(source: str, n: int) -> bytes:
