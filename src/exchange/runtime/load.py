@@ -5,15 +5,21 @@ one event loop and, on a small machine, the same cores as PostgreSQL and the obj
 A request has a partner waiting on it; a record in Kafka does not. So while at least
 ``busy_at`` requests are in flight, background work is admitted in *waves*: at most
 ``WAVE_SIZE`` units at once, the next wave only when the last one is done and
-``WAVE_EVERY_S`` after it began. The normalizer keeps moving (up to 32 records/s) and
+``WAVE_EVERY_S`` after it began. The normalizer keeps moving (up to 64 records/s) and
 never stops, and it takes its full concurrency back when the burst is over (at the next
 wave's time, at most ``WAVE_EVERY_S`` later).
 
 Why waves and not a steady trickle of two records at a time: one record alone pays every
 fixed cost itself (its own ledger and canonical statements, commits, wake-ups), measured at
-5-9 ms of machine CPU per record against ~1.5 ms when records are batched. A trickle of
-~55 records/s cost 0.8-1.2 ms of CPU per ingested record (all roles, 32 connections); a
-wave of 16 records shares its statements and costs each record about what bulk work does.
+5-9 ms of machine CPU per record against ~1.5 ms when records are batched. That trickle
+moved ~55 records/s and cost 0.8-1.2 ms of CPU per ingested record (all roles, 32
+connections); waves move as many and share their statements, so each record costs about
+what bulk work does.
+
+``busy_at`` (NORMALIZER_YIELD_AT, 16) is a saturation signal: a steady 100 requests/s at
+~80 ms each keeps about 8 in flight, and must not slow the pipeline (the benchmark's
+202 -> canonical latency at 100/s went from ~0.2 s to ~4 s p95 with a threshold of 8);
+a partner's batch on 32 connections keeps about 32 in flight.
 A process without the HTTP roles never counts a request, so nothing narrows there.
 """
 
@@ -28,7 +34,7 @@ from collections.abc import AsyncIterator
 __all__ = ("WAVE_EVERY_S", "WAVE_SIZE", "RequestLoad")
 
 WAVE_SIZE = 16
-WAVE_EVERY_S = 0.5
+WAVE_EVERY_S = 0.25
 
 
 class RequestLoad:

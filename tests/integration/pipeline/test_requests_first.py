@@ -78,7 +78,7 @@ async def test_the_normalizer_goes_in_waves_while_requests_are_in_flight_and_not
             for _ in range(BUSY_AT):
                 load.leave()
         assert _peak_overlap(during) <= WAVE_SIZE
-        # 40 records in waves of at most 16, a wave at most every 0.5 s: two pauses or more.
+        # 40 records in waves of at most 16, a wave at most every period: two pauses or more.
         assert sum(gap >= WAVE_EVERY_S * 0.8 for gap in _start_gaps(during)) >= 2
 
         assert load.in_flight == 0  # every request counted out again, errors included below

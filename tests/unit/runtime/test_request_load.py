@@ -129,4 +129,4 @@ async def test_zero_never_narrows() -> None:
 
 
 def test_the_defaults_bound_the_busy_rate() -> None:
-    assert WAVE_SIZE / WAVE_EVERY_S == 32  # records/s at most while requests pour in (README)
+    assert WAVE_SIZE / WAVE_EVERY_S == 64  # records/s at most while requests pour in (README)
