@@ -15,6 +15,7 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.http_requests = Counter(
             "exchange_http_requests_total", "HTTP requests served.", ["method", "route", "status"], registry=r
         )
@@ -53,6 +54,17 @@ class Metrics:
         self.normalizer_retries = Counter(
             "exchange_normalizer_retries_total", "Transient failures retried.", ["stage", "error_type"], registry=r
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one served request and its latency (the label children are looked up once)."""
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(method, route, str(status)), self.http_latency.labels(method, route)
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

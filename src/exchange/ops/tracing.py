@@ -42,9 +42,14 @@ def configure_tracing(service_name: str, otlp_endpoint: str | None) -> TracerPro
 
 
 def current_traceparent() -> str | None:
-    carrier: dict[str, str] = {}
-    inject(carrier)
-    return carrier.get("traceparent")
+    """The W3C ``traceparent`` of the current span (None outside one).
+
+    Formatted here, as the W3C propagator formats it, rather than through ``inject``: the
+    global propagator also runs baggage and builds a carrier, on every ingest request."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -52,5 +57,8 @@ def inject_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def context_from_headers(headers: Mapping[str, str]) -> Context:
+def context_from_headers(headers: Mapping[str, str]) -> Context | None:
+    """The remote parent carried by ``headers``; None (a new trace) when they carry none."""
+    if "traceparent" not in headers:
+        return None
     return extract(dict(headers))

@@ -30,12 +30,18 @@ def acceptable_correlation_id(value: str | None) -> str:
     return str(uuid.uuid4())
 
 
+_route_names: dict[int, str] = {}
+
+
 def _route_of(scope: Scope) -> str:
     handler: Any = scope.get("route_handler")
-    paths = getattr(handler, "paths", None)
-    if paths:
-        return str(sorted(paths)[0])
-    return "unmatched"
+    if handler is None:
+        return "unmatched"
+    name = _route_names.get(id(handler))
+    if name is None:  # once per route handler (they live as long as the app)
+        paths = getattr(handler, "paths", None)
+        name = _route_names[id(handler)] = str(sorted(paths)[0]) if paths else "unmatched"
+    return name
 
 
 class RequestContextMiddleware:
@@ -68,7 +74,7 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        method = scope.get("method", "")
+        method = str(scope.get("method", ""))
         route = "unmatched"
         self._load.enter()
         try:
@@ -83,16 +89,15 @@ class RequestContextMiddleware:
                 finally:
                     route = _route_of(scope)
                     span.update_name(f"{method} {route}")
-                    span.set_attribute("http.request.method", str(method))
-                    span.set_attribute("http.route", route)
-                    span.set_attribute("http.response.status_code", status_holder[0])
-                    span.set_attribute("correlation_id", cid)
+                    span.set_attributes({  # one call: each set_attribute takes the span's lock
+                        "http.request.method": method, "http.route": route,
+                        "http.response.status_code": status_holder[0], "correlation_id": cid,
+                    })
         finally:
             self._load.leave()
             elapsed = time.perf_counter() - started
             status = status_holder[0]
-            self._metrics.http_requests.labels(method, route, str(status)).inc()
-            self._metrics.http_latency.labels(method, route).observe(elapsed)
+            self._metrics.observe_request(method, route, status, elapsed)
             if route not in ("/metrics", "/healthz"):
                 _access.info(
                     "request",
