@@ -28,6 +28,13 @@ async def test_put_then_get_returns_the_same_bytes(store: ObjectStore, unique: s
     assert await store.get(f"c-{unique}/x.json") == body
 
 
+@pytest.mark.parametrize("size", [0, 1, 3 * 1024 * 1024])
+async def test_objects_of_any_size_come_back_whole(store: ObjectStore, unique: str, size: int) -> None:
+    body = bytes(i % 251 for i in range(size))
+    await store.put(f"s-{unique}/{size}.bin", body, content_type="application/octet-stream")
+    assert await store.get(f"s-{unique}/{size}.bin") == body
+
+
 async def test_a_missing_key_is_object_not_found(store: ObjectStore, unique: str) -> None:
     with pytest.raises(ObjectNotFound):
         await store.get(f"c-{unique}/missing.json")
