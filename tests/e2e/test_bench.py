@@ -30,7 +30,7 @@ async def _count_dlq(stack: Stack, run_id: str) -> int:
 METRICS = (
     "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
-    "rss_mb_peak", "ingest_catchup_s",
+    "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio",
 )
 
 
@@ -46,7 +46,8 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     for key in METRICS:
         value = results[key]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, key
-    for key in ("ingest_rps", "floor_rps", "publisher_drain_eps", "normalizer_rps", "replay_rps", "rss_mb_peak"):
+    for key in ("ingest_rps", "floor_rps", "core_rps", "publisher_drain_eps", "normalizer_rps", "replay_rps",
+                "rss_mb_peak"):
         assert results[key] > 0, key
     assert set(results["ingest_statuses"]) == {"202"}  # every request of the load was accepted
     assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
@@ -59,7 +60,7 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     dead = asyncio.run(_count_dlq(stack, results["run_id"]))
     assert dead == 0
     # Where the time went, per measured phase: every component charged, the parts add up.
-    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "normalizer"}
+    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer"}
     for phase, data in results["cpu"].items():
         per = data["ms_per_record"]
         assert set(per) >= {"postgres", "s3", "kafka", "other", "total"}, phase

@@ -160,6 +160,23 @@ def _loadgen(port: int, source: str, out: Path, *, mode: str, concurrency: int, 
     return result
 
 
+def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path) -> tuple[float, dict[str, Any]]:
+    """Run ``exchange.bench.floor`` or ``exchange.bench.core``: ingest work driven by a script,
+    no server. Returns its rate and CPU breakdown; its rows go to a topic of their own and
+    are deleted after (no publisher runs; they are not for publishing)."""
+    out = scratch / f"{kind}.json"
+    topic = f"bench{run_id}.{kind}"
+    before, after = _measured(
+        [sys.executable, "-m", f"exchange.bench.{kind}", "--env-file", str(stack.env_file), "--source",
+         f"bench-{kind}-{run_id}", "--topic", topic, "--concurrency", str(cfg.concurrency),
+         "--duration", str(cfg.duration_s), "--warmup", str(cfg.warmup_s), "--out", str(out)],
+        _stack_pids(stack), timeout=cfg.warmup_s + cfg.duration_s + 300,
+    )
+    rate = float(json.loads(out.read_text())[f"{kind}_rps"])
+    asyncio.run(_cleanup_scratch(stack.env()["DATABASE_URL"], topic))
+    return rate, cpu_breakdown(before, after, rate)
+
+
 async def _wait(dsn: str, check: Callable[[asyncpg.Connection], Awaitable[bool]], timeout: float,
                 interval: float = 0.05) -> float:
     """Seconds until ``check(conn)`` is true, polled on ONE connection: a new connection per
@@ -289,18 +306,15 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 3. The floor: same work, no service.
         report("floor: the ingest work without the service ...")
-        floor_out = scratch / "floor.json"
-        before, after = _measured(
-            [sys.executable, "-m", "exchange.bench.floor", "--env-file", str(stack.env_file), "--source",
-             f"bench-floor-{run_id}", "--topic", f"bench{run_id}.floor", "--concurrency", str(cfg.concurrency),
-             "--duration", str(cfg.duration_s), "--warmup", str(cfg.warmup_s), "--out", str(floor_out)],
-            _stack_pids(stack), timeout=cfg.warmup_s + cfg.duration_s + 300,
-        )
-        results["floor_rps"] = json.loads(floor_out.read_text())["floor_rps"]
-        cpu["floor"] = cpu_breakdown(before, after, results["floor_rps"])
-        asyncio.run(_cleanup(dsn, run_id, floor_only=True))  # its outbox rows are not for publishing
+        results["floor_rps"], cpu["floor"] = _bare_load("floor", cfg, stack, run_id, scratch)
         results["ingest_ratio"] = results["ingest_rps"] / results["floor_rps"]
         results["ingest_split_ratio"] = results["ingest_split_rps"] / results["floor_rps"]
+
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        # 3b. The service's own ingest work (IngestService, batched) without the HTTP side.
+        report("core: the service's ingest work without HTTP ...")
+        results["core_rps"], cpu["core"] = _bare_load("core", cfg, stack, run_id, scratch)
+        results["core_ratio"] = results["core_rps"] / results["floor_rps"]
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. Publisher drain of a pre-built backlog.
@@ -475,13 +489,21 @@ async def _stale_cleanup(dsn: str) -> None:
         await conn.close()
 
 
-async def _cleanup(dsn: str, run_id: str, *, floor_only: bool = False) -> None:
+async def _cleanup(dsn: str, run_id: str) -> None:
     """Benchmark rows are scratch data: remove them (raw objects stay, like any ingest)."""
     conn = await asyncpg.connect(dsn)
     try:
-        pattern = f"bench{run_id}.floor" if floor_only else f"bench{run_id}%"
-        await conn.execute("DELETE FROM outbox_events WHERE topic LIKE $1", pattern)
-        await conn.execute("DELETE FROM idempotency_keys WHERE client_id = 'floor'")
+        await conn.execute("DELETE FROM outbox_events WHERE topic LIKE $1", f"bench{run_id}%")
+        await conn.execute("DELETE FROM idempotency_keys WHERE client_id IN ('floor', 'bench-core')")
+    finally:
+        await conn.close()
+
+
+async def _cleanup_scratch(dsn: str, topic: str) -> None:
+    """A bare-load phase's outbox rows: written like the service's, never to be published."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("DELETE FROM outbox_events WHERE topic = $1", topic)
     finally:
         await conn.close()
 
@@ -513,7 +535,7 @@ def markdown(results: dict[str, Any]) -> str:
     rows = ["| metric | value | target |", "|---|---|---|"]
     for key in ("ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "ingest_backlog_at_end", "ingest_catchup_s",
                 "floor_rps", "ingest_ratio", "ingest_split_rps",
-                "ingest_split_ratio", "e2e_p50_ms",
+                "ingest_split_ratio", "core_rps", "core_ratio", "e2e_p50_ms",
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
                 "replay_rps", "rss_mb_peak"):
         value = results.get(key)
