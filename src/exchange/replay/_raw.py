@@ -27,8 +27,12 @@ __all__ = ("EmitVersion", "RawRef", "build_replay_event", "infer_version", "pars
 
 EmitVersion = Literal["v1", "v2", "auto"]
 _NAMESPACE = uuid.UUID("6f1d3c3e-4a52-4d6e-9a51-6e0c1f0a7c11")
-# <source>/<record_id>.json, the source by the same rule ingest validates.
-_KEY = re.compile(r"^(?P<source>" + SOURCE_PATTERN.strip("^$") + r")/(?P<record_id>[0-9a-fA-F-]{36})\.json$")
+# <source>/<record_id>.json, the source by the same rule ingest validates, the record id a
+# UUID in its 8-4-4-4-12 form (as ingest writes it).
+_KEY = re.compile(
+    r"^(?P<source>" + SOURCE_PATTERN.strip("^$") + r")/"
+    r"(?P<record_id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\.json$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +46,8 @@ def parse_key(key: str) -> RawRef | None:
     match = _KEY.match(key)
     if match is None:
         return None
-    try:
-        record_id = str(uuid.UUID(match.group("record_id")))
-    except ValueError:
-        return None
-    return RawRef(match.group("source"), record_id, key)
+    # The pattern admits only the canonical layout, so lower case is uuid.UUID's spelling.
+    return RawRef(match.group("source"), match.group("record_id").lower(), key)
 
 
 async def raw_records(store: ObjectStore, source: str) -> dict[str, ObjectInfo]:
@@ -77,7 +78,10 @@ def _read_shape(raw: bytes) -> _Shape | None:
 
 
 def infer_version(raw: bytes) -> Literal["1", "2"] | None:
-    shape = _read_shape(raw)
+    return _version_of(_read_shape(raw))
+
+
+def _version_of(shape: _Shape | None) -> Literal["1", "2"] | None:
     if shape is None or not isinstance(shape.patient, dict):
         return None
     if shape.record_kind and shape.schema_hint and "given_name" in shape.patient:
@@ -88,10 +92,12 @@ def infer_version(raw: bytes) -> Literal["1", "2"] | None:
 
 
 def _occurred_at(record_id: str, info: ObjectInfo) -> str:
-    rid = uuid.UUID(record_id)
-    if rid.version == 7:
-        millis = rid.int >> 80
-        return format_timestamp(dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC))
+    if record_id[14] == "7":  # a UUIDv7 (canonical form): its first 48 bits are Unix milliseconds
+        millis = int(record_id[:8] + record_id[9:13], 16)
+        try:
+            return format_timestamp(dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC))
+        except (ValueError, OverflowError, OSError):
+            pass  # past year 9999: not a time ingest wrote; the object's time will do
     return format_timestamp(info.last_modified)
 
 
@@ -99,13 +105,13 @@ def build_replay_event(
     ref: RawRef, info: ObjectInfo, raw: bytes, bucket: str, emit: EmitVersion
 ) -> RecordIngested | str:
     """The event for a raw object, or the reason it is skipped."""
-    version = infer_version(raw) if emit == "auto" else ("1" if emit == "v1" else "2")
+    shape = _read_shape(raw) if emit != "v1" else None  # read once: the version and the v2 fields
+    version = _version_of(shape) if emit == "auto" else ("1" if emit == "v1" else "2")
     if version is None:
         return "unrecognized"
     sha256 = hashlib.sha256(raw).hexdigest()
     kind = hint = None
     if version == "2":
-        shape = _read_shape(raw)
         kind = (shape.record_kind or shape.record_type) if shape else None
         hint = shape.schema_hint if shape else None
         if kind not in ("encounter", "claim", "lab_result") or not hint:

@@ -105,9 +105,10 @@ class ReplayService:
         self._topics = (topic_v1, topic_v2)
 
     async def count(self, source: str) -> int:
-        # A listing of its own, before the work: the progress total (and ETA). Listing is
-        # 1,000 keys a request, cheap next to fetching every object.
-        return len(await raw_records(self._store, source))
+        # A listing of its own, before the work: the progress total (and ETA), counted as
+        # ``done`` is (every object listed, records or not). Listing is 1,000 keys a request,
+        # cheap next to fetching every object.
+        return sum([1 async for _ in self._store.list_objects(f"{source}/")])
 
     async def run(
         self,
