@@ -77,18 +77,25 @@ async def _batches(store: ObjectStore, prefix: str, start_after: str | None) -> 
 async def events_for(
     store: ObjectStore, infos: list[ObjectInfo], emit: EmitVersion
 ) -> list[tuple[ObjectInfo, RecordIngested | str]]:
-    """Fetch the objects concurrently and build each one's event (or skip reason)."""
-    sem = asyncio.Semaphore(FETCH_CONCURRENCY)
+    """Fetch the objects concurrently and build each one's event (or skip reason), in order.
 
-    async def one(info: ObjectInfo) -> tuple[ObjectInfo, RecordIngested | str]:
-        ref = parse_key(info.key)
-        if ref is None:
-            return info, "not_a_record_key"
-        async with sem:
+    ``FETCH_CONCURRENCY`` workers take the next object in turn: no task and semaphore round
+    per object (a replay process spent ~7 % of its Python time on those)."""
+    built: list[tuple[ObjectInfo, RecordIngested | str]] = [(info, "") for info in infos]
+    positions = iter(range(len(infos)))
+
+    async def worker() -> None:
+        for i in positions:
+            info = infos[i]
+            ref = parse_key(info.key)
+            if ref is None:
+                built[i] = (info, "not_a_record_key")
+                continue
             raw = await store.get(info.key)
-        return info, build_replay_event(ref, info, raw, store.bucket, emit)
+            built[i] = (info, build_replay_event(ref, info, raw, store.bucket, emit))
 
-    return list(await asyncio.gather(*(one(i) for i in infos)))
+    await asyncio.gather(*(worker() for _ in range(min(FETCH_CONCURRENCY, len(infos)))))
+    return built
 
 
 def outbox_message(event: RecordIngested, topic_v1: str, topic_v2: str) -> OutboxMessage:
