@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
+from opentelemetry import trace
 
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database, unnest_columns
@@ -190,13 +191,18 @@ class RecordProcessor:
             except DatabaseUnavailable:
                 raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
             return Processed("duplicate", attempt)
-        with tracer.start_as_current_span("fetch raw object", record_exception=False):
-            raw = await self._fetch(event)
+        # The record's span (the consumer's) marks the fetch and the tokenizer with events and
+        # the database write with a child span. Two more child spans per record cost the
+        # normalizer ~0.1 ms of its ~0.8 ms of CPU a record (measured: four spans 0.2-0.23 ms).
+        # A remote tokenizer's own server span still joins the trace (traceparent is sent).
+        record_span = trace.get_current_span()
+        raw = await self._fetch(event)
+        record_span.add_event("raw object fetched", {"size_bytes": len(raw)})
         self._verify(event, raw)
         record = self._parse(raw)
         ids = self._identifiers(record)
-        with tracer.start_as_current_span("tokenize", record_exception=False):
-            token = await self._tokenize(ids)
+        token = await self._tokenize(ids)
+        record_span.add_event("patient tokenized", {"token_key_id": self._tokenizer.key_id})
         with tracer.start_as_current_span("canonical write", record_exception=False) as span:
             span.set_attribute("db.system", "postgresql")
             return await self._write(event, record, token, attempt)

@@ -44,7 +44,13 @@ async def test_one_trace_follows_a_record_from_http_to_the_canonical_write(
     assert len(ingest) == 1
     trace_id = ingest[0].context.trace_id
     in_trace = {s.name for s in spans if s.context.trace_id == trace_id}
-    assert {"POST /v1/ingest", "normalize record", "fetch raw object", "tokenize", "canonical write"} <= in_trace
+    assert {"POST /v1/ingest", "normalize record", "canonical write"} <= in_trace
+    # The fetch and the tokenizer are marked on the record's span, in their order.
+    (record,) = [s for s in spans if s.context.trace_id == trace_id and s.name == "normalize record"]
+    events = [e.name for e in record.events]
+    assert events.index("raw object fetched") < events.index("patient tokenized")
+    (write,) = [s for s in spans if s.context.trace_id == trace_id and s.name == "canonical write"]
+    assert write.parent is not None and write.parent.span_id == record.context.span_id
     # Spans carry ids and types, never identifiers.
     for span in spans:
         text = str(span.to_json())
