@@ -2,7 +2,8 @@
 
 A record's trace starts at the HTTP ingest span; its ``traceparent`` is stored with the
 outbox row, sent as a Kafka header, and continued by the normalizer (its record span,
-with events for the fetch and the tokenizer and a child span for the canonical write). Span attributes carry ids and error types only, never patient data.
+with events for the fetch and the tokenizer and a child span for the canonical write).
+Span attributes carry ids and error types only, never patient data.
 """
 
 from __future__ import annotations
