@@ -14,8 +14,12 @@ from typing import Any
 
 import pytest
 
-from exchange.adapters.objectstore import AiobotocoreObjectStore
+from exchange.adapters.objectstore import AiobotocoreObjectStore, make_object_store
+from exchange.adapters.postgres import Database
 from exchange.bootstrap import admin_tools
+from exchange.errors import DatabaseUnavailable
+from exchange.ingest import IngestCommand, IngestService
+from exchange.ops.metrics import Metrics
 from exchange.replay import QUARANTINE_PREFIX
 from exchange.roles import Role
 from tests.support.app import DEV, TEST_JWT_SECRET, bearer, make_settings, running_app
@@ -200,6 +204,53 @@ async def test_crash_between_s3_write_and_commit_is_found_and_quarantined_by_rec
         assert "orphans" in table.stdout
     finally:
         await store.close()
+
+
+@pytest.mark.timeout(300)
+async def test_a_crash_mid_batch_fails_its_requests_with_no_rows_and_leaves_one_orphan_each(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    """Group commit (ADR 0003): the connection dies after the batch's PUTs, before its commit.
+
+    The service is driven directly so that the requests surely arrive together."""
+    settings = make_settings(stack_env, **isolated_kafka)
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"crash-batch-{unique}"
+    commands = [IngestCommand(version=1, client_id="dev", idempotency_key=f"{unique}-b{n}",
+                              body=json.dumps(v1(source, n)).encode(), correlation_id=f"crash-{unique}-{n}",
+                              source=source) for n in range(8)]
+    keys = [c.idempotency_key for c in commands]
+    db = Database(settings.database)
+    await db.start()
+    store = make_object_store(settings.object_store)
+    metrics = Metrics()
+    service = IngestService(db, store, metrics=metrics, topic_v1=settings.kafka.topic_v1,
+                            topic_v2=settings.kafka.topic_v2, retention_hours=24, schema_hints=("partnerA.v1",))
+    try:
+        await fetch(dsn, KILL_SELF)
+        await fetch(dsn, f"CREATE TRIGGER crash_{unique} BEFORE INSERT ON raw_object_manifest FOR EACH ROW "
+                         f"WHEN (NEW.source = '{source}') EXECUTE FUNCTION test_crash_after_s3_write()")
+        try:
+            results = await asyncio.gather(*(service.accept(c) for c in commands), return_exceptions=True)
+        finally:
+            await fetch(dsn, f"DROP TRIGGER crash_{unique} ON raw_object_manifest")
+        batches = metrics.registry.get_sample_value("exchange_ingest_batch_size_count")
+        assert batches is not None and batches < len(commands)  # they shared transactions
+        assert all(isinstance(r, DatabaseUnavailable) for r in results), results  # each a 503
+        assert await fetchval(dsn, "SELECT count(*) FROM raw_object_manifest WHERE source=$1", source) == 0
+        assert await fetchval(dsn, "SELECT count(*) FROM idempotency_keys WHERE key = ANY($1::text[])", keys) == 0
+        assert await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE payload->>'source' = $1", source) == 0
+
+        report = json.loads(cli(env, "reconcile", "--source", source, "--orphan-grace-seconds", "0").stdout)
+        assert report["orphans"]["count"] == len(commands)  # one object per request, without rows: found
+        # The clients retry with their keys: nothing was stored for them, so each is a new record.
+        retried = await asyncio.gather(*(service.accept(c) for c in commands))
+        assert not any(r.replayed for r in retried)
+        assert await fetchval(dsn, "SELECT count(*) FROM raw_object_manifest WHERE source=$1", source) == 8
+    finally:
+        await store.close()
+        await db.close()
 
 
 @pytest.mark.timeout(300)
