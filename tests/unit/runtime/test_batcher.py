@@ -77,6 +77,47 @@ async def test_batches_are_capped_and_in_flight_batches_bounded() -> None:
     assert sorted(i for b in run.batches for i in b) == list(range(20))
 
 
+async def test_with_a_batch_in_flight_a_straggler_waits_for_it_instead_of_going_alone() -> None:
+    run = Recorder(delay=0.03)
+    batcher = Batcher(run, key=lambda i: i, max_in_flight=2)
+    first = [asyncio.ensure_future(batcher.submit(i)) for i in range(4)]
+    await asyncio.sleep(0.005)  # a batch of four is in flight; a second slot is free
+    straggler = asyncio.ensure_future(batcher.submit(4))
+    await asyncio.sleep(0.01)
+    assert run.batches == [[0, 1, 2, 3]]  # one item would not match the batch in flight
+    assert not straggler.done()
+    assert await asyncio.gather(*first, straggler) == [0, 2, 4, 6, 8]
+    assert run.batches == [[0, 1, 2, 3], [4]]  # it went when the first batch was done
+    assert run.peak == 1
+
+
+async def test_with_a_batch_in_flight_as_many_waiting_open_a_second_batch_at_once() -> None:
+    run = Recorder(delay=0.03)
+    batcher = Batcher(run, key=lambda i: i, max_in_flight=2)
+    first = [asyncio.ensure_future(batcher.submit(i)) for i in range(4)]
+    await asyncio.sleep(0.005)
+    second = [asyncio.ensure_future(batcher.submit(i)) for i in range(4, 7)]
+    await asyncio.sleep(0.005)
+    assert len(run.batches) == 1  # three waiting: not yet
+    second.append(asyncio.ensure_future(batcher.submit(7)))
+    await asyncio.sleep(0.005)
+    assert run.batches == [[0, 1, 2, 3], [4, 5, 6, 7]]  # four match four: in flight together
+    assert run.peak == 2
+    assert await asyncio.gather(*first, *second) == [i * 2 for i in range(8)]
+
+
+async def test_a_batch_in_flight_at_the_cap_lets_a_full_batch_open_beside_it() -> None:
+    run = Recorder(delay=0.03)
+    batcher = Batcher(run, key=lambda i: i, max_batch=3, max_in_flight=2)
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+    await asyncio.sleep(0.005)
+    waiting += [asyncio.ensure_future(batcher.submit(i)) for i in range(3, 9)]
+    await asyncio.sleep(0.005)
+    assert run.batches == [[0, 1, 2], [3, 4, 5]]
+    assert await asyncio.gather(*waiting) == [i * 2 for i in range(9)]
+    assert run.batches[2] == [6, 7, 8]
+
+
 async def test_one_key_never_appears_twice_in_a_batch() -> None:
     run = Recorder()
     batcher: Batcher[int, int] = Batcher(run, key=lambda i: i % 3, max_in_flight=1)
