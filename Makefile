@@ -11,10 +11,13 @@ help:
 	@echo "make test   - ruff, mypy (strict) and the whole test suite (starts its own stack on free ports)"
 	@echo "make bench  - benchmarks (writes benchmarks/results/latest.json)"
 
-# uv is installed with pip when the machine lacks it.
+# uv is installed with pip when the machine lacks it. Bytecode is compiled once at install:
+# every server, CLI and bench process imports litestar, asyncpg, confluent-kafka and obstore,
+# and without .pyc files (PYTHONDONTWRITEBYTECODE, or a read-only venv) that took 2.6 s a
+# process here instead of 1.2 s.
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen
+	@$(UV) sync --frozen --compile-bytecode
 
 run: install
 	$(UV) run exchange stack up
