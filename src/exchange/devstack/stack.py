@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from exchange.adapters.kafka import ensure_topics
-from exchange.adapters.objectstore import ensure_bucket_sync
 from exchange.devstack._base import ServiceName, ServiceState, StackError, StackService
 from exchange.devstack._process import free_port, port_open
 from exchange.devstack.kafka import KafkaService
@@ -150,6 +149,9 @@ class Stack:
         self._wait_bucket_writable()
 
     def _wait_bucket_writable(self) -> None:
+        # Imported here: aiobotocore loads only for `stack up`, not for every command.
+        from exchange.adapters.objectstore import ensure_bucket_sync  # noqa: PLC0415
+
         deadline = time.monotonic() + _TIMEOUTS["s3"]
         while True:
             try:
