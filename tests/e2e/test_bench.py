@@ -55,6 +55,7 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["machine"]["cores"] >= 1
     assert lines[-1] == markdown(results)
     assert results["outbox_pending_at_start"] >= 0
+    assert results["database_mb_at_start"] > 0  # the size the numbers were measured at
     # The benchmark's records are all valid: none of its topics dead-lettered anything (the
     # drain phase's synthetic rows once reached the normalizer phase and were).
     dead = asyncio.run(_count_dlq(stack, results["run_id"]))

@@ -23,7 +23,7 @@ def test_the_server_and_the_cli_start_without_botocore_or_aiohttp() -> None:
 
 
 def test_the_aiobotocore_adapter_is_still_there_by_name_and_by_setting() -> None:
-    from exchange.adapters.objectstore import AiobotocoreObjectStore  # noqa: PLC0415 - the lazy name
+    from exchange.adapters.objectstore import AiobotocoreObjectStore  # the lazy name
 
     settings = ObjectStoreSettings(endpoint="http://127.0.0.1:1", client="aiobotocore")
     assert isinstance(make_object_store(settings), AiobotocoreObjectStore)
