@@ -253,7 +253,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     if results["outbox_pending_at_start"]:
         report(f"warning: {results['outbox_pending_at_start']:,} unpublished outbox rows of other topics; "
                "the publisher will send them during the run and skew its numbers")
-    # Every run leaves ~100,000 records behind (their raw objects stay, so their rows do too).
+    # Every run leaves ~75,000 records behind (their raw objects stay, so their rows do too).
     # On a database grown by many runs the same code measured less (2.8 M manifest rows:
     # normalizer 951-1,131 rec/s, PostgreSQL 0.28-0.41 ms a record; emptied: 1,319 and 0.21):
     # the size is part of the result.
