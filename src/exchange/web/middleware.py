@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+import weakref
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,17 +31,20 @@ def acceptable_correlation_id(value: str | None) -> str:
     return str(uuid.uuid4())
 
 
-_route_names: dict[int, str] = {}
+# Keyed by the handler itself, weakly: an id() key outlived its app's handlers, and a
+# later app's handler at the same address was logged under the old route (seen in tests,
+# which build many apps in one process).
+_route_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _route_of(scope: Scope) -> str:
     handler: Any = scope.get("route_handler")
     if handler is None:
         return "unmatched"
-    name = _route_names.get(id(handler))
-    if name is None:  # once per route handler (they live as long as the app)
+    name = _route_names.get(handler)
+    if name is None:  # once per route handler
         paths = getattr(handler, "paths", None)
-        name = _route_names[id(handler)] = str(sorted(paths)[0]) if paths else "unmatched"
+        name = _route_names[handler] = str(sorted(paths)[0]) if paths else "unmatched"
     return name
 
 
