@@ -18,11 +18,11 @@ from exchange.bench.runner import BenchConfig, markdown, run_bench
 from exchange.devstack import Stack
 
 
-async def _count_dlq(stack: Stack, run_id: str) -> int:
+async def _bench_databases(stack: Stack) -> list[str]:
     conn = await asyncpg.connect(stack.env()["DATABASE_URL"])
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM dlq_events WHERE source_topic LIKE $1",
-                                       f"bench{run_id}%"))
+        return [r["datname"] for r in await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'exchange_bench_%'")]
     finally:
         await conn.close()
 
@@ -58,8 +58,10 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["database_mb_at_start"] > 0  # the size the numbers were measured at
     # The benchmark's records are all valid: none of its topics dead-lettered anything (the
     # drain phase's synthetic rows once reached the normalizer phase and were).
-    dead = asyncio.run(_count_dlq(stack, results["run_id"]))
-    assert dead == 0
+    assert results["dead_lettered"] == 0
+    # The run had a database of its own, and dropped it.
+    assert results["database"] == "own"
+    assert not asyncio.run(_bench_databases(stack))
     # Where the time went, per measured phase: every component charged, the parts add up.
     assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer"}
     for phase, data in results["cpu"].items():

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from jose import jwt
@@ -129,11 +130,12 @@ def _token() -> str:
     return str(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
 
 
-def _measured(cmd: list[str], components: dict[str, int | None], timeout: float) -> tuple[CpuSample, CpuSample]:
+def _measured(cmd: list[str], components: dict[str, int | None], timeout: float,
+              env: dict[str, str] | None = None) -> tuple[CpuSample, CpuSample]:
     """Run a load process (``loadgen`` or ``floor``); sample every component's CPU when it
     prints ``measuring`` and again at ``measured``: its counted window."""
     marks: dict[str, CpuSample] = {}
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as proc:
         meter = CpuMeter({**components, "load": proc.pid})
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -163,7 +165,8 @@ def _loadgen(port: int, source: str, out: Path, *, mode: str, concurrency: int, 
     return result
 
 
-def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path) -> tuple[float, dict[str, Any]]:
+def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path,
+               dsn: str) -> tuple[float, dict[str, Any]]:
     """Run ``exchange.bench.floor`` or ``exchange.bench.core``: ingest work driven by a script,
     no server. Returns its rate and CPU breakdown; its rows go to a topic of their own and
     are deleted after (no publisher runs; they are not for publishing)."""
@@ -174,9 +177,10 @@ def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: 
          f"bench-{kind}-{run_id}", "--topic", topic, "--concurrency", str(cfg.concurrency),
          "--duration", str(cfg.duration_s), "--warmup", str(cfg.warmup_s), "--out", str(out)],
         _stack_pids(stack), timeout=cfg.warmup_s + cfg.duration_s + 300,
+        env={**os.environ, "DATABASE_URL": dsn},  # the run's database, not the stack file's
     )
     rate = float(json.loads(out.read_text())[f"{kind}_rps"])
-    asyncio.run(_cleanup_scratch(stack.env()["DATABASE_URL"], topic))
+    asyncio.run(_cleanup_scratch(dsn, topic))
     return rate, cpu_breakdown(before, after, rate)
 
 
@@ -216,8 +220,17 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         env = stack.up()
     else:
         env = stack.env()
-    upgrade_to_head(env["DATABASE_URL"])
     run_id = uuid.uuid4().hex[:8]
+    # A database of the run's own, dropped after it: every run starts from the same empty
+    # tables, as on a fresh machine. On the shared dev database, each run's ~75,000 records
+    # stayed and later runs measured less (at 2.8 M manifest rows: normalizer 951-1,131 rec/s
+    # and PostgreSQL 0.28-0.41 ms a record; emptied, 1,319 and 0.21).
+    own_database = asyncio.run(_create_database(env["DATABASE_URL"], f"exchange_bench_{run_id}"))
+    if own_database is None:
+        report("warning: no CREATEDB privilege; the benchmark runs in the stack's own database")
+    else:
+        env = {**env, "DATABASE_URL": own_database}
+    upgrade_to_head(env["DATABASE_URL"])
     topics = {
         "TOPIC_RECORD_INGESTED_V1": f"bench{run_id}.v1", "TOPIC_RECORD_INGESTED_V2": f"bench{run_id}.v2",
         "KAFKA_DLQ_TOPIC_V1": f"bench{run_id}.v1.dlq", "KAFKA_DLQ_TOPIC_V2": f"bench{run_id}.v2.dlq",
@@ -230,6 +243,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     dsn = settings.database.dsn
     results: dict[str, Any] = {
         "run_id": run_id,
+        "database": "own" if own_database else "shared",
         "object_store_client": env["OBJECT_STORE_CLIENT"],
         "config": {k: str(v) for k, v in asdict(cfg).items()},
     }
@@ -253,10 +267,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     if results["outbox_pending_at_start"]:
         report(f"warning: {results['outbox_pending_at_start']:,} unpublished outbox rows of other topics; "
                "the publisher will send them during the run and skew its numbers")
-    # Every run leaves ~75,000 records behind (their raw objects stay, so their rows do too).
-    # On a database grown by many runs the same code measured less (2.8 M manifest rows:
-    # normalizer 951-1,131 rec/s, PostgreSQL 0.28-0.41 ms a record; emptied: 1,319 and 0.21):
-    # the size is part of the result.
+    # In the shared database (no CREATEDB) its size is part of the result: see above.
     results["database_mb_at_start"] = round(asyncio.run(
         count("SELECT pg_database_size(current_database())")) / 2**20)
     if results["database_mb_at_start"] > LARGE_DATABASE_MB:
@@ -318,14 +329,14 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 3. The floor: same work, no service.
         report("floor: the ingest work without the service ...")
-        results["floor_rps"], cpu["floor"] = _bare_load("floor", cfg, stack, run_id, scratch)
+        results["floor_rps"], cpu["floor"] = _bare_load("floor", cfg, stack, run_id, scratch, dsn)
         results["ingest_ratio"] = results["ingest_rps"] / results["floor_rps"]
         results["ingest_split_ratio"] = results["ingest_split_rps"] / results["floor_rps"]
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 3b. The service's own ingest work (IngestService, batched) without the HTTP side.
         report("core: the service's ingest work without HTTP ...")
-        results["core_rps"], cpu["core"] = _bare_load("core", cfg, stack, run_id, scratch)
+        results["core_rps"], cpu["core"] = _bare_load("core", cfg, stack, run_id, scratch, dsn)
         results["core_ratio"] = results["core_rps"] / results["floor_rps"]
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
@@ -381,9 +392,15 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         results["rss_mb_peak"] = max(rss)
         results["machine"] = _machine()
         results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # Every record of the run was valid: a dead letter means the benchmark measured errors.
+        results["dead_lettered"] = asyncio.run(
+            count("SELECT count(*) FROM dlq_events WHERE source_topic LIKE $1", f"bench{run_id}%"))
 
     finally:
-        asyncio.run(_cleanup(dsn, run_id))
+        if own_database is None:
+            asyncio.run(_cleanup(dsn, run_id))
+        else:
+            asyncio.run(_drop_database(stack.env()["DATABASE_URL"], urlsplit(own_database).path.lstrip("/")))
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report(markdown(results))
@@ -507,6 +524,27 @@ async def _cleanup(dsn: str, run_id: str) -> None:
     try:
         await conn.execute("DELETE FROM outbox_events WHERE topic LIKE $1", f"bench{run_id}%")
         await conn.execute("DELETE FROM idempotency_keys WHERE client_id IN ('floor', 'bench-core')")
+    finally:
+        await conn.close()
+
+
+async def _create_database(dsn: str, name: str) -> str | None:
+    """Create database ``name`` beside the one at ``dsn``; its URL, or None without the privilege."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.InsufficientPrivilegeError:
+        return None
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def _drop_database(dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        # FORCE: a server killed mid-run may leave a session behind.
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 
