@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +18,36 @@ import pytest
 
 from exchange.bench.runner import BenchConfig, markdown, run_bench
 from exchange.devstack import Stack
+
+
+def _hold_connection(dsn: str) -> Callable[[], None]:
+    """A session open on ``dsn`` (in a thread of its own) until the returned function is called."""
+    ready, done = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(dsn)
+        ready.set()
+        await asyncio.to_thread(done.wait)
+        await conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+
+    def release() -> None:
+        done.set()
+        thread.join(30)
+
+    return release
+
+
+async def _sql(stack: Stack, *statements: str) -> None:
+    conn = await asyncpg.connect(stack.env()["DATABASE_URL"])
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 async def _bench_databases(stack: Stack) -> list[str]:
@@ -40,7 +72,15 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
                       drain_rows=500, normalizer_records=200, warmup_s=1.0, output=out)
     lines: list[str] = []
-    results = run_bench(cfg, report=lines.append, stack=stack)
+    # A killed run's database is dropped by the next run; one in use (a run going on) is not.
+    asyncio.run(_sql(stack, 'CREATE DATABASE "exchange_bench_killed"', 'CREATE DATABASE "exchange_bench_busy"'))
+    release = _hold_connection(stack.env()["DATABASE_URL"].rsplit("/", 1)[0] + "/exchange_bench_busy")
+    try:
+        results = run_bench(cfg, report=lines.append, stack=stack)
+        assert asyncio.run(_bench_databases(stack)) == ["exchange_bench_busy"]
+    finally:
+        release()
+        asyncio.run(_sql(stack, 'DROP DATABASE IF EXISTS "exchange_bench_busy"'))
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     for key in METRICS:

@@ -8,6 +8,7 @@ Each benchmark uses its own topics and sources, so runs never see each other's d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -225,6 +226,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     # tables, as on a fresh machine. On the shared dev database, each run's ~75,000 records
     # stayed and later runs measured less (at 2.8 M manifest rows: normalizer 951-1,131 rec/s
     # and PostgreSQL 0.28-0.41 ms a record; emptied, 1,319 and 0.21).
+    asyncio.run(_drop_stale_databases(env["DATABASE_URL"]))
     own_database = asyncio.run(_create_database(env["DATABASE_URL"], f"exchange_bench_{run_id}"))
     if own_database is None:
         report("warning: no CREATEDB privilege; the benchmark runs in the stack's own database")
@@ -538,6 +540,18 @@ async def _create_database(dsn: str, name: str) -> str | None:
     finally:
         await conn.close()
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+async def _drop_stale_databases(dsn: str) -> None:
+    """Databases of runs killed before their cleanup. One still in use (a run going on now)
+    refuses the drop without FORCE and is left alone."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'exchange\\_bench\\_%'"):
+            with contextlib.suppress(asyncpg.ObjectInUseError):
+                await conn.execute(f'DROP DATABASE "{row["datname"]}"')
+    finally:
+        await conn.close()
 
 
 async def _drop_database(dsn: str, name: str) -> None:
