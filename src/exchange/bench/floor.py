@@ -8,12 +8,9 @@ service's does. ``ingest_rps`` divided by this is how much the service adds.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
 import json
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -21,8 +18,7 @@ import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import advisory_key, keep_session
-from exchange.bench._http import mark_window
-from exchange.runtime.eventloop import install_uvloop
+from exchange.bench._bare import drive, main
 from exchange.settings import load_settings, read_env_file
 
 LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"
@@ -48,51 +44,26 @@ async def run(env_file: str, source: str, topic: str, concurrency: int, duration
     payload = json.dumps({"source": source, "record_type": "encounter",
                           "patient": {"first_name": "F", "last_name": "L", "dob": "1980-01-01"},
                           "payload": {"n": 1}}).encode()
-    measure_from = time.perf_counter() + warmup  # the same uncounted warm-up as the service gets
-    deadline = measure_from + duration
-    done = 0
 
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            began = time.perf_counter()
-            record_id = uuid.uuid4()
-            key = f"floor-{record_id}"
-            sha = hashlib.sha256(payload).hexdigest()
-            async with pool.acquire() as conn:
-                await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_key('floor', key)})")
-                await conn.fetchrow(LOOKUP, "floor", key)
-                object_key = f"{source}/{record_id}.json"
-                await store.put(object_key, payload)
-                event = json.dumps({"record_id": str(record_id), "key": object_key})
-                await conn.execute(INSERTS, record_id, source, store.bucket, object_key, sha, len(payload), topic,
-                                   str(record_id), event, key, json.dumps({"record_id": str(record_id)}))
-                await conn.execute("COMMIT")
-            if began >= measure_from:
-                done += 1
+    async def one(_n: int) -> None:
+        record_id = uuid.uuid4()
+        key = f"floor-{record_id}"
+        sha = hashlib.sha256(payload).hexdigest()
+        async with pool.acquire() as conn:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_key('floor', key)})")
+            await conn.fetchrow(LOOKUP, "floor", key)
+            object_key = f"{source}/{record_id}.json"
+            await store.put(object_key, payload)
+            event = json.dumps({"record_id": str(record_id), "key": object_key})
+            await conn.execute(INSERTS, record_id, source, store.bucket, object_key, sha, len(payload), topic,
+                               str(record_id), event, key, json.dumps({"record_id": str(record_id)}))
+            await conn.execute("COMMIT")
 
-    await asyncio.gather(mark_window(measure_from, deadline), *(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - measure_from
+    done, elapsed = await drive(one, concurrency, duration, warmup)
     await pool.close()
     await store.close()
     return {"floor_rps": done / elapsed, "requests": done, "elapsed_s": elapsed}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--env-file", required=True)
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--warmup", type=float, default=0.0)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    install_uvloop()
-    result = asyncio.run(run(args.env_file, args.source, args.topic, args.concurrency, args.duration,
-                                 args.warmup))
-    Path(args.out).write_text(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    main(run)

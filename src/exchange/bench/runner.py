@@ -117,7 +117,7 @@ class Server:
             self.proc.kill()
 
 
-LARGE_DATABASE_MB = 1024
+BENCH_DATABASE_PREFIX = "exchange_bench_"
 
 
 def _stack_pids(stack: Stack) -> dict[str, int | None]:
@@ -226,8 +226,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     # tables, as on a fresh machine. On the shared dev database, each run's ~75,000 records
     # stayed and later runs measured less (at 2.8 M manifest rows: normalizer 951-1,131 rec/s
     # and PostgreSQL 0.28-0.41 ms a record; emptied, 1,319 and 0.21).
-    asyncio.run(_drop_stale_databases(env["DATABASE_URL"]))
-    own_database = asyncio.run(_create_database(env["DATABASE_URL"], f"exchange_bench_{run_id}"))
+    own_name = f"{BENCH_DATABASE_PREFIX}{run_id}"
+    asyncio.run(_drop_bench_databases(env["DATABASE_URL"]))
+    own_database = asyncio.run(_create_database(env["DATABASE_URL"], own_name))
     if own_database is None:
         report("warning: no CREATEDB privilege; the benchmark runs in the stack's own database")
     else:
@@ -272,9 +273,6 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     # In the shared database (no CREATEDB) its size is part of the result: see above.
     results["database_mb_at_start"] = round(asyncio.run(
         count("SELECT pg_database_size(current_database())")) / 2**20)
-    if results["database_mb_at_start"] > LARGE_DATABASE_MB:
-        report(f"warning: the database is {results['database_mb_at_start']:,} MB before the run; numbers from "
-               "a fresh stack (`exchange stack down`, remove its root, `make bench`) are higher")
     try:
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 1. Ingest throughput and latency, all roles on, closed loop.
@@ -402,7 +400,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         if own_database is None:
             asyncio.run(_cleanup(dsn, run_id))
         else:
-            asyncio.run(_drop_database(stack.env()["DATABASE_URL"], urlsplit(own_database).path.lstrip("/")))
+            asyncio.run(_drop_bench_databases(stack.env()["DATABASE_URL"], ours=own_name))
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report(markdown(results))
@@ -542,23 +540,17 @@ async def _create_database(dsn: str, name: str) -> str | None:
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
-async def _drop_stale_databases(dsn: str) -> None:
-    """Databases of runs killed before their cleanup. One still in use (a run going on now)
-    refuses the drop without FORCE and is left alone."""
+async def _drop_bench_databases(dsn: str, *, ours: str | None = None) -> None:
+    """Drop the benchmark's databases: ``ours`` even with a session left behind (a server
+    killed mid-run), and those of runs killed before their cleanup -- but not one in use,
+    which is a run going on now (no FORCE: the drop is refused)."""
     conn = await asyncpg.connect(dsn)
     try:
-        for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'exchange\\_bench\\_%'"):
+        names = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+                                 BENCH_DATABASE_PREFIX)
+        for (name,) in names:
             with contextlib.suppress(asyncpg.ObjectInUseError):
-                await conn.execute(f'DROP DATABASE "{row["datname"]}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_database(dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        # FORCE: a server killed mid-run may leave a session behind.
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await conn.execute(f'DROP DATABASE "{name}"' + (" WITH (FORCE)" if name == ours else ""))
     finally:
         await conn.close()
 
