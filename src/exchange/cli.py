@@ -93,7 +93,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     run_bench(BenchConfig(
         stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,
         e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
-        normalizer_records=args.normalizer_records,
+        normalizer_records=args.normalizer_records, rounds=args.rounds,
     ))
     return 0
 
@@ -181,6 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--e2e-duration", type=float, default=20.0)
     bench.add_argument("--drain-rows", type=int, default=50_000)
     bench.add_argument("--normalizer-records", type=int, default=10_000)
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="ingest, split ingest and floor alternate this many times within --duration")
     bench.set_defaults(func=_cmd_bench)
 
     from exchange.ops_cli import add_ops_commands  # noqa: PLC0415

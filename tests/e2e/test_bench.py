@@ -70,7 +70,7 @@ METRICS = (
 def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
-                      drain_rows=500, normalizer_records=200, warmup_s=1.0, output=out)
+                      drain_rows=500, normalizer_records=200, warmup_s=1.0, rounds=2, output=out)
     lines: list[str] = []
     # A killed run's database is dropped by the next run; one in use (a run going on) is not.
     asyncio.run(_sql(stack, 'CREATE DATABASE "exchange_bench_killed"', 'CREATE DATABASE "exchange_bench_busy"'))
@@ -91,6 +91,12 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
         assert results[key] > 0, key
     assert set(results["ingest_statuses"]) == {"202"}  # every request of the load was accepted
     assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
+    # Ingest, split ingest and floor alternated; each headline rate counts all of its rounds.
+    assert len(results["rounds"]) == 2
+    for side in ("ingest_rps", "ingest_split_rps", "floor_rps"):
+        per_round = [r[side] for r in results["rounds"]]
+        assert all(rate > 0 for rate in per_round), side
+        assert min(per_round) * (1 - 1e-9) <= results[side] <= max(per_round) * (1 + 1e-9), side
     assert results["ingest_backlog_at_end"] >= 0
     assert results["machine"]["cores"] >= 1
     assert lines[-1] == markdown(results)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ("CpuMeter", "CpuSample", "cpu_breakdown")
+__all__ = ("CpuMeter", "CpuSample", "cpu_breakdown", "joined")
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
@@ -83,6 +83,23 @@ class CpuMeter:
                 return None
             pid = parent[0]
         return None
+
+
+def joined(windows: Sequence[tuple[CpuSample, CpuSample]]) -> tuple[CpuSample, CpuSample]:
+    """Several measured windows as one (their CPU, ticks and wall time added up): the
+    benchmark's alternating rounds of one phase give one breakdown."""
+    components = {name for _, after in windows for name in after.seconds}
+    seconds = {name: sum(a.seconds.get(name, 0.0) - b.seconds.get(name, 0.0) for b, a in windows)
+               for name in components}
+    start = CpuSample(0.0, dict.fromkeys(components, 0.0), 0, 0, 0)
+    end = CpuSample(
+        at=sum(a.at - b.at for b, a in windows),
+        seconds=seconds,
+        busy_ticks=sum(a.busy_ticks - b.busy_ticks for b, a in windows),
+        steal_ticks=sum(a.steal_ticks - b.steal_ticks for b, a in windows),
+        total_ticks=sum(a.total_ticks - b.total_ticks for b, a in windows),
+    )
+    return start, end
 
 
 def cpu_breakdown(before: CpuSample, after: CpuSample, records_per_s: float) -> dict[str, Any]:

@@ -17,8 +17,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from jose import jwt
 from exchange.adapters.kafka import AsyncProducer, ensure_topics
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import make_object_store
-from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown
+from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
 from exchange.devstack import Stack
 from exchange.devstack._process import free_port
 from exchange.events import RawObject, encode_event, make_event
@@ -52,7 +53,51 @@ class BenchConfig:
     drain_rows: int = 50_000
     normalizer_records: int = 10_000
     warmup_s: float = 3.0
+    rounds: int = 3
+    """Ingest, split ingest and floor alternate this many times, ``duration_s`` shared among them."""
     output: Path = REPO / "benchmarks" / "results" / "latest.json"
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError("rounds must be at least 1")
+
+
+Window = tuple[CpuSample, CpuSample]
+"""Every component's CPU at the start and at the end of a measured window."""
+
+
+@dataclass(slots=True)
+class _Side:
+    """One side of a ratio (ingest, split ingest, floor) over its rounds: counted together."""
+
+    accepted: int = 0
+    """Every 202 (warm-up included): what the normalizer has to catch up with."""
+    requests: int = 0
+    elapsed_s: float = 0.0
+    last_rate: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    windows: list[Window] = field(default_factory=list)
+
+    def add(self, result: dict[str, Any], window: Window) -> None:
+        """A load-generator round: its 202s count."""
+        self.accepted += result["statuses"].get("202", 0) + result["warmup_statuses"].get("202", 0)
+        self.latencies.extend(result["latencies_s"])
+        self.statuses.update(result["statuses"])
+        self.add_bare(result["statuses"].get("202", 0), result["elapsed_s"], window)
+
+    def add_bare(self, requests: int, elapsed_s: float, window: Window) -> None:
+        self.requests += requests
+        self.elapsed_s += elapsed_s
+        self.last_rate = requests / elapsed_s
+        self.windows.append(window)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.elapsed_s
+
+    def cpu(self) -> dict[str, Any]:
+        return cpu_breakdown(*joined(self.windows), self.rate)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -132,7 +177,7 @@ def _token() -> str:
 
 
 def _measured(cmd: list[str], components: dict[str, int | None], timeout: float,
-              env: dict[str, str] | None = None) -> tuple[CpuSample, CpuSample]:
+              env: dict[str, str] | None = None) -> Window:
     """Run a load process (``loadgen`` or ``floor``); sample every component's CPU when it
     prints ``measuring`` and again at ``measured``: its counted window."""
     marks: dict[str, CpuSample] = {}
@@ -149,40 +194,59 @@ def _measured(cmd: list[str], components: dict[str, int | None], timeout: float,
 
 
 def _loadgen(port: int, source: str, out: Path, *, mode: str, concurrency: int, duration: float,
-             rate: float = 0.0, warmup: float = 0.0,
-             components: dict[str, int | None] | None = None) -> dict[str, Any]:
-    """One load-generator run; in closed mode with ``components``, the result carries the
-    CPU breakdown of its window under ``cpu``."""
-    cmd = [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
-           source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
-           str(rate), "--warmup", str(warmup), "--out", str(out)]
-    if components is None:
-        subprocess.run(cmd, check=True, timeout=warmup + duration + 300, stdout=subprocess.DEVNULL)
-        result: dict[str, Any] = json.loads(out.read_text())
-        return result
-    before, after = _measured(cmd, components, timeout=warmup + duration + 300)
-    result = json.loads(out.read_text())
-    result["cpu"] = cpu_breakdown(before, after, result["statuses"].get("202", 0) / result["elapsed_s"])
+             rate: float = 0.0, warmup: float = 0.0) -> dict[str, Any]:
+    """One load-generator run; its result file."""
+    subprocess.run(_loadgen_cmd(port, source, out, mode, concurrency, duration, rate, warmup), check=True,
+                   timeout=warmup + duration + 300, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = json.loads(out.read_text())
     return result
 
 
-def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path,
-               dsn: str) -> tuple[float, dict[str, Any]]:
-    """Run ``exchange.bench.floor`` or ``exchange.bench.core``: ingest work driven by a script,
-    no server. Returns its rate and CPU breakdown; its rows go to a topic of their own and
-    are deleted after (no publisher runs; they are not for publishing)."""
+def _measured_loadgen(port: int, source: str, out: Path, *, concurrency: int, duration: float, warmup: float,
+                      components: dict[str, int | None]) -> tuple[dict[str, Any], Window]:
+    """A closed-loop load-generator run, and every component's CPU over its counted window."""
+    window = _measured(_loadgen_cmd(port, source, out, "closed", concurrency, duration, 0.0, warmup), components,
+                       timeout=warmup + duration + 300)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result, window
+
+
+def _loadgen_cmd(port: int, source: str, out: Path, mode: str, concurrency: int, duration: float, rate: float,
+                 warmup: float) -> list[str]:
+    return [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
+            source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
+            str(rate), "--warmup", str(warmup), "--out", str(out)]
+
+
+def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path, dsn: str,
+               duration: float) -> tuple[int, float, Window]:
+    """Run ``exchange.bench.floor`` or ``exchange.bench.core`` for ``duration`` counted seconds:
+    ingest work driven by a script, no server. Returns the operations counted, the window's
+    length and every component's CPU over it; its rows go to a topic of their own and are
+    deleted after (no publisher runs; they are not for publishing)."""
     out = scratch / f"{kind}.json"
     topic = f"bench{run_id}.{kind}"
-    before, after = _measured(
+    window = _measured(
         [sys.executable, "-m", f"exchange.bench.{kind}", "--env-file", str(stack.env_file), "--source",
          f"bench-{kind}-{run_id}", "--topic", topic, "--concurrency", str(cfg.concurrency),
-         "--duration", str(cfg.duration_s), "--warmup", str(cfg.warmup_s), "--out", str(out)],
-        _stack_pids(stack), timeout=cfg.warmup_s + cfg.duration_s + 300,
+         "--duration", str(duration), "--warmup", str(cfg.warmup_s), "--out", str(out)],
+        _stack_pids(stack), timeout=cfg.warmup_s + duration + 300,
         env={**os.environ, "DATABASE_URL": dsn},  # the run's database, not the stack file's
     )
-    rate = float(json.loads(out.read_text())[f"{kind}_rps"])
+    result = json.loads(out.read_text())
     asyncio.run(_cleanup_scratch(dsn, topic))
-    return rate, cpu_breakdown(before, after, rate)
+    return int(result["requests"]), float(result["elapsed_s"]), window
+
+
+def _e2e(port: int, cfg: BenchConfig, dsn: str, source: str, scratch: Path) -> dict[str, float]:
+    """202 -> canonical row at ``cfg.e2e_rate`` requests/s (open loop): the percentiles."""
+    e2e = _loadgen(port, source, scratch / "e2e.json", mode="open", concurrency=64, duration=cfg.e2e_duration_s,
+                   rate=cfg.e2e_rate)
+    accepted = dict(e2e["accepted"])
+    asyncio.run(_wait(dsn, _canonical_at_least(source, len(accepted)), timeout=300, interval=0.5))
+    lags = asyncio.run(_e2e_lags(dsn, source, accepted))
+    return {"e2e_p50_ms": _pct(lags, 50) * 1000, "e2e_p95_ms": _pct(lags, 95) * 1000,
+            "e2e_p99_ms": _pct(lags, 99) * 1000, "e2e_records": len(lags)}
 
 
 async def _wait(dsn: str, check: Callable[[asyncpg.Connection], Awaitable[bool]], timeout: float,
@@ -275,72 +339,77 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         count("SELECT pg_database_size(current_database())")) / 2**20)
     try:
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-        # 1. Ingest throughput and latency, all roles on, closed loop.
-        report(f"ingest: {cfg.concurrency} connections for {cfg.duration_s:.0f}s ...")
-        with Server(env, "all", scratch) as server:
-            ingest = _loadgen(server.port, f"bench-ingest-{run_id}", scratch / "ingest.json", mode="closed",
-                              concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s,
-                              components=server.with_stack(stack))
-            cpu["ingest"] = ingest["cpu"]
-            ok = ingest["statuses"].get("202", 0)
-            warm_ok = ingest["warmup_statuses"].get("202", 0)
-            lat = ingest["latencies_s"]
-            results["ingest_rps"] = ok / ingest["elapsed_s"]
-            results["ingest_p50_ms"] = _pct(lat, 50) * 1000
-            results["ingest_p99_ms"] = _pct(lat, 99) * 1000
-            results["ingest_statuses"] = ingest["statuses"]
-
-            # 2. End to end (202 -> canonical row) at a fixed offered rate.
-            report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
-            # While requests poured in, the normalizer trickled (requests first, runtime/load.py):
-            # report the backlog that left and how long the pipeline took to clear it. e2e
-            # latency is then measured on an idle pipeline at the offered rate.
-            ingest_source = f"bench-ingest-{run_id}"
-            results["ingest_backlog_at_end"] = ok + warm_ok - asyncio.run(_count_once(dsn, ingest_source))
-            results["ingest_catchup_s"] = asyncio.run(
-                _wait(dsn, _canonical_at_least(ingest_source, ok + warm_ok), timeout=600, interval=0.1))
-            source = f"bench-e2e-{run_id}"
-            e2e = _loadgen(server.port, source, scratch / "e2e.json", mode="open", concurrency=64,
-                           duration=cfg.e2e_duration_s, rate=cfg.e2e_rate)
-            accepted = dict(e2e["accepted"])
-            asyncio.run(_wait(dsn, _canonical_at_least(source, len(accepted)), timeout=300, interval=0.5))
-            lags = asyncio.run(_e2e_lags(dsn, source, accepted))
-            results["e2e_p50_ms"] = _pct(lags, 50) * 1000
-            results["e2e_p95_ms"] = _pct(lags, 95) * 1000
-            results["e2e_p99_ms"] = _pct(lags, 99) * 1000
-            results["e2e_records"] = len(lags)
-        rss.append(server.rss_peak_mb)
-
-        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-        # 2b. Ingest with the HTTP roles alone (split deployment): what the normalizer's share costs.
-        report(f"ingest (ingest,publisher roles only): {cfg.concurrency} connections for {cfg.duration_s:.0f}s ...")
-        # Its events go to a topic of their own, which no later phase consumes.
+        # 1-3. Ingest with all roles, ingest with the HTTP roles alone (split deployment) and the
+        # floor, in alternating rounds: the machine's speed drifts by the minute here (steal,
+        # neighbours), and the ratios compare sides measured in the same minutes.
+        ingest, split, floor = _Side(), _Side(), _Side()
+        window_s = cfg.duration_s / cfg.rounds
+        ingest_source = f"bench-ingest-{run_id}"
+        # The split phase's events go to a topic of their own, which no later phase consumes.
         split_env = {**env, "TOPIC_RECORD_INGESTED_V1": f"bench{run_id}.split"}
         ensure_topics(env["KAFKA_BROKERS"], [f"bench{run_id}.split"], partitions=6)
-        with Server(split_env, "ingest,publisher", scratch) as server:
-            alone = _loadgen(server.port, f"bench-alone-{run_id}", scratch / "alone.json", mode="closed",
-                             concurrency=cfg.concurrency, duration=cfg.duration_s, warmup=cfg.warmup_s,
-                             components=server.with_stack(stack))
-            cpu["ingest_split"] = alone["cpu"]
-        rss.append(server.rss_peak_mb)
-        results["ingest_split_rps"] = alone["statuses"].get("202", 0) / alone["elapsed_s"]
-        results["ingest_split_p99_ms"] = _pct(alone["latencies_s"], 99) * 1000
+        rounds: list[dict[str, float]] = []
+        backlogs: list[int] = []
+        catchups: list[float] = []
+        for n in range(1, cfg.rounds + 1):
+            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+            report(f"round {n}/{cfg.rounds}: ingest, all roles: {cfg.concurrency} connections for {window_s:.1f}s ...")
+            with Server(env, "all", scratch) as server:
+                ingest.add(*_measured_loadgen(
+                    server.port, ingest_source, scratch / "ingest.json", concurrency=cfg.concurrency,
+                    duration=window_s, warmup=cfg.warmup_s, components=server.with_stack(stack)))
+                # While requests poured in, the normalizer trickled (requests first, runtime/load.py):
+                # the backlog left, and how long the pipeline took to clear it before the next phase.
+                backlogs.append(ingest.accepted - asyncio.run(_count_once(dsn, ingest_source)))
+                catchups.append(asyncio.run(
+                    _wait(dsn, _canonical_at_least(ingest_source, ingest.accepted), timeout=600, interval=0.1)))
+                if n == cfg.rounds:
+                    # End to end (202 -> canonical row) at a fixed offered rate, on an idle pipeline.
+                    report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
+                    results.update(_e2e(server.port, cfg, dsn, f"bench-e2e-{run_id}", scratch))
+            rss.append(server.rss_peak_mb)
+
+            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+            report(f"round {n}/{cfg.rounds}: ingest, ingest and publisher roles only ...")
+            with Server(split_env, "ingest,publisher", scratch) as server:
+                split.add(*_measured_loadgen(
+                    server.port, f"bench-alone-{run_id}", scratch / "alone.json", concurrency=cfg.concurrency,
+                    duration=window_s, warmup=cfg.warmup_s, components=server.with_stack(stack)))
+            rss.append(server.rss_peak_mb)
+
+            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+            report(f"round {n}/{cfg.rounds}: floor, the ingest work without the service ...")
+            requests, elapsed, window = _bare_load("floor", cfg, stack, run_id, scratch, dsn, window_s)
+            floor.add_bare(requests, elapsed, window)
+            rounds.append({"ingest_rps": ingest.last_rate, "ingest_split_rps": split.last_rate,
+                           "floor_rps": floor.last_rate, "ingest_ratio": ingest.last_rate / floor.last_rate})
+
+        results["rounds"] = rounds
+        results["ingest_rps"] = ingest.rate
+        results["ingest_p50_ms"] = _pct(ingest.latencies, 50) * 1000
+        results["ingest_p99_ms"] = _pct(ingest.latencies, 99) * 1000
+        results["ingest_statuses"] = dict(ingest.statuses)
+        results["ingest_backlog_at_end"] = max(backlogs)
+        results["ingest_catchup_s"] = max(catchups)
+        results["ingest_split_rps"] = split.rate
+        results["ingest_split_p99_ms"] = _pct(split.latencies, 99) * 1000
+        results["floor_rps"] = floor.rate
+        results["ingest_ratio"] = ingest.rate / floor.rate
+        results["ingest_split_ratio"] = split.rate / floor.rate
+        cpu["ingest"] = ingest.cpu()
+        cpu["ingest_split"] = split.cpu()
+        cpu["floor"] = floor.cpu()
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-        # 3. The floor: same work, no service.
-        report("floor: the ingest work without the service ...")
-        results["floor_rps"], cpu["floor"] = _bare_load("floor", cfg, stack, run_id, scratch, dsn)
-        results["ingest_ratio"] = results["ingest_rps"] / results["floor_rps"]
-        results["ingest_split_ratio"] = results["ingest_split_rps"] / results["floor_rps"]
-
-        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-        # 3b. The service's own ingest work (IngestService, batched) without the HTTP side.
+        # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
         report("core: the service's ingest work without HTTP ...")
-        results["core_rps"], cpu["core"] = _bare_load("core", cfg, stack, run_id, scratch, dsn)
+        requests, elapsed, window = _bare_load("core", cfg, stack, run_id, scratch, dsn, cfg.duration_s)
+        results["core_rps"] = requests / elapsed
         results["core_ratio"] = results["core_rps"] / results["floor_rps"]
+        cpu["core"] = cpu_breakdown(*window, results["core_rps"])
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-        # 4. Publisher drain of a pre-built backlog.
+        # 5. Publisher drain of a pre-built backlog.
         report(f"publisher: draining {cfg.drain_rows} outbox rows ...")
         # A topic no later phase consumes: these rows are not events (the normalizer phase
         # once read them from the v2 topic and dead-lettered them while it was measured).
@@ -355,7 +424,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         # during the next phase and the normalizer's number carries this phase's cleanup.
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
 
-        # 5. Normalizer throughput over a pre-published backlog.
+        # 6. Normalizer throughput over a pre-published backlog.
         report(f"normalizer: {cfg.normalizer_records} pre-published records ...")
         norm_source = f"bench-norm-{run_id}"
         norm_topic = topics["TOPIC_RECORD_INGESTED_V1"]
@@ -376,7 +445,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         results["cpu"] = cpu
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-        # 6. Replay of the same raw objects (through the outbox).
+        # 7. Replay of the same raw objects (through the outbox).
         report("replay: re-emitting the normalizer's raw objects ...")
         started = time.perf_counter()
         out = subprocess.run(

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown
+from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
 
 # A parent that starts a child which burns ~0.4 s of CPU, reaps it, says so, and stays.
 _TREE = (
@@ -51,3 +51,19 @@ def test_breakdown_is_cpu_rate_over_record_rate() -> None:
     assert report["ms_per_record"]["other"] == 1.5
     assert report["cores_busy"] == 1.5
     assert report["steal_pct"] == 10.0
+
+
+def test_windows_joined_add_their_cpu_and_their_wall_time() -> None:
+    tick = 100
+    first = (CpuSample(10.0, {"server": 5.0}, 0, 0, 0), CpuSample(11.0, {"server": 5.5}, tick, 0, 2 * tick))
+    # The second window is of a later server process (its counter starts again) and adds a component.
+    second = (CpuSample(50.0, {"server": 0.0, "s3": 1.0}, 1000, 10, 4000),
+              CpuSample(53.0, {"server": 1.5, "s3": 2.0}, 1000 + 4 * tick, 10 + 60, 4000 + 6 * tick))
+    before, after = joined([first, second])
+    report = cpu_breakdown(before, after, records_per_s=500)  # 4 s of wall, 2,000 records
+    assert after.at - before.at == 4.0
+    assert report["ms_per_record"]["server"] == 1.0  # (0.5 + 1.5) s over 2,000 records
+    assert report["ms_per_record"]["s3"] == 0.5  # 1 s, charged though the first window had no s3
+    assert report["ms_per_record"]["total"] == 2.5  # 5 s of busy ticks
+    assert report["cores_busy"] == 1.25
+    assert report["steal_pct"] == 7.5  # 60 of 800 ticks
