@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync
 from exchange.bench.runner import BenchConfig, markdown, run_bench
 from exchange.devstack import Stack
 
@@ -59,6 +60,15 @@ async def _bench_databases(stack: Stack) -> list[str]:
         await conn.close()
 
 
+def _s3(stack: Stack, call: Callable[..., object], bucket: str) -> None:
+    env = stack.env()
+    call(env["S3_ENDPOINT"], bucket, env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+
+
+def _bench_buckets(stack: Stack) -> list[str]:
+    return [name for name in stack.s3.bucket_names() if name.startswith("exchange-bench-")]
+
+
 METRICS = (
     "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
@@ -75,12 +85,17 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     # A killed run's database is dropped by the next run; one in use (a run going on) is not.
     asyncio.run(_sql(stack, 'CREATE DATABASE "exchange_bench_killed"', 'CREATE DATABASE "exchange_bench_busy"'))
     release = _hold_connection(stack.env()["DATABASE_URL"].rsplit("/", 1)[0] + "/exchange_bench_busy")
+    # So are their buckets (with what they hold): the killed run's, not the busy one's.
+    for bucket in ("exchange-bench-killed", "exchange-bench-busy"):
+        _s3(stack, ensure_bucket_sync, bucket)
     try:
         results = run_bench(cfg, report=lines.append, stack=stack)
         assert asyncio.run(_bench_databases(stack)) == ["exchange_bench_busy"]
+        assert _bench_buckets(stack) == ["exchange-bench-busy"]
     finally:
         release()
         asyncio.run(_sql(stack, 'DROP DATABASE IF EXISTS "exchange_bench_busy"'))
+        _s3(stack, drop_bucket_sync, "exchange-bench-busy")
 
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     for key in METRICS:
@@ -105,9 +120,10 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     # The benchmark's records are all valid: none of its topics dead-lettered anything (the
     # drain phase's synthetic rows once reached the normalizer phase and were).
     assert results["dead_lettered"] == 0
-    # The run had a database of its own, and dropped it.
+    # The run had a database and a bucket of its own, and dropped them (the objects with it).
     assert results["database"] == "own"
     assert not asyncio.run(_bench_databases(stack))
+    assert not _bench_buckets(stack)
     # Where the time went, per measured phase: every component charged, the parts add up.
     assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer"}
     for phase, data in results["cpu"].items():

@@ -8,7 +8,6 @@ Each benchmark uses its own topics and sources, so runs never see each other's d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -30,7 +29,7 @@ from jose import jwt
 
 from exchange.adapters.kafka import AsyncProducer, ensure_topics
 from exchange.adapters.migrations import upgrade_to_head
-from exchange.adapters.objectstore import make_object_store
+from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync, make_object_store
 from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
 from exchange.devstack import Stack
 from exchange.devstack._process import free_port
@@ -163,6 +162,7 @@ class Server:
 
 
 BENCH_DATABASE_PREFIX = "exchange_bench_"
+BENCH_BUCKET_PREFIX = "exchange-bench-"
 
 
 def _stack_pids(stack: Stack) -> dict[str, int | None]:
@@ -231,7 +231,8 @@ def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: 
          f"bench-{kind}-{run_id}", "--topic", topic, "--concurrency", str(cfg.concurrency),
          "--duration", str(duration), "--warmup", str(cfg.warmup_s), "--out", str(out)],
         _stack_pids(stack), timeout=cfg.warmup_s + duration + 300,
-        env={**os.environ, "DATABASE_URL": dsn},  # the run's database, not the stack file's
+        # The run's database and bucket, not the stack file's.
+        env={**os.environ, "DATABASE_URL": dsn, "S3_BUCKET": _bucket(run_id)},
     )
     result = json.loads(out.read_text())
     asyncio.run(_cleanup_scratch(dsn, topic))
@@ -291,13 +292,19 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     # stayed and later runs measured less (at 2.8 M manifest rows: normalizer 951-1,131 rec/s
     # and PostgreSQL 0.28-0.41 ms a record; emptied, 1,319 and 0.21).
     own_name = f"{BENCH_DATABASE_PREFIX}{run_id}"
-    asyncio.run(_drop_bench_databases(env["DATABASE_URL"]))
+    live = asyncio.run(_drop_bench_databases(env["DATABASE_URL"]))
     own_database = asyncio.run(_create_database(env["DATABASE_URL"], own_name))
     if own_database is None:
         report("warning: no CREATEDB privilege; the benchmark runs in the stack's own database")
     else:
         env = {**env, "DATABASE_URL": own_database}
     upgrade_to_head(env["DATABASE_URL"])
+    # A bucket of its own too, dropped after it: each run wrote ~75,000 raw objects into the
+    # stack's bucket (3 GB of SeaweedFS data in a day of runs). Buckets of runs killed before
+    # their cleanup go now -- not one whose database is still in use (a run going on).
+    _drop_stale_buckets(stack, env, live_runs={name.removeprefix(BENCH_DATABASE_PREFIX) for name in live})
+    ensure_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    env = {**env, "S3_BUCKET": _bucket(run_id)}
     topics = {
         "TOPIC_RECORD_INGESTED_V1": f"bench{run_id}.v1", "TOPIC_RECORD_INGESTED_V2": f"bench{run_id}.v2",
         "KAFKA_DLQ_TOPIC_V1": f"bench{run_id}.v1.dlq", "KAFKA_DLQ_TOPIC_V2": f"bench{run_id}.v2.dlq",
@@ -474,6 +481,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             asyncio.run(_cleanup(dsn, run_id))
         else:
             asyncio.run(_drop_bench_databases(stack.env()["DATABASE_URL"], ours=own_name))
+        drop_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report(markdown(results))
@@ -592,7 +600,8 @@ async def _stale_cleanup(dsn: str) -> None:
 
 
 async def _cleanup(dsn: str, run_id: str) -> None:
-    """Benchmark rows are scratch data: remove them (raw objects stay, like any ingest)."""
+    """Benchmark rows are scratch data: remove them (in the stack's database; the raw objects
+    go with the run's bucket)."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("DELETE FROM outbox_events WHERE topic LIKE $1", f"bench{run_id}%")
@@ -613,19 +622,35 @@ async def _create_database(dsn: str, name: str) -> str | None:
     return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
-async def _drop_bench_databases(dsn: str, *, ours: str | None = None) -> None:
+async def _drop_bench_databases(dsn: str, *, ours: str | None = None) -> list[str]:
     """Drop the benchmark's databases: ``ours`` even with a session left behind (a server
     killed mid-run), and those of runs killed before their cleanup -- but not one in use,
-    which is a run going on now (no FORCE: the drop is refused)."""
+    which is a run going on now (no FORCE: the drop is refused). Returns those kept."""
     conn = await asyncpg.connect(dsn)
+    kept: list[str] = []
     try:
         names = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
                                  BENCH_DATABASE_PREFIX)
         for (name,) in names:
-            with contextlib.suppress(asyncpg.ObjectInUseError):
+            try:
                 await conn.execute(f'DROP DATABASE "{name}"' + (" WITH (FORCE)" if name == ours else ""))
+            except asyncpg.ObjectInUseError:
+                kept.append(name)
     finally:
         await conn.close()
+    return kept
+
+
+def _bucket(run_id: str) -> str:
+    return f"{BENCH_BUCKET_PREFIX}{run_id}"
+
+
+def _drop_stale_buckets(stack: Stack, env: dict[str, str], *, live_runs: set[str]) -> None:
+    """Drop the buckets of benchmark runs that are over (their database is gone)."""
+    credentials = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    for name in stack.s3.bucket_names():
+        if name.startswith(BENCH_BUCKET_PREFIX) and name.removeprefix(BENCH_BUCKET_PREFIX) not in live_runs:
+            drop_bucket_sync(env["S3_ENDPOINT"], name, *credentials)
 
 
 async def _cleanup_scratch(dsn: str, topic: str) -> None:

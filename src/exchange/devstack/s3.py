@@ -7,6 +7,7 @@ stop it with SIGINT, then SIGKILL, and wait for its ports to close.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sys
@@ -121,6 +122,16 @@ class S3Service:
 
         if not wait_until(ready, timeout=timeout, interval=0.5):
             raise StackError(f"s3 did not become healthy within {timeout:.0f}s; see log {self._log}")
+
+    def bucket_names(self) -> list[str]:
+        """The buckets, read from the filer: SeaweedFS's S3 ListBuckets shows none to a client
+        when no IAM identities are configured (the local stack's case)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.ports.filer}/buckets/?limit=100000", headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own loopback filer
+            listing = json.load(response)
+        names = (entry["FullPath"].rsplit("/", 1)[-1] for entry in listing.get("Entries") or [])
+        return sorted(name for name in names if not name.startswith("."))  # .system is SeaweedFS's own
 
     def stop(self) -> None:
         pid = read_pid(self._pid_file)

@@ -14,18 +14,23 @@ from exchange.adapters.objectstore.obstore import ObstoreObjectStore
 from exchange.settings import ObjectStoreSettings
 
 if TYPE_CHECKING:
-    from exchange.adapters.objectstore.aiobotocore import AiobotocoreObjectStore, ensure_bucket_sync
+    from exchange.adapters.objectstore.aiobotocore import (
+        AiobotocoreObjectStore,
+        drop_bucket_sync,
+        ensure_bucket_sync,
+    )
 
 __all__ = (
     "AiobotocoreObjectStore",
     "ObjectInfo",
     "ObjectStore",
     "ObstoreObjectStore",
+    "drop_bucket_sync",
     "ensure_bucket_sync",
     "make_object_store",
 )
 
-_LAZY = frozenset({"AiobotocoreObjectStore", "ensure_bucket_sync"})
+_LAZY = frozenset({"AiobotocoreObjectStore", "drop_bucket_sync", "ensure_bucket_sync"})
 
 
 def __getattr__(name: str) -> Any:

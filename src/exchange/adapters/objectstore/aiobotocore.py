@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -130,6 +130,29 @@ def ensure_bucket_sync(endpoint: str, bucket: str, access_key: str, secret_key: 
     writes, so "healthy" means a probe object was written and deleted.
     """
 
+    async def run(s3: Any) -> None:
+        try:
+            await s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="_probe/writable", Body=b"{}")
+        await s3.delete_object(Bucket=bucket, Key="_probe/writable")
+
+    _with_client_sync(endpoint, access_key, secret_key, run)
+
+
+def drop_bucket_sync(endpoint: str, bucket: str, access_key: str, secret_key: str) -> None:
+    """Delete ``bucket`` with what it holds, in one call: SeaweedFS (the local stack) deletes
+    a bucket's collection whole, where S3 proper refuses a bucket that is not empty."""
+
+    async def run(s3: Any) -> None:
+        await s3.delete_bucket(Bucket=bucket)
+
+    _with_client_sync(endpoint, access_key, secret_key, run)
+
+
+def _with_client_sync(endpoint: str, access_key: str, secret_key: str,
+                      use: Callable[[Any], Awaitable[None]]) -> None:
     async def run() -> None:
         session = get_session()
         async with session.create_client(
@@ -140,11 +163,6 @@ def ensure_bucket_sync(endpoint: str, bucket: str, access_key: str, secret_key: 
             aws_secret_access_key=secret_key,
             config=_config(2),
         ) as s3:
-            try:
-                await s3.head_bucket(Bucket=bucket)
-            except ClientError:
-                await s3.create_bucket(Bucket=bucket)
-            await s3.put_object(Bucket=bucket, Key="_probe/writable", Body=b"{}")
-            await s3.delete_object(Bucket=bucket, Key="_probe/writable")
+            await use(s3)
 
     asyncio.run(run())
