@@ -108,6 +108,11 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
     # Ingest, split ingest and floor alternated; each headline rate counts all of its rounds.
     assert len(results["rounds"]) == 2
+    phases = [line.split(": ")[1] for line in lines if line.startswith("round ")]
+    assert phases == ["ingest, all roles", "ingest, ingest and publisher roles only ...",
+                      "floor, the ingest work without the service ...",  # round 2 runs them in reverse
+                      "floor, the ingest work without the service ...",
+                      "ingest, ingest and publisher roles only ...", "ingest, all roles"]
     for side in ("ingest_rps", "ingest_split_rps", "floor_rps"):
         per_round = [r[side] for r in results["rounds"]]
         assert all(rate > 0 for rate in per_round), side

@@ -279,6 +279,96 @@ def _drained(topic: str) -> Callable[[asyncpg.Connection], Awaitable[bool]]:
     return check
 
 
+class _RatioRounds:
+    """Ingest with all roles, ingest with the HTTP roles alone (split deployment) and the
+    floor, alternating: the machine's speed drifts by the minute here (steal, neighbours), and
+    the ratios compare sides measured in the same minutes. Every other round runs the three in
+    reverse order, so a drift within a round favours no side."""
+
+    def __init__(self, cfg: BenchConfig, stack: Stack, env: dict[str, str], dsn: str, run_id: str,
+                 scratch: Path, report: Callable[[str], None]) -> None:
+        self._cfg, self._stack, self._env, self._dsn, self._run_id = cfg, stack, env, dsn, run_id
+        self._scratch, self._report = scratch, report
+        self._window_s = cfg.duration_s / cfg.rounds
+        self._ingest_source = f"bench-ingest-{run_id}"
+        # The split phase's events go to a topic of their own, which no later phase consumes.
+        self._split_topic = f"bench{run_id}.split"
+        ensure_topics(env["KAFKA_BROKERS"], [self._split_topic], partitions=6)
+        self.ingest, self.split, self.floor = _Side(), _Side(), _Side()
+        self.rss: list[float] = []
+        self._backlogs: list[int] = []
+        self._catchups: list[float] = []
+        self._e2e: dict[str, float] = {}
+
+    def run(self) -> dict[str, Any]:
+        rounds = []
+        for n in range(1, self._cfg.rounds + 1):
+            phases = [self._all_roles, self._split, self._floor]
+            for phase in phases if n % 2 else reversed(phases):
+                asyncio.run(_vacuum(self._dsn, *BENCH_TABLES))
+                phase(n)
+            rounds.append({"ingest_rps": self.ingest.last_rate, "ingest_split_rps": self.split.last_rate,
+                           "floor_rps": self.floor.last_rate,
+                           "ingest_ratio": self.ingest.last_rate / self.floor.last_rate})
+        return {
+            "rounds": rounds,
+            "ingest_rps": self.ingest.rate,
+            "ingest_p50_ms": _pct(self.ingest.latencies, 50) * 1000,
+            "ingest_p99_ms": _pct(self.ingest.latencies, 99) * 1000,
+            "ingest_statuses": dict(self.ingest.statuses),
+            "ingest_backlog_at_end": max(self._backlogs),
+            "ingest_catchup_s": max(self._catchups),
+            "ingest_split_rps": self.split.rate,
+            "ingest_split_p99_ms": _pct(self.split.latencies, 99) * 1000,
+            "floor_rps": self.floor.rate,
+            "ingest_ratio": self.ingest.rate / self.floor.rate,
+            "ingest_split_ratio": self.split.rate / self.floor.rate,
+            **self._e2e,
+        }
+
+    def cpu(self) -> dict[str, Any]:
+        return {"ingest": self.ingest.cpu(), "ingest_split": self.split.cpu(), "floor": self.floor.cpu()}
+
+    def _all_roles(self, n: int) -> None:
+        cfg = self._cfg
+        self._report(f"round {n}/{cfg.rounds}: ingest, all roles: {cfg.concurrency} connections "
+                     f"for {self._window_s:.1f}s ...")
+        with Server(self._env, "all", self._scratch) as server:
+            self.ingest.add(*_measured_loadgen(
+                server.port, self._ingest_source, self._scratch / "ingest.json", concurrency=cfg.concurrency,
+                duration=self._window_s, warmup=cfg.warmup_s, components=server.with_stack(self._stack)))
+            # While requests poured in, the normalizer trickled (requests first, runtime/load.py):
+            # the backlog left, and how long the pipeline took to clear it before the next phase.
+            self._backlogs.append(self.ingest.accepted - asyncio.run(_count_once(self._dsn, self._ingest_source)))
+            self._catchups.append(asyncio.run(_wait(
+                self._dsn, _canonical_at_least(self._ingest_source, self.ingest.accepted), timeout=600,
+                interval=0.1)))
+            if n == cfg.rounds:
+                # End to end (202 -> canonical row) at a fixed offered rate, on an idle pipeline.
+                self._report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
+                self._e2e = _e2e(server.port, cfg, self._dsn, f"bench-e2e-{self._run_id}", self._scratch)
+        self.rss.append(server.rss_peak_mb)
+
+    def _split(self, n: int) -> None:
+        cfg = self._cfg
+        self._report(f"round {n}/{cfg.rounds}: ingest, ingest and publisher roles only ...")
+        env = {**self._env, "TOPIC_RECORD_INGESTED_V1": self._split_topic}
+        with Server(env, "ingest,publisher", self._scratch) as server:
+            self.split.add(*_measured_loadgen(
+                server.port, f"bench-alone-{self._run_id}", self._scratch / "alone.json",
+                concurrency=cfg.concurrency, duration=self._window_s, warmup=cfg.warmup_s,
+                components=server.with_stack(self._stack)))
+            # Its publisher finishes its outbox here: left over, the rows would be published by
+            # the next server, inside its measured window (measured: -25 % ingest).
+            asyncio.run(_wait(self._dsn, _drained(self._split_topic), timeout=600, interval=0.1))
+        self.rss.append(server.rss_peak_mb)
+
+    def _floor(self, n: int) -> None:
+        self._report(f"round {n}/{self._cfg.rounds}: floor, the ingest work without the service ...")
+        self.floor.add_bare(*_bare_load("floor", self._cfg, self._stack, self._run_id, self._scratch, self._dsn,
+                                        self._window_s))
+
+
 def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack: Stack | None = None) -> dict[str, Any]:
     """Every benchmark, one after the other, on ``stack`` (default: the developer stack, started)."""
     if stack is None:
@@ -347,69 +437,11 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     try:
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 1-3. Ingest with all roles, ingest with the HTTP roles alone (split deployment) and the
-        # floor, in alternating rounds: the machine's speed drifts by the minute here (steal,
-        # neighbours), and the ratios compare sides measured in the same minutes.
-        ingest, split, floor = _Side(), _Side(), _Side()
-        window_s = cfg.duration_s / cfg.rounds
-        ingest_source = f"bench-ingest-{run_id}"
-        # The split phase's events go to a topic of their own, which no later phase consumes.
-        split_topic = f"bench{run_id}.split"
-        split_env = {**env, "TOPIC_RECORD_INGESTED_V1": split_topic}
-        ensure_topics(env["KAFKA_BROKERS"], [split_topic], partitions=6)
-        rounds: list[dict[str, float]] = []
-        backlogs: list[int] = []
-        catchups: list[float] = []
-        for n in range(1, cfg.rounds + 1):
-            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-            report(f"round {n}/{cfg.rounds}: ingest, all roles: {cfg.concurrency} connections for {window_s:.1f}s ...")
-            with Server(env, "all", scratch) as server:
-                ingest.add(*_measured_loadgen(
-                    server.port, ingest_source, scratch / "ingest.json", concurrency=cfg.concurrency,
-                    duration=window_s, warmup=cfg.warmup_s, components=server.with_stack(stack)))
-                # While requests poured in, the normalizer trickled (requests first, runtime/load.py):
-                # the backlog left, and how long the pipeline took to clear it before the next phase.
-                backlogs.append(ingest.accepted - asyncio.run(_count_once(dsn, ingest_source)))
-                catchups.append(asyncio.run(
-                    _wait(dsn, _canonical_at_least(ingest_source, ingest.accepted), timeout=600, interval=0.1)))
-                if n == cfg.rounds:
-                    # End to end (202 -> canonical row) at a fixed offered rate, on an idle pipeline.
-                    report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
-                    results.update(_e2e(server.port, cfg, dsn, f"bench-e2e-{run_id}", scratch))
-            rss.append(server.rss_peak_mb)
-
-            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-            report(f"round {n}/{cfg.rounds}: ingest, ingest and publisher roles only ...")
-            with Server(split_env, "ingest,publisher", scratch) as server:
-                split.add(*_measured_loadgen(
-                    server.port, f"bench-alone-{run_id}", scratch / "alone.json", concurrency=cfg.concurrency,
-                    duration=window_s, warmup=cfg.warmup_s, components=server.with_stack(stack)))
-                # Its publisher finishes its outbox here: left over, the rows would be published by
-                # the next round's server, inside its measured window (measured: -25 % ingest).
-                asyncio.run(_wait(dsn, _drained(split_topic), timeout=600, interval=0.1))
-            rss.append(server.rss_peak_mb)
-
-            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-            report(f"round {n}/{cfg.rounds}: floor, the ingest work without the service ...")
-            requests, elapsed, window = _bare_load("floor", cfg, stack, run_id, scratch, dsn, window_s)
-            floor.add_bare(requests, elapsed, window)
-            rounds.append({"ingest_rps": ingest.last_rate, "ingest_split_rps": split.last_rate,
-                           "floor_rps": floor.last_rate, "ingest_ratio": ingest.last_rate / floor.last_rate})
-
-        results["rounds"] = rounds
-        results["ingest_rps"] = ingest.rate
-        results["ingest_p50_ms"] = _pct(ingest.latencies, 50) * 1000
-        results["ingest_p99_ms"] = _pct(ingest.latencies, 99) * 1000
-        results["ingest_statuses"] = dict(ingest.statuses)
-        results["ingest_backlog_at_end"] = max(backlogs)
-        results["ingest_catchup_s"] = max(catchups)
-        results["ingest_split_rps"] = split.rate
-        results["ingest_split_p99_ms"] = _pct(split.latencies, 99) * 1000
-        results["floor_rps"] = floor.rate
-        results["ingest_ratio"] = ingest.rate / floor.rate
-        results["ingest_split_ratio"] = split.rate / floor.rate
-        cpu["ingest"] = ingest.cpu()
-        cpu["ingest_split"] = split.cpu()
-        cpu["floor"] = floor.cpu()
+        # floor, in alternating rounds (and the end-to-end latency, on the last all-roles server).
+        sides = _RatioRounds(cfg, stack, env, dsn, run_id, scratch, report)
+        results.update(sides.run())
+        cpu.update(sides.cpu())
+        rss.extend(sides.rss)
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
