@@ -87,6 +87,12 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from exchange.bench.runner import BenchConfig, run_bench  # noqa: PLC0415
 
@@ -181,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--e2e-duration", type=float, default=20.0)
     bench.add_argument("--drain-rows", type=int, default=50_000)
     bench.add_argument("--normalizer-records", type=int, default=10_000)
-    bench.add_argument("--rounds", type=int, default=3,
+    bench.add_argument("--rounds", type=_at_least_one, default=3,
                        help="ingest, split ingest and floor alternate this many times within --duration")
     bench.set_defaults(func=_cmd_bench)
 
