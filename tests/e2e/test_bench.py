@@ -118,6 +118,12 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
         assert all(rate > 0 for rate in per_round), side
         assert min(per_round) * (1 - 1e-9) <= results[side] <= max(per_round) * (1 + 1e-9), side
     assert results["ingest_backlog_at_end"] >= 0
+    # Where the ingest batches' time went, from the server's own histograms.
+    batches = results["ingest_batches"]
+    assert batches["count"] > 0 and batches["size_mean"] >= 1
+    assert set(batches["phase_ms_mean"]) == {"begin", "lookup", "put", "write", "commit"}
+    assert all(ms > 0 for ms in batches["phase_ms_mean"].values())
+    assert "Ingest batches (all-roles rounds)" in lines[-1]
     assert results["machine"]["cores"] >= 1
     assert lines[-1] == markdown(results)
     assert results["outbox_pending_at_start"] >= 0

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from jose import jwt
+from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.adapters.kafka import AsyncProducer, ensure_topics
 from exchange.adapters.migrations import upgrade_to_head
@@ -239,6 +241,26 @@ def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: 
     return int(result["requests"]), float(result["elapsed_s"]), window
 
 
+_BATCH_PHASES = ("begin", "lookup", "put", "write", "commit")
+
+
+def _ingest_batch_samples(port: int) -> dict[str, float]:
+    """The server's ingest batch histograms, as sums and counts (``size_sum``, ``put_count``...)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # loopback
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            kind = sample.name.rsplit("_", 1)[-1]
+            if kind not in ("sum", "count"):
+                continue
+            if sample.name == f"exchange_ingest_batch_size_{kind}":
+                samples[f"size_{kind}"] = sample.value
+            elif sample.name == f"exchange_ingest_batch_phase_seconds_{kind}":
+                samples[f"{sample.labels['phase']}_{kind}"] = sample.value
+    return samples
+
+
 def _e2e(port: int, cfg: BenchConfig, dsn: str, source: str, scratch: Path) -> dict[str, float]:
     """202 -> canonical row at ``cfg.e2e_rate`` requests/s (open loop): the percentiles."""
     e2e = _loadgen(port, source, scratch / "e2e.json", mode="open", concurrency=64, duration=cfg.e2e_duration_s,
@@ -299,6 +321,7 @@ class _RatioRounds:
         self._backlogs: list[int] = []
         self._catchups: list[float] = []
         self._e2e: dict[str, float] = {}
+        self._batches: Counter[str] = Counter()
 
     def run(self) -> dict[str, Any]:
         rounds = []
@@ -323,7 +346,19 @@ class _RatioRounds:
             "floor_rps": self.floor.rate,
             "ingest_ratio": self.ingest.rate / self.floor.rate,
             "ingest_split_ratio": self.split.rate / self.floor.rate,
+            "ingest_batches": self._batch_summary(),
             **self._e2e,
+        }
+
+    def _batch_summary(self) -> dict[str, Any]:
+        """The all-roles rounds' ingest batches (warm-up included): their mean size, and the mean
+        ms a batch spent in each phase (``exchange_ingest_batch_phase_seconds``)."""
+        b = self._batches
+        return {
+            "count": int(b["size_count"]),
+            "size_mean": b["size_sum"] / b["size_count"] if b["size_count"] else 0.0,
+            "phase_ms_mean": {phase: 1000 * b[f"{phase}_sum"] / b[f"{phase}_count"]
+                              for phase in _BATCH_PHASES if b[f"{phase}_count"]},
         }
 
     def cpu(self) -> dict[str, Any]:
@@ -337,6 +372,7 @@ class _RatioRounds:
             self.ingest.add(*_measured_loadgen(
                 server.port, self._ingest_source, self._scratch / "ingest.json", concurrency=cfg.concurrency,
                 duration=self._window_s, warmup=cfg.warmup_s, components=server.with_stack(self._stack)))
+            self._batches.update(_ingest_batch_samples(server.port))  # a fresh server: this round's
             # While requests poured in, the normalizer trickled (requests first, runtime/load.py):
             # the backlog left, and how long the pipeline took to clear it before the next phase.
             self._backlogs.append(self.ingest.accepted - asyncio.run(_count_once(self._dsn, self._ingest_source)))
@@ -733,7 +769,16 @@ def markdown(results: dict[str, Any]) -> str:
             op, bound = target
             met = f"{op} {bound:,} " + ("✓" if (value >= bound if op == ">=" else value <= bound) else "✗")
         rows.append(f"| {key} | {shown} | {met} |")
-    return "\n".join(rows) + _cpu_table(results.get("cpu", {}))
+    return "\n".join(rows) + _cpu_table(results.get("cpu", {})) + _batch_line(results.get("ingest_batches", {}))
+
+
+def _batch_line(batches: dict[str, Any]) -> str:
+    """Where an ingest batch's time goes (the all-roles rounds, warm-up included)."""
+    if not batches.get("count"):
+        return ""
+    phases = ", ".join(f"{phase} {ms:.1f}" for phase, ms in batches["phase_ms_mean"].items())
+    return (f"\n\nIngest batches (all-roles rounds): {batches['count']:,}, {batches['size_mean']:.1f} requests "
+            f"each on average; mean ms a batch spent in each phase: {phases}.")
 
 
 _CPU_COLUMNS = ("server", "postgres", "s3", "kafka", "load", "other", "total")

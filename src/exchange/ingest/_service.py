@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
+from prometheus_client import Histogram
 
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Connection, Database, advisory_key, unnest_columns
@@ -130,6 +132,22 @@ WHERE idempotency_keys.expires_at <= now()
 
 _json = msgspec.json.Encoder()
 
+_PHASES = ("begin", "lookup", "put", "write", "commit")
+
+
+class _Laps:
+    """Where a batch's time goes: each call observes the time since the previous one (or since
+    the batch began) under its phase, so the phases of a batch add up to its whole."""
+
+    def __init__(self, phases: dict[str, Histogram]) -> None:
+        self._phases = phases
+        self._last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self._phases[phase].observe(now - self._last)
+        self._last = now
+
 
 class IngestService:
     def __init__(
@@ -152,6 +170,7 @@ class IngestService:
         """The v2 ``schema_hint`` values this deployment accepts."""
         self._topics = {1: topic_v1, 2: topic_v2}
         self._retention_hours = retention_hours
+        self._phases = {phase: metrics.ingest_batch_phase.labels(phase) for phase in _PHASES}
         self._batches: Batcher[_Request, _Answer] = Batcher(
             self._accept_batch,
             # One key twice in a batch would be two writers in one transaction: the repeat
@@ -172,9 +191,12 @@ class IngestService:
     async def _accept_batch(self, requests: Sequence[_Request]) -> list[_Answer]:
         # Four round-trips per batch: BEGIN with the locks, the lookup, the rows, COMMIT.
         self._metrics.ingest_batch_size.observe(len(requests))
+        lap = _Laps(self._phases)
         locks = [advisory_key(r.command.client_id, r.command.idempotency_key) for r in requests]
         async with self._db.transaction(advisory_locks=locks) as conn:
+            lap("begin")
             answers = await self._stored_answers(conn, requests)
+            lap("lookup")
             fresh = [i for i, answer in enumerate(answers) if answer is None]
             record_ids = [str(uuid7()) for _ in fresh]
             keys = [f"{requests[i].command.source}/{rid}.json" for i, rid in zip(fresh, record_ids, strict=True)]
@@ -182,6 +204,7 @@ class IngestService:
                 *(self._store.put(key, requests[i].command.body) for i, key in zip(fresh, keys, strict=True)),
                 return_exceptions=True,
             )
+            lap("put")
             rows: list[_Row] = []
             for i, record_id, key, put in zip(fresh, record_ids, keys, puts, strict=True):
                 if isinstance(put, ObjectStoreUnavailable):
@@ -196,6 +219,8 @@ class IngestService:
                     answers[i] = IngestOutcome(response=response, replayed=False)
             if rows:
                 await conn.execute(_RECORD, *unnest_columns(rows), self._store.bucket, self._retention_hours)
+            lap("write")
+        lap("commit")
         # Every request has its answer now (a replay, a conflict, a failed PUT or a new record).
         return [answer for answer in answers if answer is not None]
 

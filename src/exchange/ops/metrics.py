@@ -38,6 +38,12 @@ class Metrics:
             "exchange_ingest_batch_size", "Ingest requests sharing one transaction (group commit).",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
         )
+        self.ingest_batch_phase = Histogram(
+            "exchange_ingest_batch_phase_seconds",
+            "Time an ingest batch spends in each phase: begin (a connection, BEGIN and the advisory "
+            "locks), lookup, put (the S3 PUTs), write (the rows), commit.",
+            ["phase"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r,
+        )
         self.outbox_published = Counter(
             "exchange_outbox_published_total", "Outbox events confirmed by Kafka.", ["topic"], registry=r
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Literal
@@ -117,6 +118,30 @@ async def test_concurrent_requests_share_transactions_and_each_gets_its_own_comp
         assert row["rid"] == rid
         assert row["event_version"] == row["ev"] == str(command.version)
         assert row["topic"] == (TOPIC_V1 if command.version == 1 else TOPIC_V2)
+
+
+async def test_each_batch_reports_where_its_time_went_phase_by_phase(
+    db: Database, store: ObjectStore, unique: str
+) -> None:
+    source = f"gc-phases-{unique}"
+    metrics = Metrics()
+    service = _service(db, store, metrics)
+    began = time.perf_counter()
+
+    await asyncio.gather(*(service.accept(_command(source, new_key("ph"), n=n)) for n in range(12)))
+
+    wall = time.perf_counter() - began
+    batches, _ = _batch_sizes(metrics)
+
+    def phase(name: str, sample: str) -> float:
+        return metrics.registry.get_sample_value(f"exchange_ingest_batch_phase_seconds_{sample}",
+                                                 {"phase": name}) or 0.0
+
+    names = ("begin", "lookup", "put", "write", "commit")
+    assert [phase(name, "count") for name in names] == [batches] * 5  # every batch, every phase
+    assert all(phase(name, "sum") > 0 for name in names)
+    # The laps follow each other: each batch's phases add up to no more than the batches took.
+    assert sum(phase(name, "sum") for name in names) <= wall * batches
 
 
 async def test_a_batch_answers_replays_conflicts_repeats_and_new_records_as_if_each_were_alone(
