@@ -427,7 +427,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     upgrade_to_head(env["DATABASE_URL"])
     # A bucket of its own too, dropped after it: each run wrote ~75,000 raw objects into the
     # stack's bucket (3 GB of SeaweedFS data in a day of runs). Buckets of runs killed before
-    # their cleanup go now -- not one whose database is still in use (a run going on).
+    # their cleanup go now -- not one whose database is still in use (a run going on). In the
+    # shared-database fallback no run has a database to tell it is alive: two runs at once on
+    # such a stack would take each other's bucket (one run at a time there).
     _drop_stale_buckets(stack, env, live_runs={name.removeprefix(BENCH_DATABASE_PREFIX) for name in live})
     ensure_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
     env = {**env, "S3_BUCKET": _bucket(run_id)}
