@@ -241,9 +241,6 @@ def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: 
     return int(result["requests"]), float(result["elapsed_s"]), window
 
 
-_BATCH_PHASES = ("begin", "lookup", "put", "write", "commit")
-
-
 def _ingest_batch_samples(port: int) -> dict[str, float]:
     """The server's ingest batch histograms, as sums and counts (``size_sum``, ``put_count``...)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:  # loopback
@@ -354,11 +351,13 @@ class _RatioRounds:
         """The all-roles rounds' ingest batches (warm-up included): their mean size, and the mean
         ms a batch spent in each phase (``exchange_ingest_batch_phase_seconds``)."""
         b = self._batches
+        # The phases as the server names them, in its order (the metric's label values).
+        phases = [key.removesuffix("_count") for key in b if key.endswith("_count") and key != "size_count"]
         return {
             "count": int(b["size_count"]),
             "size_mean": b["size_sum"] / b["size_count"] if b["size_count"] else 0.0,
             "phase_ms_mean": {phase: 1000 * b[f"{phase}_sum"] / b[f"{phase}_count"]
-                              for phase in _BATCH_PHASES if b[f"{phase}_count"]},
+                              for phase in phases if b[f"{phase}_count"]},
         }
 
     def cpu(self) -> dict[str, Any]:
@@ -484,10 +483,11 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
         report("core: the service's ingest work without HTTP ...")
-        requests, elapsed, window = _bare_load("core", cfg, stack, run_id, scratch, dsn, cfg.duration_s)
-        results["core_rps"] = requests / elapsed
-        results["core_ratio"] = results["core_rps"] / results["floor_rps"]
-        cpu["core"] = cpu_breakdown(*window, results["core_rps"])
+        core = _Side()
+        core.add_bare(*_bare_load("core", cfg, stack, run_id, scratch, dsn, cfg.duration_s))
+        results["core_rps"] = core.rate
+        results["core_ratio"] = core.rate / results["floor_rps"]
+        cpu["core"] = core.cpu()
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 5. Publisher drain of a pre-built backlog.

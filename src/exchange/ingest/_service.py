@@ -24,10 +24,9 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-from prometheus_client import Histogram
 
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Connection, Database, advisory_key, unnest_columns
@@ -43,6 +42,9 @@ from exchange.events import (
 )
 from exchange.ops.metrics import Metrics
 from exchange.runtime.batcher import Batcher
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
 
 __all__ = ("IngestCommand", "IngestOutcome", "IngestService")
 
