@@ -144,6 +144,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
                 metrics,
                 batch_size=settings.pipeline.outbox_batch_size,
                 retention_hours=settings.pipeline.outbox_retention_hours,
+                # Under a burst of requests it claims in wider steps: bigger batches, fewer round trips.
+                request_load=request_load,
             )
         )
 

@@ -5,6 +5,14 @@ open until Kafka has confirmed (or failed) every message, so two publishers neve
 send the same row concurrently, and ``published_at`` is set only for confirmed rows.
 If the process dies mid-batch the transaction rolls back and the rows are sent again
 later: consumers tolerate duplicates (the normalizer's insert is idempotent).
+
+Requests first (runtime/load.py): while the process it shares is busy serving requests,
+the publisher claims every ``busy_poll_s`` (0.25 s) instead of every ``idle_poll_s``
+(0.05 s) when it is caught up. A claim's cost is mostly fixed (a transaction, two
+statements, a produce request the broker acknowledges): measured here at ~450 events/s,
+batches of 100 cost the broker 0.06-0.08 ms of CPU an event and the producer 0.03, batches
+of 20 cost 0.20-0.22 and 0.08-0.09. At rest nothing changes: a record is published within
+~50 ms, so the end-to-end latency at a moderate rate stays as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from exchange.adapters.kafka import AsyncProducer, DeliveryFailed, OutgoingMessa
 from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
 from exchange.ops.metrics import Metrics
-from exchange.runtime import sleep_unless_stopped
+from exchange.runtime import RequestLoad, sleep_unless_stopped
+from exchange.runtime.load import WAVE_EVERY_S
 
 __all__ = ("OutboxPublisher", "outbox_stats")
 
@@ -89,6 +98,8 @@ class OutboxPublisher:
         purge_every_s: float = 60.0,
         row_backoff_cap_s: float = 60.0,
         topics_ttl_s: float = 5.0,
+        request_load: RequestLoad | None = None,
+        busy_poll_s: float = WAVE_EVERY_S,
     ) -> None:
         self._db = db
         self._producer_factory = producer_factory
@@ -103,6 +114,8 @@ class OutboxPublisher:
         self._topics_ttl = topics_ttl_s
         self._known_topics: set[str] = set()
         self._topics_at = float("-inf")
+        self._load = request_load
+        self._busy_poll = busy_poll_s
 
     async def run(self, stop: asyncio.Event) -> None:
         # The producer is ours: a crash (e.g. a fatal idempotence error) gets a fresh one.
@@ -138,9 +151,15 @@ class OutboxPublisher:
                     with contextlib.suppress(DatabaseUnavailable):
                         await self.purge_published()
                 if sent < self._batch:
-                    await sleep_unless_stopped(stop, self._idle)
+                    await sleep_unless_stopped(stop, self._poll_interval())
         finally:
             await producer.close(timeout=3.0)
+
+    def _poll_interval(self) -> float:
+        """How long to wait after a claim that found less than a batch (caught up)."""
+        if self._load is not None and self._load.busy:
+            return self._busy_poll
+        return self._idle
 
     async def publish_batch(self, producer: AsyncProducer) -> tuple[int, int]:
         """Claim, send and mark one batch; returns (published, failed other than a missing topic)."""

@@ -1,0 +1,85 @@
+"""Requests first: while requests are busy, the publisher claims in wider steps (bigger batches)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from exchange.adapters.kafka import AsyncProducer, ensure_topics
+from exchange.adapters.postgres import Database
+from exchange.ops.metrics import Metrics
+from exchange.outbox import OutboxPublisher
+from exchange.runtime import RequestLoad
+from tests.support.app import make_settings
+from tests.support.db import fetch, fetchval
+
+
+class _CountingPublisher(OutboxPublisher):
+    """The real publisher; it also keeps the size of every batch that sent something."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.batches: list[int] = []
+
+    async def publish_batch(self, producer: AsyncProducer) -> tuple[int, int]:
+        sent, failed = await super().publish_batch(producer)
+        if sent:
+            self.batches.append(sent)
+        return sent, failed
+
+
+async def _trickle(dsn: str, topic: str, label: str, *, rows: int, every_s: float) -> None:
+    """Rows arrive as ingest writes them: a few at a time, steadily."""
+    for n in range(0, rows, 5):
+        await fetch(dsn, "INSERT INTO outbox_events (topic, key, payload) "
+                         "SELECT $1, $2 || '-' || g, '{}'::jsonb FROM generate_series($3::int, $3::int + 4) g",
+                    topic, label, n)
+        await asyncio.sleep(every_s)
+
+
+async def _published(dsn: str, topic: str, label: str, rows: int) -> None:
+    for _ in range(400):
+        done = await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE topic=$1 AND key LIKE $2 "
+                                   "AND published_at IS NOT NULL", topic, f"{label}-%")
+        if done == rows:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{label}: {done} of {rows} rows published")
+
+
+async def test_busy_requests_widen_the_claims_and_every_row_is_published_once(
+    stack_env: dict[str, str], unique: str
+) -> None:
+    settings = make_settings(stack_env)
+    dsn = stack_env["DATABASE_URL"]
+    topic = f"pacing-{unique}"
+    ensure_topics(settings.kafka.brokers, [topic], partitions=1)
+    load = RequestLoad(busy_at=1, wave_every_s=0.1)
+    db = Database(settings.database)
+    await db.start()
+    publisher = _CountingPublisher(db, lambda: AsyncProducer(settings.kafka.brokers), Metrics(), batch_size=500,
+                                   retention_hours=24, idle_poll_s=0.05, busy_poll_s=0.5, request_load=load)
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    try:
+        load.enter()  # a request in flight: busy
+        await _trickle(dsn, topic, "busy", rows=200, every_s=0.05)
+        await _published(dsn, topic, "busy", 200)
+        busy = list(publisher.batches)
+        load.leave()
+        await asyncio.sleep(0.2)  # the burst is over (RequestLoad keeps "busy" a moment after)
+        publisher.batches.clear()
+        await _trickle(dsn, topic, "idle", rows=200, every_s=0.05)
+        await _published(dsn, topic, "idle", 200)
+        idle = list(publisher.batches)
+    finally:
+        stop.set()
+        await task
+        await db.close()
+    # ~2 s of rows: busy, a claim every 0.5 s; at rest, one about every 0.05 s.
+    assert sum(busy) == 200 and sum(idle) == 200
+    assert len(busy) <= 7, busy
+    assert len(idle) >= 2 * len(busy), (busy, idle)
+    assert max(busy) >= 40, busy
+    # Each row was sent once: one attempt recorded each.
+    assert await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE topic=$1 AND attempts = 1", topic) == 400
+    await fetch(dsn, "DELETE FROM outbox_events WHERE topic=$1", topic)
