@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from exchange.adapters.kafka import AsyncProducer, ensure_topics
 from exchange.adapters.postgres import Database
@@ -16,8 +17,8 @@ from tests.support.db import fetch, fetchval
 class _CountingPublisher(OutboxPublisher):
     """The real publisher; it also keeps the size of every batch that sent something."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.batches: list[int] = []
 
     async def publish_batch(self, producer: AsyncProducer) -> tuple[int, int]:
