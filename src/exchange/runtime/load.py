@@ -6,9 +6,14 @@ A request has a partner waiting on it; a record in Kafka does not. So while at l
 ``busy_at`` requests are in flight, background work is admitted in *waves*: at most
 ``WAVE_SIZE`` units at once, the next wave only when the last one is done and
 ``WAVE_EVERY_S`` after it began. The normalizer keeps moving (up to 64 records/s) and
-never stops, and it takes its full concurrency back when the burst is over (at the next
-wave's time, at most ``WAVE_EVERY_S`` later). The outbox publisher claims at the same
-period while the burst lasts (outbox/_publisher.py).
+never stops, and it takes its full concurrency back when the burst is over: ``BUSY_HOLD_S``
+after the count last fell below ``busy_at`` (a closed loop's count dips between requests,
+and a dip is not the end of a burst), whatever is waiting for a wave goes at once. The
+outbox publisher claims once a wave period while the burst lasts (outbox/_publisher.py).
+
+The hold is shorter than the wave period on purpose: at a moderate rate a stall of the
+server (a slow commit, say) can push the count over ``busy_at`` for a moment, and the
+records caught in that moment should wait ~0.25 s, not a whole wave period.
 
 Why waves and not a steady trickle of two records at a time: one record alone pays every
 fixed cost itself (its own ledger and canonical statements, commits, wake-ups), measured at
@@ -36,18 +41,28 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-__all__ = ("WAVE_EVERY_S", "WAVE_SIZE", "RequestLoad")
+__all__ = ("BUSY_HOLD_S", "WAVE_EVERY_S", "WAVE_SIZE", "RequestLoad")
 
 WAVE_SIZE = 64
 WAVE_EVERY_S = 1.0
+BUSY_HOLD_S = 0.25
 
 
 class RequestLoad:
-    def __init__(self, busy_at: int, *, wave_size: int = WAVE_SIZE, wave_every_s: float = WAVE_EVERY_S) -> None:
+    def __init__(
+        self,
+        busy_at: int,
+        *,
+        wave_size: int = WAVE_SIZE,
+        wave_every_s: float = WAVE_EVERY_S,
+        busy_hold_s: float = BUSY_HOLD_S,
+    ) -> None:
         """``busy_at``: requests in flight from which background work narrows; 0 never narrows."""
         self._busy_at = busy_at
         self._wave_size = wave_size
         self._wave_every = wave_every_s
+        self._hold = busy_hold_s
+        self._calm_check: asyncio.TimerHandle | None = None
         self.in_flight = 0
         # Background units waiting for a wave. Each future's result says whether a wave
         # admitted it (True) or the burst ended (False: it then counts in no wave).
@@ -62,7 +77,8 @@ class RequestLoad:
 
     def leave(self) -> None:
         if self.in_flight == self._busy_at:  # busy until now: it stays so for a moment
-            self._busy_until = time.monotonic() + self._wave_every
+            self._busy_until = time.monotonic() + self._hold
+            self._watch_for_calm(self._hold)
         self.in_flight -= 1
 
     @property
@@ -118,6 +134,30 @@ class RequestLoad:
                 future.set_result(True)
                 self._wave_running += 1
         self._schedule()
+
+    def _watch_for_calm(self, delay: float) -> None:
+        """Check again once the hold is over: if the burst has ended, the waiting units go then
+        rather than at the next wave's time. One timer at a time, however often the count dips."""
+        if self._calm_check is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop, so no one can be waiting
+            return
+        self._calm_check = loop.call_later(delay, self._check_calm)
+
+    def _check_calm(self) -> None:
+        self._calm_check = None
+        if self.in_flight >= self._busy_at:
+            return  # still busy: the next time the count falls below, it is watched again
+        remaining = self._busy_until - time.monotonic()
+        if remaining > 0:  # the count dipped again meanwhile: wait out the newer hold
+            self._watch_for_calm(remaining)
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._release_all()
 
     def _release_all(self) -> None:
         while self._waiting:

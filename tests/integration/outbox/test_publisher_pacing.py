@@ -54,7 +54,7 @@ async def test_busy_requests_widen_the_claims_and_every_row_is_published_once(
     dsn = stack_env["DATABASE_URL"]
     topic = f"pacing-{unique}"
     ensure_topics(settings.kafka.brokers, [topic], partitions=1)
-    load = RequestLoad(busy_at=1, wave_every_s=0.1)
+    load = RequestLoad(busy_at=1, busy_hold_s=0.1)
     db = Database(settings.database)
     await db.start()
     publisher = _CountingPublisher(db, lambda: AsyncProducer(settings.kafka.brokers), Metrics(), batch_size=500,

@@ -12,7 +12,7 @@ import itertools
 import uuid
 from typing import Any
 
-from exchange.runtime.load import WAVE_EVERY_S, WAVE_SIZE
+from exchange.runtime.load import BUSY_HOLD_S, WAVE_EVERY_S, WAVE_SIZE
 from tests.integration.ingest._support import v1_body
 from tests.support.app import DEV, make_settings, running_app
 from tests.support.db import eventually, fetch, fetchval
@@ -86,7 +86,7 @@ async def test_the_normalizer_goes_in_waves_while_requests_are_in_flight_and_not
         r = await client.post("/v1/ingest", content=b"{", headers={**DEV, "Idempotency-Key": f"{unique}-bad"})
         assert r.status_code == 400
         assert load.in_flight == 0
-        await asyncio.sleep(WAVE_EVERY_S)  # the burst is over once it has been quiet that long
+        await asyncio.sleep(BUSY_HOLD_S * 1.5)  # the burst is over once it has been quiet that long
         assert not load.busy
         await _ingest(client, idle, 40, unique)  # 40 at once stay below the threshold
         after = await _attempts(dsn, idle, 40)

@@ -70,7 +70,7 @@ async def test_a_wave_waits_for_the_previous_one_to_finish() -> None:
 
 
 async def test_the_burst_ending_gives_the_concurrency_back() -> None:
-    load = RequestLoad(busy_at=2, wave_size=2, wave_every_s=0.05)
+    load = RequestLoad(busy_at=2, wave_size=2, wave_every_s=0.05, busy_hold_s=0.05)
     load.enter()
     load.enter()
     peak, _ = await _run(load, 6)
@@ -84,16 +84,45 @@ async def test_the_burst_ending_gives_the_concurrency_back() -> None:
 
 
 async def test_units_waiting_when_the_burst_ends_go_at_once_not_wave_by_wave() -> None:
-    load = RequestLoad(busy_at=1, wave_size=2, wave_every_s=0.05)
+    load = RequestLoad(busy_at=1, wave_size=2, wave_every_s=0.05, busy_hold_s=0.05)
     load.enter()
     task = asyncio.ensure_future(_run(load, 12))
     await asyncio.sleep(0.01)  # the first wave is running, ten units wait
-    load.leave()  # the burst ends; the process counts as busy one period longer
+    load.leave()  # the burst ends; the process counts as busy a moment longer
     peak, starts = await task
     *waves, rest = _waves(starts, gap=0.02)
     assert waves and all(size == 2 for size in waves)  # e.g. [2, 2] then the rest together
     assert rest == 12 - sum(waves) > 2
     assert peak == rest
+
+
+async def test_the_waiting_units_go_when_the_hold_is_over_not_at_the_next_wave() -> None:
+    # A moment over the threshold (a stall at a moderate rate) costs the hold, not a wave period.
+    load = RequestLoad(busy_at=1, wave_size=1, wave_every_s=5.0, busy_hold_s=0.05)
+    load.enter()
+    task = asyncio.ensure_future(_run(load, 4))
+    await asyncio.sleep(0.01)  # one unit in the first wave, three wait for the next (5 s away)
+    started = time.monotonic()
+    load.leave()
+    peak, starts = await asyncio.wait_for(task, timeout=2)
+    assert 0.04 <= starts[-1] - started < 1.0
+    assert peak == 3
+
+
+async def test_a_dip_within_the_hold_keeps_the_burst_going() -> None:
+    load = RequestLoad(busy_at=1, wave_size=1, wave_every_s=5.0, busy_hold_s=0.1)
+    load.enter()
+    task = asyncio.ensure_future(_run(load, 3))
+    await asyncio.sleep(0.01)
+    load.leave()  # a dip ...
+    await asyncio.sleep(0.05)
+    load.enter()  # ... and requests again, within the hold: still one burst
+    await asyncio.sleep(0.2)
+    assert load.busy
+    assert not task.done()  # the waiting units still wait for their wave
+    load.leave()
+    peak, _ = await asyncio.wait_for(task, timeout=2)  # released a hold after the last dip
+    assert peak == 2
 
 
 async def test_a_cancelled_waiter_does_not_stall_the_waves() -> None:
