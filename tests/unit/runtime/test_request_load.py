@@ -110,14 +110,14 @@ async def test_the_waiting_units_go_when_the_hold_is_over_not_at_the_next_wave()
 
 
 async def test_a_dip_within_the_hold_keeps_the_burst_going() -> None:
-    load = RequestLoad(busy_at=1, wave_size=1, wave_every_s=5.0, busy_hold_s=0.1)
+    load = RequestLoad(busy_at=1, wave_size=1, wave_every_s=5.0, busy_hold_s=0.3)
     load.enter()
     task = asyncio.ensure_future(_run(load, 3))
     await asyncio.sleep(0.01)
     load.leave()  # a dip ...
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.02)
     load.enter()  # ... and requests again, within the hold: still one burst
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)  # past the hold the dip started
     assert load.busy
     assert not task.done()  # the waiting units still wait for their wave
     load.leave()
