@@ -9,7 +9,8 @@ A request has a partner waiting on it; a record in Kafka does not. So while at l
 never stops, and it takes its full concurrency back when the burst is over: ``BUSY_HOLD_S``
 after the count last fell below ``busy_at`` (a closed loop's count dips between requests,
 and a dip is not the end of a burst), whatever is waiting for a wave goes at once. The
-outbox publisher claims once a wave period while the burst lasts (outbox/_publisher.py).
+outbox publisher, caught up, waits for the next wave before its next claim
+(``next_turn``; outbox/_publisher.py).
 
 The hold is shorter than the wave period on purpose: at a moderate rate a stall of the
 server (a slow commit, say) can push the count over ``busy_at`` for a moment, and the
@@ -57,7 +58,8 @@ class RequestLoad:
         wave_every_s: float = WAVE_EVERY_S,
         busy_hold_s: float = BUSY_HOLD_S,
     ) -> None:
-        """``busy_at``: requests in flight from which background work narrows; 0 never narrows."""
+        """``busy_at``: requests in flight from which background work narrows; 0 never narrows.
+        ``busy_hold_s``: how long the count must stay below it before the burst is over."""
         self._busy_at = busy_at
         self._wave_size = wave_size
         self._wave_every = wave_every_s
@@ -88,6 +90,13 @@ class RequestLoad:
         if self._busy_at <= 0:
             return False
         return self.in_flight >= self._busy_at or time.monotonic() < self._busy_until
+
+    async def next_turn(self) -> None:
+        """Wait for background work's turn, and take it at once: immediately when the process is
+        not busy, else the next wave (or the end of the burst). For work that only needs its
+        pace set, not its concurrency: the outbox publisher's next claim."""
+        async with self.background_slot():
+            pass
 
     @contextlib.asynccontextmanager
     async def background_slot(self) -> AsyncIterator[None]:

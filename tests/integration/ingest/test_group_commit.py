@@ -61,16 +61,6 @@ class _FailingFor:
 
 
 @pytest.fixture
-async def db(app_settings: Settings) -> AsyncIterator[Database]:
-    database = Database(app_settings.database)
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def store(app_settings: Settings) -> AsyncIterator[ObjectStore]:
     s = make_object_store(app_settings.object_store)
     try:

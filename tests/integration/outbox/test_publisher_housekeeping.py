@@ -6,29 +6,24 @@ from exchange.adapters.kafka import AsyncProducer
 from exchange.adapters.postgres import Database
 from exchange.ops.metrics import Metrics
 from exchange.outbox import OutboxPublisher, outbox_stats
+from exchange.settings import Settings
 from tests.support.app import DEV, make_settings, running_app
 from tests.support.db import fetch, fetchval
 
 
 async def test_published_rows_past_retention_are_deleted_and_pending_rows_never(
-    stack_env: dict[str, str], unique: str
+    stack_env: dict[str, str], app_settings: Settings, db: Database, unique: str
 ) -> None:
-    settings = make_settings(stack_env)
     dsn = stack_env["DATABASE_URL"]
     topic = f"retention-{unique}"
     await fetch(dsn, "INSERT INTO outbox_events (topic, key, payload, published_at) VALUES "
                      "($1, 'old', '{}'::jsonb, now() - interval '48 hours'), "
                      "($1, 'fresh', '{}'::jsonb, now() - interval '1 hour'), "
                      "($1, 'pending', '{}'::jsonb, NULL)", topic)
-    db = Database(settings.database)
-    await db.start()
-    try:
-        publisher = OutboxPublisher(db, lambda: AsyncProducer(settings.kafka.brokers), Metrics(),
-                                    batch_size=10, retention_hours=24)
-        assert await publisher.purge_published() >= 1
-        stats = await outbox_stats(db)
-    finally:
-        await db.close()
+    publisher = OutboxPublisher(db, lambda: AsyncProducer(app_settings.kafka.brokers), Metrics(),
+                                batch_size=10, retention_hours=24)
+    assert await publisher.purge_published() >= 1
+    stats = await outbox_stats(db)
     keys = {r["key"] for r in await fetch(dsn, "SELECT key FROM outbox_events WHERE topic=$1", topic)}
     assert keys == {"fresh", "pending"}
     assert stats["backlog"] >= 1

@@ -11,7 +11,7 @@ from exchange.adapters.postgres import Database
 from exchange.ops.metrics import Metrics
 from exchange.outbox import OutboxPublisher
 from exchange.runtime import RequestLoad
-from tests.support.app import make_settings
+from exchange.settings import Settings
 from tests.support.db import fetch, fetchval
 
 
@@ -53,17 +53,15 @@ async def _published(dsn: str, topic: str, label: str, rows: int) -> None:
 
 
 async def test_busy_requests_widen_the_claims_and_every_row_is_published_once(
-    stack_env: dict[str, str], unique: str
+    stack_env: dict[str, str], app_settings: Settings, db: Database, unique: str
 ) -> None:
-    settings = make_settings(stack_env)
     dsn = stack_env["DATABASE_URL"]
     topic = f"pacing-{unique}"
-    ensure_topics(settings.kafka.brokers, [topic], partitions=1)
-    load = RequestLoad(busy_at=1, busy_hold_s=0.1)
-    db = Database(settings.database)
-    await db.start()
-    publisher = _CountingPublisher(db, lambda: AsyncProducer(settings.kafka.brokers), Metrics(), batch_size=500,
-                                   retention_hours=24, idle_poll_s=0.05, busy_poll_s=0.5, request_load=load)
+    brokers = app_settings.kafka.brokers
+    ensure_topics(brokers, [topic], partitions=1)
+    load = RequestLoad(busy_at=1, wave_every_s=0.5, busy_hold_s=0.1)
+    publisher = _CountingPublisher(db, lambda: AsyncProducer(brokers), Metrics(), batch_size=500,
+                                   retention_hours=24, idle_poll_s=0.05, request_load=load)
     stop = asyncio.Event()
     task = asyncio.create_task(publisher.run(stop))
     try:
@@ -80,8 +78,7 @@ async def test_busy_requests_widen_the_claims_and_every_row_is_published_once(
     finally:
         stop.set()
         await task
-        await db.close()
-    # ~2 s of rows (more on a loaded machine): busy, a claim every 0.5 s; at rest, about one
+    # ~2 s of rows (more on a loaded machine): busy, a claim a wave (0.5 s); at rest, about one
     # per insert (every ~0.05 s).
     assert sum(busy) == 200 and sum(idle) == 200
     assert len(busy) <= busy_s / 0.5 + 2, (busy_s, busy)

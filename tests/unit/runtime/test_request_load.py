@@ -159,3 +159,21 @@ async def test_zero_never_narrows() -> None:
 
 def test_the_defaults_bound_the_busy_rate() -> None:
     assert WAVE_SIZE / WAVE_EVERY_S == 64  # records/s at most while requests pour in (README)
+
+
+async def test_next_turn_is_immediate_at_rest_and_a_wave_apart_under_load() -> None:
+    load = RequestLoad(busy_at=1, wave_every_s=0.2, busy_hold_s=0.05)
+    started = time.monotonic()
+    await load.next_turn()  # at rest: no wait
+    assert time.monotonic() - started < 0.05
+    load.enter()
+    await load.next_turn()  # the first wave of the burst goes at once ...
+    started = time.monotonic()
+    await load.next_turn()  # ... the next turn is a wave period later
+    assert time.monotonic() - started >= 0.2 * 0.9
+    waiting = asyncio.ensure_future(load.next_turn())
+    await asyncio.sleep(0.01)
+    load.leave()  # the burst ends: the turn comes with the end of the hold, not the next wave
+    started = time.monotonic()
+    await asyncio.wait_for(waiting, timeout=2)
+    assert time.monotonic() - started < 0.15
