@@ -15,24 +15,20 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from exchange.admin import AdminService, admin_routes
 from exchange.bootstrap import Runtime, build_runtime
-from exchange.ingest import IngestService, ingest_routes
+from exchange.ingest import ingest_descriptions, ingest_routes
 from exchange.ops.health import health_routes
 from exchange.query import query_routes
 from exchange.roles import Role
 from exchange.settings import Settings
 from exchange.tokenize import tokenize_routes
 from exchange.web import RequestContextMiddleware, exception_handlers
+from exchange.web.openapi import describe
 
 __all__ = ("SHUTDOWN_DRAIN_S", "create_app")
 
 # SIGTERM budget (10 s): the server stops accepting and finishes requests first, then
 # background tasks get this long to drain before they are cancelled.
 SHUTDOWN_DRAIN_S = 5.0
-
-
-def _provide_ingest_service(state: State) -> IngestService:
-    service: IngestService = state.runtime.ingest_service
-    return service
 
 
 def _provide_admin_service(state: State) -> AdminService:
@@ -53,7 +49,9 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
 
     handlers: list[Any] = list(health_routes)
     if Role.INGEST in roles:
-        handlers.extend(ingest_routes)
+        assert rt.ingest_service is not None  # build_runtime makes one for the ingest role
+        handlers.extend(ingest_routes(rt.ingest_service, rt.token_verifier,
+                                      max_body_bytes=settings.http.max_body_bytes))
     if Role.TOKENIZER in roles:
         handlers.extend(tokenize_routes)
     if Role.ADMIN in roles:
@@ -72,14 +70,13 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
             "metrics_hooks": rt.metrics_hooks,
         }
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         state=state,
         lifespan=[lifespan],
         middleware=[DefineMiddleware(RequestContextMiddleware, metrics=rt.metrics, load=rt.request_load)],
         exception_handlers=exception_handlers,
         dependencies={
-            "ingest_service": Provide(_provide_ingest_service, sync_to_thread=False),
             "admin_service": Provide(_provide_admin_service, sync_to_thread=False),
         },
         request_max_body_size=settings.http.max_body_bytes,
@@ -93,3 +90,5 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         logging_config=None,
         debug=False,
     )
+    describe(app, ingest_descriptions if Role.INGEST in roles else ())
+    return app

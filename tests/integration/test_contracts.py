@@ -254,6 +254,10 @@ def written() -> Doc:
 def test_the_served_openapi_has_the_contract_paths_and_headers(served: Doc, written: Doc, path: str) -> None:
     assert "post" in served.doc["paths"][path]
     assert "post" in written.doc["paths"][path]
+    # Served as ASGI handlers, described by declarations (ingest/_openapi.py): the description
+    # must carry the bearer security and only the method the route serves.
+    assert served.operation(path).get("security") == [{"bearerAuth": []}]
+    assert set(served.doc["paths"][path]) - {"parameters", "summary", "description"} == {"post"}
     app_headers, contract_headers = served.headers(path), written.headers(path)
     assert set(contract_headers) == {"Idempotency-Key", "X-Correlation-Id"}
     assert set(contract_headers) <= set(app_headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from exchange.ingest._janitor import IdempotencyJanitor
 from exchange.ingest._manifest import ManifestEntry, manifest_for_source, record_orphan
+from exchange.ingest._openapi import ingest_descriptions
 from exchange.ingest._routes import ingest_routes
 from exchange.ingest._service import IngestCommand, IngestOutcome, IngestService, purge_expired_keys
 
@@ -13,6 +14,7 @@ __all__ = (
     "IngestOutcome",
     "IngestService",
     "ManifestEntry",
+    "ingest_descriptions",
     "ingest_routes",
     "manifest_for_source",
     "record_orphan",

@@ -1,11 +1,12 @@
-"""Request bodies of POST /v1/ingest and /v2/ingest, and their validation.
+"""Request bodies and headers of POST /v1/ingest and /v2/ingest, and their validation.
 
-Validation errors name the field path and the rule, never the offending value.
+Validation errors name the field path (or the header) and the rule, never the offending value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 import msgspec
@@ -16,13 +17,24 @@ from exchange.settings import IngestSettings
 from exchange.web.validation import field_and_rule
 
 __all__ = (
+    "KEY_MAX_LENGTH",
+    "KEY_MIN_LENGTH",
+    "KEY_PATTERN",
     "IngestAccepted",
     "PartnerRecordV1",
     "PartnerRecordV2",
     "RecordKind",
     "decode_v1",
     "decode_v2",
+    "idempotency_key",
 )
+
+# The Idempotency-Key rules: checked by ``idempotency_key`` and documented in the OpenAPI
+# header parameter (ingest/_openapi.py) from these same constants.
+KEY_MIN_LENGTH = 8
+KEY_MAX_LENGTH = 255
+KEY_PATTERN = r"^[\x21-\x7E]+$"  # visible ASCII: no spaces, no control or non-ASCII bytes
+_KEY = re.compile(KEY_PATTERN)
 
 Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN, description="object-key-safe source name")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -71,6 +83,23 @@ class IngestAccepted(msgspec.Struct):
 
 _v1 = msgspec.json.Decoder(PartnerRecordV1)
 _v2 = msgspec.json.Decoder(PartnerRecordV2)
+
+
+def idempotency_key(value: str | None) -> str:
+    """The request's Idempotency-Key (the header's latin-1 text), or a 400 naming the rule."""
+    if value is None:
+        rule = "required header is missing"
+    elif len(value) < KEY_MIN_LENGTH:
+        rule = f"must be at least {KEY_MIN_LENGTH} characters"
+    elif len(value) > KEY_MAX_LENGTH:
+        rule = f"must be at most {KEY_MAX_LENGTH} characters"
+    elif not _KEY.fullmatch(value):
+        rule = "does not match the required pattern"
+    else:
+        return value
+    raise ValidationFailed(f"Idempotency-Key: {rule}", field="Idempotency-Key")
+
+
 def _blank_names(pairs: tuple[tuple[str, str], ...]) -> None:
     for field, value in pairs:
         if not value.strip():

@@ -21,16 +21,23 @@ from litestar.connection import ASGIConnection
 
 from exchange.adapters.jwt import Principal, TokenVerifier
 
-__all__ = ("authenticated", "principal_of", "require_scope")
+__all__ = ("authenticated", "authorize", "principal_of", "require_scope")
+
+
+def authorize(verifier: TokenVerifier, authorization: str | None, scope: str | None) -> Principal:
+    """The caller of an ``Authorization`` header value, when it carries ``scope``: the one check
+    behind the hook below and the routes served as ASGI handlers (``web.asgi``)."""
+    principal = verifier.authenticate(authorization)
+    if scope:
+        principal.require(scope)
+    return principal
 
 
 async def require_scope(request: Request[Any, Any, Any]) -> None:
-    verifier: TokenVerifier = request.app.state.token_verifier
-    principal = verifier.authenticate(request.headers.get("authorization"))
     scope = request.route_handler.opt.get("scope")
-    if scope:
-        principal.require(str(scope))
-    request.state.principal = principal
+    request.state.principal = authorize(
+        request.app.state.token_verifier, request.headers.get("authorization"), str(scope) if scope else None
+    )
 
 
 def authenticated(scope: str) -> dict[str, Any]:

@@ -6,8 +6,6 @@ import logging
 import re
 import time
 import uuid
-import weakref
-from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry.trace import SpanKind
@@ -31,21 +29,13 @@ def acceptable_correlation_id(value: str | None) -> str:
     return str(uuid.uuid4())
 
 
-# Keyed by the handler itself, weakly: an id() key outlived its app's handlers, and a
-# later app's handler at the same address was logged under the old route (seen in tests,
-# which build many apps in one process).
-_route_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-
-
 def _route_of(scope: Scope) -> str:
-    handler: Any = scope.get("route_handler")
-    if handler is None:
-        return "unmatched"
-    name = _route_names.get(handler)
-    if name is None:  # once per route handler
-        paths = getattr(handler, "paths", None)
-        name = _route_names[handler] = str(sorted(paths)[0]) if paths else "unmatched"
-    return name
+    # Read from the handler each time (a set of one path, almost always): a cache keyed by
+    # id() outlived its app's handlers in tests that build many apps, and a weak one could
+    # not hold the handlers Litestar makes for OPTIONS (no __weakref__ slot), which failed
+    # every OPTIONS request after its answer had started.
+    paths = getattr(scope.get("route_handler"), "paths", None)
+    return str(min(paths)) if paths else "unmatched"
 
 
 class RequestContextMiddleware:

@@ -12,7 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from exchange.errors import ValidationFailed
-from exchange.ingest._schemas import PartnerRecordV1, PartnerRecordV2, decode_v1, decode_v2
+from exchange.ingest._schemas import PartnerRecordV1, PartnerRecordV2, decode_v1, decode_v2, idempotency_key
 from exchange.settings import IngestSettings
 
 HINTS = IngestSettings().schema_hints
@@ -280,3 +280,26 @@ def test_a_v2_body_round_trips(
     record = decode_v2(encode(body), HINTS)
     assert msgspec.to_builtins(record) == body
     assert decode_v2(msgspec.json.encode(record), HINTS) == record
+
+
+@pytest.mark.parametrize("key", ["a" * 8, "Q" * 255, "!~key-1_2.3/4", "01J8ZQ0X7Y9K3M5N"])
+def test_an_idempotency_key_of_8_to_255_visible_ascii_characters_is_taken(key: str) -> None:
+    assert idempotency_key(key) == key
+
+
+@pytest.mark.parametrize(("key", "rule"), [
+    (None, "required header is missing"),
+    ("a" * 7, "at least 8"),
+    ("Q" * 256, "at most 255"),
+    ("has a space", "pattern"),
+    ("tab\there-123", "pattern"),
+    ("non-ascii-ké", "pattern"),
+    ("newline-at-end\n", "pattern"),
+])
+def test_a_bad_idempotency_key_is_a_400_naming_the_header_and_rule_not_the_value(key: str | None, rule: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        idempotency_key(key)
+    assert caught.value.field == "Idempotency-Key"
+    assert rule in str(caught.value)
+    if key:
+        assert key not in str(caught.value)

@@ -1,0 +1,106 @@
+"""How POST /v1/ingest and /v2/ingest are described in the served OpenAPI document.
+
+The routes themselves are ASGI handlers (``_routes.py``, ADR 0004), which Litestar does not
+document. These declarations give its generator what it documents for any route: the bearer
+security, the header parameters, the request body from the very structs that validate it and
+the responses. They are never called; ``web.openapi.describe`` puts what they describe into the
+app's document, and tests/integration/test_contracts.py holds it to contracts/api/.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import post
+from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Body, HeaderParameter
+
+from exchange.ingest._schemas import (
+    KEY_MAX_LENGTH,
+    KEY_MIN_LENGTH,
+    KEY_PATTERN,
+    IngestAccepted,
+    PartnerRecordV1,
+    PartnerRecordV2,
+)
+from exchange.web import PROBLEM_JSON
+
+__all__ = ("ingest_descriptions",)
+
+
+class Problem(msgspec.Struct):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    correlation_id: str | None = None
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
+
+
+_RESPONSES = {
+    400: _problem("Invalid payload or headers (the field path is named, never its value)"),
+    401: _problem("Unauthorized"),
+    403: _problem("Token lacks the ingest:write scope"),
+    409: _problem("Idempotency conflict: the key was used with a different body"),
+    413: _problem("Body larger than 1 MiB"),
+    503: _problem("Object store or database unavailable; retry with the same Idempotency-Key"),
+}
+
+IdempotencyKey = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=KEY_MIN_LENGTH,
+        max_length=KEY_MAX_LENGTH,
+        pattern=KEY_PATTERN,
+        description=f"{KEY_MIN_LENGTH}-{KEY_MAX_LENGTH} visible ASCII characters; scoped to the authenticated client",
+    ),
+]
+CorrelationId = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Correlation-Id", required=False, description="Used when it matches ^[A-Za-z0-9._:-]{8,128}$"
+    ),
+]
+_CLOSED = {"additionalProperties": False}  # the structs forbid unknown fields
+_BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+# The request body is documented through a dependency: a parameter named ``data`` of the
+# route would be the body in Litestar's eyes, and these are all parameters of one route.
+def _body_v1(data: Annotated[PartnerRecordV1, Body(schema_extra=_CLOSED)]) -> None:  # pragma: no cover
+    return None
+
+
+def _body_v2(data: Annotated[PartnerRecordV2, Body(schema_extra=_CLOSED)]) -> None:  # pragma: no cover
+    return None
+
+
+@post("/v1/ingest", status_code=202, summary="Ingest a partner record (v1)", responses=_RESPONSES,
+      dependencies={"_body": Provide(_body_v1, sync_to_thread=False)}, security=_BEARER)
+async def _ingest_v1(  # pragma: no cover - a description, never called
+    idempotency_key: IdempotencyKey, correlation_id: CorrelationId = None
+) -> IngestAccepted:
+    raise NotImplementedError("a description: the route is served by ingest._routes")
+
+
+@post("/v2/ingest", status_code=202, summary="Ingest a partner record (v2)", responses=_RESPONSES,
+      dependencies={"_body": Provide(_body_v2, sync_to_thread=False)}, security=_BEARER)
+async def _ingest_v2(  # pragma: no cover - a description, never called
+    idempotency_key: IdempotencyKey, correlation_id: CorrelationId = None
+) -> IngestAccepted:
+    raise NotImplementedError("a description: the route is served by ingest._routes")
+
+
+ingest_descriptions: tuple[HTTPRouteHandler, ...] = (_ingest_v1, _ingest_v2)
