@@ -170,7 +170,7 @@ class PipelineSettings:
     """OUTBOX_BATCH_SIZE: rows one publisher claim takes."""
     outbox_retention_hours: int = 24
     """OUTBOX_RETENTION_HOURS: published outbox rows are deleted after this."""
-    normalizer_concurrency: int = 64
+    normalizer_concurrency: int = 128
     """NORMALIZER_CONCURRENCY: records processed at once by one normalizer."""
     normalizer_yield_at: int = 16
     """NORMALIZER_YIELD_AT: HTTP requests in flight in the same process from which the
@@ -425,7 +425,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         backoff_base_ms=r.integer("BACKOFF_BASE_MS", 200, minimum=1, maximum=600_000),
         outbox_batch_size=r.integer("OUTBOX_BATCH_SIZE", 500, minimum=1, maximum=10_000),
         outbox_retention_hours=r.integer("OUTBOX_RETENTION_HOURS", 24, minimum=0, maximum=24 * 365),
-        normalizer_concurrency=r.integer("NORMALIZER_CONCURRENCY", 64, minimum=1, maximum=1024),
+        normalizer_concurrency=r.integer("NORMALIZER_CONCURRENCY", 128, minimum=1, maximum=1024),
         normalizer_yield_at=r.integer("NORMALIZER_YIELD_AT", 16, minimum=0, maximum=100_000),
     )
 
