@@ -9,6 +9,7 @@ app's document, and tests/integration/test_contracts.py holds it to contracts/ap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -87,20 +88,17 @@ def _body_v2(data: Annotated[PartnerRecordV2, Body(schema_extra=_CLOSED)]) -> No
     return None
 
 
-@post("/v1/ingest", status_code=202, summary="Ingest a partner record (v1)", responses=_RESPONSES,
-      dependencies={"_body": Provide(_body_v1, sync_to_thread=False)}, security=_BEARER)
-async def _ingest_v1(  # pragma: no cover - a description, never called
-    idempotency_key: IdempotencyKey, correlation_id: CorrelationId = None
-) -> IngestAccepted:
-    raise NotImplementedError("a description: the route is served by ingest._routes")
+def _description(version: int, body: Callable[..., None]) -> HTTPRouteHandler:
+    async def ingest(  # pragma: no cover - a description, never called
+        idempotency_key: IdempotencyKey, correlation_id: CorrelationId = None
+    ) -> IngestAccepted:
+        raise NotImplementedError("a description: the route is served by ingest._routes")
+
+    return post(
+        f"/v{version}/ingest", status_code=202, summary=f"Ingest a partner record (v{version})",
+        operation_id=f"V{version}IngestIngestV{version}",  # the id Litestar gave the @post routes before
+        responses=_RESPONSES, security=_BEARER, dependencies={"_body": Provide(body, sync_to_thread=False)},
+    )(ingest)
 
 
-@post("/v2/ingest", status_code=202, summary="Ingest a partner record (v2)", responses=_RESPONSES,
-      dependencies={"_body": Provide(_body_v2, sync_to_thread=False)}, security=_BEARER)
-async def _ingest_v2(  # pragma: no cover - a description, never called
-    idempotency_key: IdempotencyKey, correlation_id: CorrelationId = None
-) -> IngestAccepted:
-    raise NotImplementedError("a description: the route is served by ingest._routes")
-
-
-ingest_descriptions: tuple[HTTPRouteHandler, ...] = (_ingest_v1, _ingest_v2)
+ingest_descriptions: tuple[HTTPRouteHandler, ...] = (_description(1, _body_v1), _description(2, _body_v2))
