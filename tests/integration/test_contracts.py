@@ -285,6 +285,8 @@ def test_the_served_responses_include_every_status_code_of_the_contract(
     assert written.statuses(path) <= served.statuses(path)
     for status in written.statuses(path) - {"202"}:
         assert "application/problem+json" in served.resolve(served.operation(path)["responses"][status])["content"]
+    accepted = served.resolve(served.operation(path)["responses"]["202"])["content"]["application/json"]["schema"]
+    assert {"record_id", "correlation_id", "status"} <= set(served.schema(accepted)["properties"])
 
 
 # -- the written contract extends the original compatibly --------------------------------------

@@ -50,21 +50,17 @@ def ingest_routes(
         principal = authorize(verifier, headers.get(b"authorization"), "ingest:write")
         key = idempotency_key(headers.get(b"idempotency-key"))
         body = await read_body(receive, headers.get(b"content-length"), max_body_bytes)
+        kind = hint = None
         if version == 1:
-            record_v1 = decode_v1(body)
-            command = IngestCommand(
-                version=1, client_id=principal.subject, idempotency_key=key, body=body,
-                correlation_id=correlation_id_var.get() or "", source=record_v1.source,
-                traceparent=current_traceparent(),
-            )
+            source = decode_v1(body).source
         else:
-            record_v2 = decode_v2(body, service.schema_hints)
-            command = IngestCommand(
-                version=2, client_id=principal.subject, idempotency_key=key, body=body,
-                correlation_id=correlation_id_var.get() or "", source=record_v2.source,
-                record_kind=record_v2.record_kind, schema_hint=record_v2.schema_hint,
-                traceparent=current_traceparent(),
-            )
+            record = decode_v2(body, service.schema_hints)
+            source, kind, hint = record.source, record.record_kind, record.schema_hint
+        command = IngestCommand(
+            version=version, client_id=principal.subject, idempotency_key=key, body=body,
+            correlation_id=correlation_id_var.get() or "", source=source, record_kind=kind, schema_hint=hint,
+            traceparent=current_traceparent(),
+        )
         outcome = await service.accept(command)
         await send_json(send, 202, _encode(outcome.response), _REPLAYED if outcome.replayed else None)
 
