@@ -4,7 +4,10 @@ On two cores shared by the server, PostgreSQL, SeaweedFS, Kafka and the load gen
 throughput is CPU per record: this module tells whose. Each component is a process tree
 (a root pid and its descendants: the PostgreSQL postmaster and its backends, say). A
 process's own user+system time and that of its reaped children are both counted, so a
-backend that exits during the window is neither lost nor counted twice. ``steal_pct`` is
+backend that exits during the window is neither lost nor counted twice, provided the
+sample is consistent: reading /proc is not atomic, and a backend reaped by its postmaster
+between the two reads would be missed (its time is in neither), so a sample is retaken
+when a root reaped a child while it was read. ``steal_pct`` is
 the share of the machine's time the hypervisor gave to someone else: when it is high, the
 run's throughput numbers are low for reasons outside this machine.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ __all__ = ("CpuMeter", "CpuSample", "cpu_breakdown", "joined")
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
+_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +38,36 @@ class CpuSample:
     total_ticks: int
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from the state on (None: the process is gone)."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields start after the last ')'.
+    return stat[stat.rindex(")") + 2:].split()
+
+
 def _processes() -> dict[int, tuple[int, float]]:
     """pid -> (parent pid, CPU seconds of the process and its reaped children)."""
     out: dict[int, tuple[int, float]] = {}
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited while we looked
-        # The command name may hold spaces and parentheses: the fields start after the last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = _stat_fields(entry.name)
+        if fields is None:
+            continue  # exited (and was reaped) while we looked
         utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
         out[int(entry.name)] = (int(fields[1]), (utime + stime + cutime + cstime) / _TICK)
+    return out
+
+
+def _reaped_ticks(pids: Iterable[int]) -> dict[int, int]:
+    """pid -> CPU ticks of its children reaped so far: it grows exactly when a child is reaped."""
+    out: dict[int, int] = {}
+    for pid in pids:
+        fields = _stat_fields(pid)
+        out[pid] = -1 if fields is None else int(fields[13]) + int(fields[14])
     return out
 
 
@@ -64,7 +84,7 @@ class CpuMeter:
         self._roots = {pid: name for name, pid in components.items() if pid}
 
     def sample(self) -> CpuSample:
-        processes = _processes()
+        processes = self._consistent_processes()
         seconds = dict.fromkeys(self._roots.values(), 0.0)
         for pid, (_parent, cpu) in processes.items():
             owner = self._owner(pid, processes)
@@ -72,6 +92,19 @@ class CpuMeter:
                 seconds[owner] += cpu
         busy, steal, total = _machine_ticks()
         return CpuSample(time.monotonic(), seconds, busy, steal, total)
+
+    def _consistent_processes(self) -> dict[int, tuple[int, float]]:
+        """One pass over /proc during which no root reaped a child. A child reaped after the
+        pass read its parent and before it read the child is in neither: a backend that
+        exits with seconds of CPU (a pool closed as the window ends) would make a
+        component's CPU go backwards. The roots here reap their own children (the
+        postmaster its backends); a few retries cover a burst of exits."""
+        for _ in range(_ATTEMPTS - 1):
+            reaped = _reaped_ticks(self._roots)
+            processes = _processes()
+            if _reaped_ticks(self._roots) == reaped:
+                return processes
+        return _processes()
 
     def _owner(self, pid: int, processes: Mapping[int, tuple[int, float]]) -> str | None:
         while pid > 1:

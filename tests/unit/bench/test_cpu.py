@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
+
+from exchange.bench import cpu
 from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
 
 # A parent that starts a child which burns ~0.4 s of CPU, reaps it, says so, and stays.
@@ -35,6 +39,68 @@ def test_a_grandchild_s_cpu_is_charged_to_its_root_and_nothing_to_an_idle_one() 
     assert after.seconds["busy"] >= 0.4  # the whole burn, though the burner has exited
     assert after.seconds["busy"] > before.seconds["busy"]
     assert after.seconds["idle"] - before.seconds["idle"] < 0.1
+
+
+# A parent whose child burns ~0.3 s of CPU and exits; the parent reaps it when told to.
+_REAPER = (
+    "import os, sys, time\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    t = time.process_time()\n"
+    "    while time.process_time() - t < 0.3: pass\n"
+    "    os._exit(0)\n"
+    "print(pid, flush=True)\n"
+    "sys.stdin.readline()\n"
+    "os.waitpid(pid, 0)\n"
+    "print('reaped', flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_a_child_reaped_while_proc_is_read_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc is read one process at a time: a pass that read the parent before the reap and
+    looked for the child after it finds its time in neither. The meter must notice the reap
+    and read again (the benchmark's floor once showed PostgreSQL at 0 ms per record when its
+    pool's backends exited as the window closed)."""
+    root = subprocess.Popen([sys.executable, "-c", _REAPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert root.stdin is not None and root.stdout is not None
+    try:
+        child = int(root.stdout.readline())
+        deadline = time.monotonic() + 30
+        while _state(child) != "Z":  # the burn is over; the child waits to be reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        real = cpu._processes
+        passes = 0
+
+        def torn_pass() -> dict[int, tuple[int, float]]:
+            """The first pass reads everything but the child, which is reaped before its turn."""
+            nonlocal passes
+            passes += 1
+            seen = real()
+            if passes == 1:
+                del seen[child]
+                assert root.stdin is not None and root.stdout is not None
+                root.stdin.write("reap\n")
+                root.stdin.flush()
+                assert root.stdout.readline().strip() == "reaped"
+            return seen
+
+        monkeypatch.setattr(cpu, "_processes", torn_pass)
+        sample = CpuMeter({"root": root.pid}).sample()
+    finally:
+        root.kill()
+        root.wait(timeout=30)
+        root.stdin.close()
+        root.stdout.close()
+    assert passes == 2
+    assert sample.seconds["root"] >= 0.3  # the child's burn, now in its parent's reaped time
 
 
 def test_breakdown_is_cpu_rate_over_record_rate() -> None:
