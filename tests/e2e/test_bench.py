@@ -80,7 +80,8 @@ METRICS = (
 def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
-                      drain_rows=500, normalizer_records=200, warmup_s=1.0, rounds=2, output=out)
+                      drain_rows=500, normalizer_records=200, warmup_s=1.0, rounds=2, stack_warmup_s=1.0,
+                      output=out)
     lines: list[str] = []
     # A killed run's database is dropped by the next run; one in use (a run going on) is not.
     asyncio.run(_sql(stack, 'CREATE DATABASE "exchange_bench_killed"', 'CREATE DATABASE "exchange_bench_busy"'))
@@ -108,6 +109,12 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
     # Ingest, split ingest and floor alternated; each headline rate counts all of its rounds.
     assert len(results["rounds"]) == 2
+    # The stack was warmed (uncounted) before the first round, and the JSON says how long its
+    # servers had been up.
+    steps = [line for line in lines if not line.startswith("warning:")]  # other tests' outbox rows, say
+    assert steps[0].startswith("warm-up: all roles") and steps[1].startswith("round 1/2: ingest, all roles")
+    assert results["stack_warmup_s"] == 1.0
+    assert results["stack_uptime_s"] > 0
     phases = [line.split(": ")[1] for line in lines if line.startswith("round ")]
     assert phases == ["ingest, all roles", "ingest, ingest and publisher roles only ...",
                       "floor, the ingest work without the service ...",  # round 2 runs them in reverse
