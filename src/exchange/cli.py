@@ -99,7 +99,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     run_bench(BenchConfig(
         stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,
         e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
-        normalizer_records=args.normalizer_records, rounds=args.rounds, stack_warmup_s=args.stack_warmup,
+        normalizer_records=args.normalizer_records, rounds=args.rounds,
     ))
     return 0
 
@@ -189,8 +189,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--normalizer-records", type=int, default=10_000)
     bench.add_argument("--rounds", type=_at_least_one, default=3,
                        help="ingest, split ingest and floor alternate this many times within --duration")
-    bench.add_argument("--stack-warmup", type=float, default=60.0,
-                       help="seconds of uncounted load first: a just-started stack measures less (0: none)")
     bench.set_defaults(func=_cmd_bench)
 
     from exchange.ops_cli import add_ops_commands  # noqa: PLC0415

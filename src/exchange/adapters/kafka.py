@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ __all__ = (
     "DeliveryFailed",
     "OutgoingMessage",
     "broker_ready",
+    "delete_topics",
     "ensure_topics",
+    "topic_names",
 )
 
 # librdkafka logs connection errors to stderr itself; route them nowhere (we log our own).
@@ -66,6 +69,35 @@ def ensure_topics(brokers: str, topics: Iterable[str], *, partitions: int, timeo
                 continue
             raise
     return created
+
+
+def topic_names(brokers: str, *, timeout: float = 30.0) -> list[str]:
+    admin = AdminClient({"bootstrap.servers": brokers, **_QUIET})
+    return sorted(admin.list_topics(timeout=timeout).topics)
+
+
+def delete_topics(brokers: str, topics: Iterable[str], *, timeout: float = 30.0) -> None:
+    """Delete topics (and their data), returning once the broker no longer lists them; one
+    already gone is not an error."""
+    wanted = list(topics)
+    if not wanted:
+        return
+    admin = AdminClient({"bootstrap.servers": brokers, **_QUIET})
+    futures = admin.delete_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+    for future in futures.values():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            raise
+    # The controller has accepted the deletion; the broker's metadata follows a moment later.
+    deadline = time.monotonic() + timeout
+    while set(wanted) & set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError("deleted topics are still listed")
+        time.sleep(0.05)
 
 
 class DeliveryFailed(Exception):

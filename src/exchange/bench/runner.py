@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ import asyncpg
 from jose import jwt
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.adapters.kafka import AsyncProducer, ensure_topics
+from exchange.adapters.kafka import AsyncProducer, delete_topics, ensure_topics, topic_names
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync, make_object_store
 from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
@@ -56,8 +57,6 @@ class BenchConfig:
     warmup_s: float = 3.0
     rounds: int = 3
     """Ingest, split ingest and floor alternate this many times, ``duration_s`` shared among them."""
-    stack_warmup_s: float = 60.0
-    """Uncounted all-roles load before the first round: a just-started stack is slow (see ``_warm_stack``)."""
     output: Path = REPO / "benchmarks" / "results" / "latest.json"
 
     def __post_init__(self) -> None:
@@ -322,27 +321,6 @@ class _RatioRounds:
         self._e2e: dict[str, float] = {}
         self._batches: Counter[str] = Counter()
 
-    def warm_stack(self) -> None:
-        """Uncounted load through every server before anything is measured. Two runs on a
-        just-started stack, each followed at once by a run on the same stack: ``ingest_ratio``
-        0.72 and 0.77 against 1.05 after, ``normalizer_rps`` 782 and 715 against 932, replay
-        1,035 and 1,033 against 1,371; the first run's rounds climbed (0.66, 0.73, 0.92) and
-        every component, Kafka most (0.28 against 0.13 ms an ingested record), spent more CPU
-        a record. Kafka's JVM compiles its hot paths under load, and PostgreSQL's and
-        SeaweedFS's caches fill; the load here is what the rounds do (HTTP ingest, publish,
-        normalize: PUTs, produce, consume, GETs), in a source of its own."""
-        cfg = self._cfg
-        if cfg.stack_warmup_s <= 0:
-            return
-        self._report(f"warm-up: all roles, {cfg.concurrency} connections for {cfg.stack_warmup_s:.0f}s (uncounted) ...")
-        source = f"bench-warmup-{self._run_id}"
-        with Server(self._env, "all", self._scratch) as server:
-            result = _loadgen(server.port, source, self._scratch / "warmup.json", mode="closed",
-                              concurrency=cfg.concurrency, duration=cfg.stack_warmup_s)
-            accepted = result["statuses"].get("202", 0) + result["warmup_statuses"].get("202", 0)
-            asyncio.run(_wait(self._dsn, _canonical_at_least(source, accepted), timeout=600, interval=0.1))
-        self.rss.append(server.rss_peak_mb)
-
     def run(self) -> dict[str, Any]:
         rounds = []
         for n in range(1, self._cfg.rounds + 1):
@@ -452,7 +430,11 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     # their cleanup go now -- not one whose database is still in use (a run going on). In the
     # shared-database fallback no run has a database to tell it is alive: two runs at once on
     # such a stack would take each other's bucket (one run at a time there).
-    _drop_stale_buckets(stack, env, live_runs={name.removeprefix(BENCH_DATABASE_PREFIX) for name in live})
+    live_runs = {name.removeprefix(BENCH_DATABASE_PREFIX) for name in live}
+    _drop_stale_buckets(stack, env, live_runs=live_runs)
+    # And their topics: each run makes seven (42 partitions), and a dev stack's Kafka had
+    # kept 1,600 partition directories of old runs, every one loaded at its start.
+    _drop_bench_topics(env["KAFKA_BROKERS"], keep=live_runs)
     ensure_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
     env = {**env, "S3_BUCKET": _bucket(run_id)}
     topics = {
@@ -499,11 +481,12 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         # 1-3. Ingest with all roles, ingest with the HTTP roles alone (split deployment) and the
         # floor, in alternating rounds (and the end-to-end latency, on the last all-roles server).
         sides = _RatioRounds(cfg, stack, env, dsn, run_id, scratch, report)
-        # How long the stack's servers had been up: a run on a just-started stack measures
-        # less (see ``warm_stack``), so the reader of the numbers can tell.
+        # How long the stack's servers had been up. Three runs started within a minute of
+        # ``stack up`` measured ingest_ratio 0.72-0.77, normalizer 645-782 and replay 964-1,035
+        # rec/s; the runs right after them on the same stack 0.87-1.05, 803-932 and 1,216-1,371.
+        # An uncounted minute of all-roles load first did not close the gap, and this machine's
+        # speed drifts as much between minutes, so the benchmark only records it.
         results["stack_uptime_s"] = _stack_uptime_s(stack)
-        results["stack_warmup_s"] = cfg.stack_warmup_s
-        sides.warm_stack()
         results.update(sides.run())
         cpu.update(sides.cpu())
         rss.extend(sides.rss)
@@ -580,6 +563,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         else:
             asyncio.run(_drop_bench_databases(stack.env()["DATABASE_URL"], ours=own_name))
         drop_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+        _drop_bench_topics(env["KAFKA_BROKERS"], only=run_id)
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report(markdown(results))
@@ -749,6 +733,22 @@ def _drop_stale_buckets(stack: Stack, env: dict[str, str], *, live_runs: set[str
     for name in stack.s3.bucket_names():
         if name.startswith(BENCH_BUCKET_PREFIX) and name.removeprefix(BENCH_BUCKET_PREFIX) not in live_runs:
             drop_bucket_sync(env["S3_ENDPOINT"], name, *credentials)
+
+
+_BENCH_TOPIC = re.compile(r"^bench(?P<run_id>[A-Za-z0-9]+)\.")  # bench<run_id>.<purpose>
+
+
+def _drop_bench_topics(brokers: str, *, keep: set[str] | None = None, only: str | None = None) -> None:
+    """Delete the topics of one run (``only``), or of every run but those in ``keep``."""
+    doomed = []
+    for topic in topic_names(brokers):
+        match = _BENCH_TOPIC.match(topic)
+        if match is None:
+            continue
+        run = match.group("run_id")
+        if (only is not None and run == only) or (only is None and run not in (keep or set())):
+            doomed.append(topic)
+    delete_topics(brokers, doomed)
 
 
 async def _cleanup_scratch(dsn: str, topic: str) -> None:
