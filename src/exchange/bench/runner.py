@@ -481,11 +481,10 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         # 1-3. Ingest with all roles, ingest with the HTTP roles alone (split deployment) and the
         # floor, in alternating rounds (and the end-to-end latency, on the last all-roles server).
         sides = _RatioRounds(cfg, stack, env, dsn, run_id, scratch, report)
-        # How long the stack's servers had been up. Three runs started within a minute of
-        # ``stack up`` measured ingest_ratio 0.72-0.77, normalizer 645-782 and replay 964-1,035
-        # rec/s; the runs right after them on the same stack 0.87-1.05, 803-932 and 1,216-1,371.
-        # An uncounted minute of all-roles load first did not close the gap, and this machine's
-        # speed drifts as much between minutes, so the benchmark only records it.
+        # How long the stack's servers had been up, for the reader of the numbers. Three runs
+        # started within a minute of ``stack up`` measured low (ingest_ratio 0.72-0.77), but so
+        # did two on a stack up for 17-21 minutes (0.73, 0.79), and an uncounted minute of
+        # load first did not help: no warm-up is run, the uptime is recorded.
         results["stack_uptime_s"] = _stack_uptime_s(stack)
         results.update(sides.run())
         cpu.update(sides.cpu())
