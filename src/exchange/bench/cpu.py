@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ("CpuMeter", "CpuSample", "cpu_breakdown", "joined")
+__all__ = ("CpuMeter", "CpuSample", "cpu_breakdown", "joined", "uptime_s")
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PROC = Path("/proc")
@@ -69,6 +69,15 @@ def _reaped_ticks(pids: Iterable[int]) -> dict[int, int]:
         fields = _stat_fields(pid)
         out[pid] = -1 if fields is None else int(fields[13]) + int(fields[14])
     return out
+
+
+def uptime_s(pid: int) -> float | None:
+    """Seconds since the process began (None: it is gone)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    boot_s = float((_PROC / "uptime").read_text().split()[0])
+    return boot_s - int(fields[19]) / _TICK  # field 22 of stat: its start, in ticks after boot
 
 
 def _machine_ticks() -> tuple[int, int, int]:

@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.adapters.kafka import AsyncProducer, delete_topics, ensure_topics, topic_names
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync, make_object_store
-from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
+from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
 from exchange.devstack import Stack
 from exchange.devstack._process import free_port
 from exchange.events import RawObject, encode_event, make_event
@@ -434,7 +434,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     _drop_stale_buckets(stack, env, live_runs=live_runs)
     # And their topics: each run makes seven (42 partitions), and a dev stack's Kafka had
     # kept 1,600 partition directories of old runs, every one loaded at its start.
-    _drop_bench_topics(env["KAFKA_BROKERS"], keep=live_runs)
+    delete_topics(env["KAFKA_BROKERS"],
+                  [t for t, run in _bench_topic_runs(env["KAFKA_BROKERS"]).items() if run not in live_runs])
     ensure_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
     env = {**env, "S3_BUCKET": _bucket(run_id)}
     topics = {
@@ -562,7 +563,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         else:
             asyncio.run(_drop_bench_databases(stack.env()["DATABASE_URL"], ours=own_name))
         drop_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-        _drop_bench_topics(env["KAFKA_BROKERS"], only=run_id)
+        delete_topics(env["KAFKA_BROKERS"],
+                      [t for t, run in _bench_topic_runs(env["KAFKA_BROKERS"]).items() if run == run_id])
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report(markdown(results))
@@ -737,17 +739,10 @@ def _drop_stale_buckets(stack: Stack, env: dict[str, str], *, live_runs: set[str
 _BENCH_TOPIC = re.compile(r"^bench(?P<run_id>[A-Za-z0-9]+)\.")  # bench<run_id>.<purpose>
 
 
-def _drop_bench_topics(brokers: str, *, keep: set[str] | None = None, only: str | None = None) -> None:
-    """Delete the topics of one run (``only``), or of every run but those in ``keep``."""
-    doomed = []
-    for topic in topic_names(brokers):
-        match = _BENCH_TOPIC.match(topic)
-        if match is None:
-            continue
-        run = match.group("run_id")
-        if (only is not None and run == only) or (only is None and run not in (keep or set())):
-            doomed.append(topic)
-    delete_topics(brokers, doomed)
+def _bench_topic_runs(brokers: str) -> dict[str, str]:
+    """The benchmark's topics on the broker, each with the run that made it."""
+    return {topic: match.group("run_id") for topic in topic_names(brokers)
+            if (match := _BENCH_TOPIC.match(topic)) is not None}
 
 
 async def _cleanup_scratch(dsn: str, topic: str) -> None:
@@ -761,17 +756,7 @@ async def _cleanup_scratch(dsn: str, topic: str) -> None:
 
 def _stack_uptime_s(stack: Stack) -> float:
     """Seconds since the most recently started of the stack's servers began."""
-    boot_ticks = float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK")
-    uptimes = []
-    for pid in _stack_pids(stack).values():
-        if pid is None:
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        started_ticks = int(stat[stat.rindex(")") + 2:].split()[19])  # field 22: starttime, ticks after boot
-        uptimes.append((boot_ticks - started_ticks) / os.sysconf("SC_CLK_TCK"))
+    uptimes = [up for pid in _stack_pids(stack).values() if pid is not None and (up := uptime_s(pid)) is not None]
     return round(min(uptimes), 1) if uptimes else 0.0
 
 

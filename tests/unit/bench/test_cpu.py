@@ -133,3 +133,15 @@ def test_windows_joined_add_their_cpu_and_their_wall_time() -> None:
     assert report["ms_per_record"]["total"] == 2.5  # 5 s of busy ticks
     assert report["cores_busy"] == 1.25
     assert report["steal_pct"] == 7.5  # 60 of 800 ticks
+
+
+def test_uptime_of_a_process_counts_from_its_start() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        time.sleep(0.5)
+        up = cpu.uptime_s(child.pid)
+        assert up is not None and 0.3 <= up < 5  # clock ticks: 10 ms steps
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    assert cpu.uptime_s(child.pid) is None  # reaped: gone
