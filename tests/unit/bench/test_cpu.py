@@ -12,11 +12,12 @@ import pytest
 from exchange.bench import cpu
 from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
 
-# A parent that starts a child which burns ~0.4 s of CPU, reaps it, says so, and stays.
+# A parent that starts a child which burns 0.5 s of CPU (by its own precise clock), reaps it, says so,
+# and stays. /proc counts in clock ticks, so the tests ask for a little less than the burn.
 _TREE = (
     "import subprocess, sys, time; "
     "subprocess.run([sys.executable, '-c', 'import time\\nt=time.process_time()\\n"
-    "while time.process_time()-t<0.4: pass'], check=True); "
+    "while time.process_time()-t<0.5: pass'], check=True); "
     "print('reaped', flush=True); time.sleep(5)"
 )
 
@@ -36,18 +37,18 @@ def test_a_grandchild_s_cpu_is_charged_to_its_root_and_nothing_to_an_idle_one() 
     idle.wait(timeout=30)
 
     assert "gone" not in after.seconds
-    assert after.seconds["busy"] >= 0.4  # the whole burn, though the burner has exited
+    assert after.seconds["busy"] >= 0.45  # the whole burn, though the burner has exited
     assert after.seconds["busy"] > before.seconds["busy"]
     assert after.seconds["idle"] - before.seconds["idle"] < 0.1
 
 
-# A parent whose child burns ~0.3 s of CPU and exits; the parent reaps it when told to.
+# A parent whose child burns 0.5 s of CPU and exits; the parent reaps it when told to.
 _REAPER = (
     "import os, sys, time\n"
     "pid = os.fork()\n"
     "if pid == 0:\n"
     "    t = time.process_time()\n"
-    "    while time.process_time() - t < 0.3: pass\n"
+    "    while time.process_time() - t < 0.5: pass\n"
     "    os._exit(0)\n"
     "print(pid, flush=True)\n"
     "sys.stdin.readline()\n"
@@ -100,7 +101,7 @@ def test_a_child_reaped_while_proc_is_read_is_not_lost(monkeypatch: pytest.Monke
         root.stdin.close()
         root.stdout.close()
     assert passes == 2
-    assert sample.seconds["root"] >= 0.3  # the child's burn, now in its parent's reaped time
+    assert sample.seconds["root"] >= 0.45  # the child's burn, now in its parent's reaped time
 
 
 def test_breakdown_is_cpu_rate_over_record_rate() -> None:
