@@ -95,7 +95,7 @@ async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
             print("exchange replay: --source is required (or --resume JOB_ID)", file=sys.stderr)
             return 2
         params = {"source": args.source, "limit": args.limit, "emit_version": args.emit_version,
-                  "dry_run": args.dry_run}
+                  "dry_run": args.dry_run, "read_raw": args.read_raw}
         job = await admin.create_job("replay", params, actor)
     print(f"replay job {job.job_run_id}", file=sys.stderr, flush=True)
     result = await admin.run_job(job, on_progress=ProgressReporter())
@@ -167,6 +167,8 @@ def add_ops_commands(sub: Any) -> None:
     replay.add_argument("--limit", type=int, default=None)
     replay.add_argument("--emit-version", choices=("v1", "v2", "auto"), default="auto")
     replay.add_argument("--dry-run", action="store_true")
+    replay.add_argument("--read-raw", action="store_true",
+                        help="read every object (by default one unchanged since ingest is built from the manifest)")
     replay.add_argument("--verify", action="store_true", help="compare raw vs canonical; exit 1 when missing")
     replay.add_argument("--resume", metavar="JOB_ID", help="continue an interrupted replay job")
     replay.set_defaults(ops="replay")

@@ -28,6 +28,7 @@ class ReplayJobRequest(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
     emit_version: Literal["v1", "v2", "auto"] = "auto"
     dry_run: bool = False
+    read_raw: bool = False
 
 
 class VerifyJobRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from exchange.ingest._janitor import IdempotencyJanitor
-from exchange.ingest._manifest import ManifestEntry, manifest_for_source, record_orphan
+from exchange.ingest._manifest import (
+    ManifestEntry,
+    StoredObject,
+    manifest_for_source,
+    record_orphan,
+    stored_objects,
+)
 from exchange.ingest._openapi import ingest_descriptions
 from exchange.ingest._routes import ingest_routes
 from exchange.ingest._service import IngestCommand, IngestOutcome, IngestService, purge_expired_keys
@@ -14,9 +20,11 @@ __all__ = (
     "IngestOutcome",
     "IngestService",
     "ManifestEntry",
+    "StoredObject",
     "ingest_descriptions",
     "ingest_routes",
     "manifest_for_source",
     "record_orphan",
     "purge_expired_keys",
+    "stored_objects",
 )

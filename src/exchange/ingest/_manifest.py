@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from exchange.adapters.postgres import Connection
+from exchange.events import RawShape
 
-__all__ = ("ManifestEntry", "manifest_for_source", "record_orphan")
+__all__ = ("ManifestEntry", "StoredObject", "manifest_for_source", "record_orphan", "stored_objects")
 
 _FOR_SOURCE = """
 SELECT record_id::text AS record_id, object_key, state, sha256, size_bytes, created_at
 FROM raw_object_manifest WHERE source = $1
+"""
+# Objects as ingest stored them (rows written before the ETag was kept, and orphans, have none).
+_STORED = """
+SELECT object_key, etag, sha256, size_bytes, shape_version, shape_kind, shape_hint
+FROM raw_object_manifest WHERE object_key = ANY($1::text[]) AND etag IS NOT NULL
 """
 _ORPHANED = """
 INSERT INTO raw_object_manifest
@@ -31,6 +39,28 @@ class ManifestEntry:
     object_key: str
     state: str
     created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What ingest knew of an object it stored: its ETag then, digest, size and shape."""
+
+    etag: str
+    sha256: str
+    size_bytes: int
+    shape: RawShape
+
+
+async def stored_objects(conn: Connection, keys: Sequence[str]) -> dict[str, StoredObject]:
+    """The objects among ``keys`` that ingest stored, by key (one round-trip, the key's index)."""
+    rows = await conn.fetch(_STORED, list(keys))
+    return {
+        r["object_key"]: StoredObject(
+            r["etag"], r["sha256"], r["size_bytes"],
+            RawShape(cast(Literal["1", "2"] | None, r["shape_version"]), r["shape_kind"], r["shape_hint"]),
+        )
+        for r in rows
+    }
 
 
 async def manifest_for_source(conn: Connection, source: str) -> dict[str, ManifestEntry]:

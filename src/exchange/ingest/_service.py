@@ -38,6 +38,7 @@ from exchange.events import (
     format_timestamp,
     make_event,
     new_event_id,
+    read_raw_shape,
     uuid7,
 )
 from exchange.ops.metrics import Metrics
@@ -94,6 +95,10 @@ class _Row:
     client_id: str
     key: str
     response: str
+    etag: str | None
+    shape_version: str | None
+    shape_kind: str | None
+    shape_hint: str | None
 
 
 # The stored, unexpired responses of a batch's keys, by position in the batch (1-based).
@@ -107,20 +112,23 @@ JOIN idempotency_keys AS i ON i.client_id = r.client_id AND i.key = r.key AND i.
 _RECORD = """
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                         $15::text[], $16::text[])
         AS r(record_id, source, object_key, sha256, size_bytes, event_version, topic, payload, headers,
-             client_id, key, response)
+             client_id, key, response, etag, shape_version, shape_kind, shape_hint)
 ), manifest AS (
     INSERT INTO raw_object_manifest
-        (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state)
-    SELECT record_id, source, $13, object_key, sha256, size_bytes, event_version, 'enqueued' FROM r
+        (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state,
+         etag, shape_version, shape_kind, shape_hint)
+    SELECT record_id, source, $17, object_key, sha256, size_bytes, event_version, 'enqueued',
+           etag, shape_version, shape_kind, shape_hint FROM r
 ), outbox AS (
     INSERT INTO outbox_events (topic, key, payload, headers)
     SELECT topic, record_id::text, payload::jsonb, headers::jsonb FROM r
 )
 INSERT INTO idempotency_keys
     (client_id, key, request_sha256, record_id, status_code, response, created_at, expires_at)
-SELECT client_id, key, sha256, record_id, 202, response::jsonb, now(), now() + make_interval(hours => $14)
+SELECT client_id, key, sha256, record_id, 202, response::jsonb, now(), now() + make_interval(hours => $18)
 FROM r
 ON CONFLICT (client_id, key) DO UPDATE SET
     request_sha256 = EXCLUDED.request_sha256,
@@ -217,7 +225,7 @@ class IngestService:
                     command = requests[i].command
                     response = {"record_id": record_id, "correlation_id": command.correlation_id,
                                 "status": "accepted"}
-                    rows.append(self._row(requests[i], record_id, key, response))
+                    rows.append(self._row(requests[i], record_id, key, put, response))
                     answers[i] = IngestOutcome(response=response, replayed=False)
             if rows:
                 await conn.execute(_RECORD, *unnest_columns(rows), self._store.bucket, self._retention_hours)
@@ -241,9 +249,14 @@ class IngestService:
                 answers[i] = IngestOutcome(response=dict(row["response"]), replayed=True)
         return answers
 
-    def _row(self, request: _Request, record_id: str, object_key: str, response: dict[str, Any]) -> _Row:
+    def _row(
+        self, request: _Request, record_id: str, object_key: str, etag: str | None, response: dict[str, Any]
+    ) -> _Row:
         cmd = request.command
         event = self._event(cmd, record_id, object_key, request.sha256)
+        # Kept for replay, which then need not read the object back (see raw_shape). A
+        # partial decode of a body already validated: a few microseconds.
+        shape = read_raw_shape(cmd.body)
         headers = {"correlation_id": cmd.correlation_id}
         if cmd.traceparent:
             headers["traceparent"] = cmd.traceparent
@@ -252,6 +265,7 @@ class IngestService:
             size_bytes=len(cmd.body), event_version=str(cmd.version), topic=self._topics[cmd.version],
             payload=encode_event(event).decode(), headers=_json.encode(headers).decode(),
             client_id=cmd.client_id, key=cmd.idempotency_key, response=_json.encode(response).decode(),
+            etag=etag, shape_version=shape.version, shape_kind=shape.kind, shape_hint=shape.hint,
         )
 
     def _event(self, cmd: IngestCommand, record_id: str, object_key: str, sha256: str) -> RecordIngested:

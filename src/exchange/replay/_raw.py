@@ -1,9 +1,7 @@
 """Reading raw objects back as events: key layout, version inference, deterministic events.
 
-Version inference (``--emit-version auto``), from the raw object's shape:
-- v2 when it has ``record_kind`` and ``schema_hint`` and its patient has ``given_name``;
-- v1 when it has ``record_type`` and its patient has ``first_name``;
-- otherwise the object is skipped (counted as ``unrecognized``).
+Version inference (``--emit-version auto``) follows the raw object's shape, by the rule in
+``exchange.events.raw_shape`` (an object of neither shape is skipped as ``unrecognized``).
 Replayed events are deterministic: ``event_id`` is a UUIDv5 of (record_id, version, sha256),
 ``occurred_at`` is the record id's UUIDv7 timestamp (else the object's last-modified time),
 ``correlation_id`` is ``replay-<record_id>``.
@@ -16,16 +14,23 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import msgspec
+from typing import Literal
 
 from exchange.adapters.objectstore import ObjectInfo, ObjectStore
-from exchange.events import SOURCE_PATTERN, RawObject, RecordIngested, format_timestamp, make_event
+from exchange.events import (
+    SOURCE_PATTERN,
+    RawObject,
+    RawShape,
+    RecordIngested,
+    format_timestamp,
+    make_event,
+    read_raw_shape,
+)
 
-__all__ = ("EmitVersion", "RawRef", "build_replay_event", "infer_version", "parse_key", "raw_records")
+__all__ = ("EmitVersion", "RawRef", "build_replay_event", "event_for", "infer_version", "parse_key", "raw_records")
 
 EmitVersion = Literal["v1", "v2", "auto"]
+_NO_SHAPE = RawShape(None, None, None)
 _NAMESPACE = uuid.UUID("6f1d3c3e-4a52-4d6e-9a51-6e0c1f0a7c11")
 # <source>/<record_id>.json, the source by the same rule ingest validates, the record id a
 # UUID in its 8-4-4-4-12 form (as ingest writes it).
@@ -60,35 +65,8 @@ async def raw_records(store: ObjectStore, source: str) -> dict[str, ObjectInfo]:
     return found
 
 
-class _Shape(msgspec.Struct):
-    patient: dict[str, Any] | None = None
-    record_type: str | None = None
-    record_kind: str | None = None
-    schema_hint: str | None = None
-
-
-_shape = msgspec.json.Decoder(_Shape)
-
-
-def _read_shape(raw: bytes) -> _Shape | None:
-    try:
-        return _shape.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return None
-
-
 def infer_version(raw: bytes) -> Literal["1", "2"] | None:
-    return _version_of(_read_shape(raw))
-
-
-def _version_of(shape: _Shape | None) -> Literal["1", "2"] | None:
-    if shape is None or not isinstance(shape.patient, dict):
-        return None
-    if shape.record_kind and shape.schema_hint and "given_name" in shape.patient:
-        return "2"
-    if shape.record_type and "first_name" in shape.patient:
-        return "1"
-    return None
+    return read_raw_shape(raw).version
 
 
 def _occurred_at(record_id: str, info: ObjectInfo) -> str:
@@ -104,16 +82,21 @@ def _occurred_at(record_id: str, info: ObjectInfo) -> str:
 def build_replay_event(
     ref: RawRef, info: ObjectInfo, raw: bytes, bucket: str, emit: EmitVersion
 ) -> RecordIngested | str:
-    """The event for a raw object, or the reason it is skipped."""
-    shape = _read_shape(raw) if emit != "v1" else None  # read once: the version and the v2 fields
-    version = _version_of(shape) if emit == "auto" else ("1" if emit == "v1" else "2")
+    """The event for a raw object read back, or the reason it is skipped."""
+    shape = read_raw_shape(raw) if emit != "v1" else _NO_SHAPE  # v1 needs neither version nor v2 fields
+    return event_for(ref, info, shape, hashlib.sha256(raw).hexdigest(), len(raw), bucket, emit)
+
+
+def event_for(
+    ref: RawRef, info: ObjectInfo, shape: RawShape, sha256: str, size: int, bucket: str, emit: EmitVersion
+) -> RecordIngested | str:
+    """The event for a raw object of this shape, digest and size (read now, or kept by ingest)."""
+    version = shape.version if emit == "auto" else ("1" if emit == "v1" else "2")
     if version is None:
         return "unrecognized"
-    sha256 = hashlib.sha256(raw).hexdigest()
     kind = hint = None
     if version == "2":
-        kind = (shape.record_kind or shape.record_type) if shape else None
-        hint = shape.schema_hint if shape else None
+        kind, hint = shape.kind, shape.hint
         if kind not in ("encounter", "claim", "lab_result") or not hint:
             return "not_v2_compatible"
     return make_event(
@@ -123,7 +106,7 @@ def build_replay_event(
         correlation_id=f"replay-{ref.record_id}",
         source=ref.source,
         record_id=ref.record_id,
-        raw_object=RawObject(bucket=bucket, key=ref.key, sha256=sha256, size_bytes=len(raw)),
+        raw_object=RawObject(bucket=bucket, key=ref.key, sha256=sha256, size_bytes=size),
         record_kind=kind,
         schema_hint=hint,
     )

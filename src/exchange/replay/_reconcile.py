@@ -119,7 +119,8 @@ class Reconciler:
     async def _re_emit(self, infos: list[ObjectInfo]) -> int:
         emitted = 0
         for start in range(0, len(infos), 500):
-            built = await events_for(self._store, infos[start:start + 500], "auto")
+            # Repair reads every object: it runs after something went wrong, and is rare.
+            built, _read = await events_for(self._store, infos[start:start + 500], "auto")
             messages = [outbox_message(e, *self._topics) for _i, e in built if not isinstance(e, str)]
             async with self._db.transaction() as conn:
                 emitted += await enqueue(conn, messages)

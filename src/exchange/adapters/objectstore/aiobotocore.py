@@ -11,7 +11,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from exchange.adapters.objectstore.base import ObjectInfo
+from exchange.adapters.objectstore.base import ObjectInfo, bare_etag
 from exchange.errors import ObjectNotFound, ObjectStoreUnavailable
 from exchange.settings import ObjectStoreSettings
 
@@ -58,10 +58,11 @@ class AiobotocoreObjectStore:
                     )
         return self._client
 
-    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None:
+    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> str | None:
         s3 = await self._s3()
         try:
-            await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            answer = await s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+            return bare_etag(answer.get("ETag"))
         except (BotoCoreError, ClientError, OSError) as exc:
             raise ObjectStoreUnavailable(f"object store put failed ({type(exc).__name__})") from None
 
@@ -95,7 +96,8 @@ class AiobotocoreObjectStore:
             paginator = s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(**kwargs):
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"], int(item.get("Size", 0)), item["LastModified"])
+                    yield ObjectInfo(item["Key"], int(item.get("Size", 0)), item["LastModified"],
+                                     bare_etag(item.get("ETag")))
         except (BotoCoreError, ClientError, OSError) as exc:
             raise ObjectStoreUnavailable(f"object store list failed ({type(exc).__name__})") from None
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ("ObjectInfo", "ObjectStore")
+__all__ = ("ObjectInfo", "ObjectStore", "bare_etag")
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +15,13 @@ class ObjectInfo:
     key: str
     size: int
     last_modified: dt.datetime
+    etag: str | None = None
+    """The store's entity tag, quotes stripped (None when the store gave none)."""
+
+
+def bare_etag(etag: str | None) -> str | None:
+    """S3 quotes its ETags (``"9a0364b9..."``) in PUT answers and listings alike."""
+    return etag.strip('"') if etag else None
 
 
 class ObjectStore(Protocol):
@@ -23,7 +30,9 @@ class ObjectStore(Protocol):
 
     bucket: str
 
-    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None: ...
+    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> str | None:
+        """Store the object; its ETag (quotes stripped), as later listings show it."""
+        ...
 
     async def get(self, key: str) -> bytes: ...
 

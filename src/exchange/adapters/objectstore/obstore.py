@@ -13,7 +13,7 @@ import obstore
 from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 
-from exchange.adapters.objectstore.base import ObjectInfo
+from exchange.adapters.objectstore.base import ObjectInfo, bare_etag
 from exchange.errors import ObjectNotFound, ObjectStoreUnavailable
 from exchange.settings import ObjectStoreSettings
 
@@ -43,9 +43,10 @@ class ObstoreObjectStore:
                                       "max_backoff": dt.timedelta(seconds=1), "base": 2}},
         )
 
-    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> None:
+    async def put(self, key: str, body: bytes, *, content_type: str = "application/json") -> str | None:
         try:
-            await obstore.put_async(self._store, key, body, attributes={"Content-Type": content_type})
+            answer = await obstore.put_async(self._store, key, body, attributes={"Content-Type": content_type})
+            return bare_etag(answer["e_tag"])
         except BaseError as exc:
             raise ObjectStoreUnavailable(f"object store put failed ({type(exc).__name__})") from None
 
@@ -81,7 +82,7 @@ class ObstoreObjectStore:
             stream = obstore.list(self._store, prefix, offset=start_after, chunk_size=1000)
             async for batch in stream:
                 for meta in batch:
-                    yield ObjectInfo(meta["path"], int(meta["size"]), meta["last_modified"])
+                    yield ObjectInfo(meta["path"], int(meta["size"]), meta["last_modified"], bare_etag(meta["e_tag"]))
         except BaseError as exc:
             raise ObjectStoreUnavailable(f"object store list failed ({type(exc).__name__})") from None
 
