@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -102,14 +103,20 @@ async def test_milestone_5_replay_rebuilds_canonical_and_verify_finds_gaps(
     assert report["missing"] == [gone]
 
 
-async def _replay_payloads(settings: Any, source: str) -> list[dict[str, Any]]:
+async def _replay(settings: Any, source: str, *, read_raw: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """The replay's events (outbox payloads, in order) and how many objects it read."""
     async with admin_tools(settings) as admin:
-        job = await admin.create_job("replay", {"source": source, "emit_version": "auto"}, "test")
+        job = await admin.create_job("replay", {"source": source, "emit_version": "auto", "read_raw": read_raw},
+                                     "test")
         before = await fetchval(settings.database.dsn, "SELECT coalesce(max(id), 0) FROM outbox_events")
-        await admin.run_job(job)
+        result = await admin.run_job(job)
     rows = await fetch(settings.database.dsn, "SELECT payload FROM outbox_events WHERE id > $1 AND key IN "
                        "(SELECT record_id::text FROM raw_object_manifest WHERE source=$2) ORDER BY id", before, source)
-    return [r["payload"] for r in rows]
+    return [r["payload"] for r in rows], int(result["read"])
+
+
+async def _replay_payloads(settings: Any, source: str) -> list[dict[str, Any]]:
+    return (await _replay(settings, source))[0]
 
 
 @pytest.mark.timeout(300)
@@ -123,10 +130,14 @@ async def test_replay_is_deterministic_and_auto_picks_each_objects_version(
     async with running_app(settings, INGEST) as client:
         ids = await ingest_many(client, source, unique, bodies)
 
-    first = await _replay_payloads(settings, source)
+    first, read = await _replay(settings, source)
     second = await _replay_payloads(settings, source)
+    from_objects, read_raw = await _replay(settings, source, read_raw=True)
     assert len(first) == len(second) == 4
     assert first == second  # same events for the same raw objects
+    # Built from what ingest kept, without a GET, and the same as reading every object.
+    assert (read, read_raw) == (0, 4)
+    assert from_objects == first
     assert [p["record_id"] for p in first] == sorted(ids)  # lexicographic key order
     versions = {p["record_id"]: p["event_version"] for p in first}
     assert versions == {ids[0]: "1", ids[1]: "2", ids[2]: "1", ids[3]: "2"}
@@ -144,6 +155,56 @@ async def test_replay_is_deterministic_and_auto_picks_each_objects_version(
     assert by_id[ids[1]]["event_version"] == "2"
     assert by_id[ids[1]]["record_kind"] == "lab_result"
     assert by_id[ids[1]]["schema_hint"] == "partnerA.v1"
+
+
+@pytest.mark.timeout(300)
+async def test_replay_reads_an_object_changed_since_ingest_or_unknown_to_the_manifest(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
+) -> None:
+    """The manifest stands in for an object only while the store lists it with the ETag and
+    size ingest stored it with: a rewritten object, and one whose row has no ETag (written
+    before the manifest kept them), are read, and their events carry what they hold now."""
+    settings = make_settings(stack_env, **isolated_kafka)
+    dsn = stack_env["DATABASE_URL"]
+    source = f"changed-{unique}"
+    bodies = [v1(source, 0), v2(source, 1), v1(source, 2)]
+    async with running_app(settings, INGEST) as client:
+        ids = await ingest_many(client, source, unique, bodies)
+    rows = await fetch(dsn, "SELECT record_id::text AS id, object_key, etag, sha256, shape_version, shape_kind, "
+                            "shape_hint FROM raw_object_manifest WHERE source=$1", source)
+    kept = {r["id"]: r for r in rows}
+    for rid, body in zip(ids, bodies, strict=True):  # what ingest kept: the PUT's ETag (MD5 here) and the shape
+        raw = (await _raw_object(settings, kept[rid]["object_key"]))
+        assert kept[rid]["etag"] == hashlib.md5(raw).hexdigest()  # noqa: S324 - SeaweedFS's ETag, not security
+        assert kept[rid]["sha256"] == hashlib.sha256(raw).hexdigest()
+        assert (kept[rid]["shape_version"], kept[rid]["shape_kind"], kept[rid]["shape_hint"]) == (
+            ("2", "lab_result", "partnerA.v1") if "record_kind" in body else ("1", "encounter", None))
+
+    rewritten = v2(source, 7)  # the v1 object now holds a v2 body
+    rewritten_raw = json.dumps(rewritten).encode()
+    store = make_object_store(settings.object_store)
+    try:
+        await store.put(kept[ids[0]]["object_key"], rewritten_raw)
+    finally:
+        await store.close()
+    await fetch(dsn, "UPDATE raw_object_manifest SET etag = NULL WHERE record_id = $1::uuid", ids[2])
+
+    payloads, read = await _replay(settings, source)
+    assert read == 2
+    by_id = {p["record_id"]: p for p in payloads}
+    assert by_id[ids[0]]["event_version"] == "2"
+    assert by_id[ids[0]]["raw_object"]["sha256"] == hashlib.sha256(rewritten_raw).hexdigest()
+    assert by_id[ids[0]]["raw_object"]["size_bytes"] == len(rewritten_raw)
+    assert by_id[ids[1]]["raw_object"]["sha256"] == kept[ids[1]]["sha256"]
+    assert (await _replay(settings, source, read_raw=True))[0] == payloads
+
+
+async def _raw_object(settings: Any, key: str) -> bytes:
+    store = make_object_store(settings.object_store)
+    try:
+        return await store.get(key)
+    finally:
+        await store.close()
 
 
 KILL_SELF = """

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
+from typing import Literal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.adapters.objectstore import ObjectInfo
-from exchange.events import RecordIngestedV1, RecordIngestedV2, format_timestamp
+from exchange.events import RecordIngestedV1, RecordIngestedV2, format_timestamp, read_raw_shape
 from exchange.events._ids import uuid7
-from exchange.replay._raw import _occurred_at, build_replay_event, infer_version, parse_key
+from exchange.ingest import StoredObject
+from exchange.replay._raw import _occurred_at, build_replay_event, event_for, infer_version, parse_key
+from exchange.replay._replay import _unchanged
 
 _INFO = ObjectInfo("k", 10, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
 
@@ -73,3 +77,47 @@ def test_auto_infers_the_version_from_the_shape_and_builds_the_same_event_every_
     assert isinstance(build_replay_event(ref, _INFO, v2, "raw-objects", "v1"), RecordIngestedV1)
     assert build_replay_event(ref, _INFO, v1, "raw-objects", "v2") == "not_v2_compatible"
     assert build_replay_event(ref, _INFO, b"not json", "raw-objects", "auto") == "unrecognized"
+
+
+_WORDS = st.sampled_from(["", "claim", "encounter", "lab_result", "partnerA.v1", "x"])
+_PATIENTS = st.one_of(
+    st.none(), st.integers(), st.just("p"),
+    st.dictionaries(st.sampled_from(["first_name", "given_name", "dob", "family_name"]), st.just("A"), max_size=3),
+)
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> bytes:
+    """Raw objects of every shape replay meets: v1, v2, neither, half of each, not JSON at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from([b"not json", b"[]", b"", b"\xff\xfe", b"{\"patient\": 1"]))
+    body: dict[str, object] = {"source": "s"}
+    for field in ("record_type", "record_kind", "schema_hint"):
+        if draw(st.booleans()):
+            body[field] = draw(st.one_of(_WORDS, st.integers(), st.none()))
+    if draw(st.booleans()):
+        body["patient"] = draw(_PATIENTS)
+    return json.dumps(body).encode()
+
+
+@given(_bodies(), st.sampled_from(["v1", "v2", "auto"]))
+def test_the_event_from_ingest_s_facts_is_the_event_from_reading_the_object(
+    raw: bytes, emit: Literal["v1", "v2", "auto"]
+) -> None:
+    """Replay builds an unchanged object's event from what ingest kept (digest, size, shape);
+    it must be the very event reading the object would build, skip reasons included."""
+    ref = parse_key(f"s/{uuid7()}.json")
+    assert ref is not None
+    kept = event_for(ref, _INFO, read_raw_shape(raw), hashlib.sha256(raw).hexdigest(), len(raw), "b", emit)
+    assert kept == build_replay_event(ref, _INFO, raw, "b", emit)
+
+
+def test_only_an_object_listed_as_ingest_stored_it_is_built_from_the_manifest() -> None:
+    shape = read_raw_shape(_raw(1))
+    stored = StoredObject(etag="abc", sha256="0" * 64, size_bytes=10, shape=shape)
+    at = _INFO.last_modified
+    assert _unchanged(ObjectInfo("k", 10, at, "abc"), stored) is stored
+    assert _unchanged(ObjectInfo("k", 10, at, "abd"), stored) is None  # rewritten: a new ETag
+    assert _unchanged(ObjectInfo("k", 11, at, "abc"), stored) is None  # another size
+    assert _unchanged(ObjectInfo("k", 10, at, None), stored) is None  # a store that lists no ETag
+    assert _unchanged(ObjectInfo("k", 10, at, "abc"), None) is None  # no manifest row (an orphan)
