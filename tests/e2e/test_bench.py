@@ -77,7 +77,7 @@ def _bench_buckets(stack: Stack) -> list[str]:
 METRICS = (
     "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
-    "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio",
+    "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio", "replay_read_rps",
 )
 
 
@@ -113,6 +113,9 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     for key in ("ingest_rps", "floor_rps", "core_rps", "publisher_drain_eps", "normalizer_rps", "replay_rps",
                 "rss_mb_peak"):
         assert results[key] > 0, key
+    # The replay of objects as ingest leaves them reads none of them; --read-raw reads them all.
+    assert (results["replay_objects_read"], results["replay_read_objects_read"]) == (0, 200)
+    assert results["replay_read_rps"] > 0
     assert set(results["ingest_statuses"]) == {"202"}  # every request of the load was accepted
     assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
     # Ingest, split ingest and floor alternated; each headline rate counts all of its rounds.
