@@ -116,6 +116,9 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     # The replay of objects as ingest leaves them reads none of them; --read-raw reads them all.
     assert (results["replay_objects_read"], results["replay_read_objects_read"]) == (0, 200)
     assert results["replay_read_rps"] > 0
+    by_phase = results["rss_mb_by_phase"]  # which server the peak was
+    assert set(by_phase) == {"all_roles", "split", "publisher", "normalizer"}
+    assert max(by_phase.values()) == results["rss_mb_peak"] and min(by_phase.values()) > 0
     assert set(results["ingest_statuses"]) == {"202"}  # every request of the load was accepted
     assert results["e2e_records"] == 40  # 20/s for 2 s, every one traced to its canonical row
     # Ingest, split ingest and floor alternated; each headline rate counts all of its rounds.

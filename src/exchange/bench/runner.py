@@ -316,7 +316,8 @@ class _RatioRounds:
         self._split_topic = f"bench{run_id}.split"
         ensure_topics(env["KAFKA_BROKERS"], [self._split_topic], partitions=6)
         self.ingest, self.split, self.floor = _Side(), _Side(), _Side()
-        self.rss: list[float] = []
+        self.rss: dict[str, float] = {}
+        """Peak RSS of each side's servers, MB."""
         self._backlogs: list[int] = []
         self._catchups: list[float] = []
         self._e2e: dict[str, float] = {}
@@ -384,7 +385,7 @@ class _RatioRounds:
                 # End to end (202 -> canonical row) at a fixed offered rate, on an idle pipeline.
                 self._report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
                 self._e2e = _e2e(server.port, cfg, self._dsn, f"bench-e2e-{self._run_id}", self._scratch)
-        self.rss.append(server.rss_peak_mb)
+        self.rss["all_roles"] = max(self.rss.get("all_roles", 0.0), server.rss_peak_mb)
 
     def _split(self, n: int) -> None:
         cfg = self._cfg
@@ -398,7 +399,7 @@ class _RatioRounds:
             # Its publisher finishes its outbox here: left over, the rows would be published by
             # the next server, inside its measured window (measured: -25 % ingest).
             asyncio.run(_wait(self._dsn, _drained(self._split_topic), timeout=600, interval=0.1))
-        self.rss.append(server.rss_peak_mb)
+        self.rss["split"] = max(self.rss.get("split", 0.0), server.rss_peak_mb)
 
     def _floor(self, n: int) -> None:
         self._report(f"round {n}/{self._cfg.rounds}: floor, the ingest work without the service ...")
@@ -455,7 +456,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         "object_store_client": env["OBJECT_STORE_CLIENT"],
         "config": {k: str(v) for k, v in asdict(cfg).items()},
     }
-    rss: list[float] = []
+    rss: dict[str, float] = {}  # peak RSS by phase, MB
     cpu: dict[str, Any] = {}
     scratch = Path(tempfile.mkdtemp(prefix="exchange-bench-"))
 
@@ -490,7 +491,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         results["stack_uptime_s"] = _stack_uptime_s(stack)
         results.update(sides.run())
         cpu.update(sides.cpu())
-        rss.extend(sides.rss)
+        rss.update(sides.rss)
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
@@ -511,7 +512,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         asyncio.run(_build_backlog(dsn, drain_topic, cfg.drain_rows, run_id))
         with Server(env, "publisher", scratch) as server:
             elapsed = asyncio.run(_wait(dsn, _drained(drain_topic), timeout=600, interval=0.05))
-        rss.append(server.rss_peak_mb)
+        rss["publisher"] = server.rss_peak_mb
         results["publisher_drain_eps"] = cfg.drain_rows / elapsed
         # The drain left 50,000 dead row versions: vacuum them now, or autovacuum does it
         # during the next phase and the normalizer's number carries this phase's cleanup.
@@ -530,7 +531,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             elapsed = joined + asyncio.run(_wait(dsn, _canonical_at_least(norm_source, cfg.normalizer_records),
                                                  timeout=900, interval=0.1))
             after = meter.sample()
-        rss.append(server.rss_peak_mb)
+        rss["normalizer"] = server.rss_peak_mb
         # Steady state: first to last canonical row (the consumer-group join is not throughput).
         results["normalizer_rps"] = cfg.normalizer_records / asyncio.run(_normalized_span(dsn, norm_source))
         results["normalizer_wall_rps"] = cfg.normalizer_records / elapsed
@@ -554,7 +555,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             results[f"{name}_rps"] = cfg.normalizer_records / job_seconds
             results[f"{name}_wall_s"] = wall
             results[f"{name}_objects_read"] = replayed["read"]
-        results["rss_mb_peak"] = max(rss)
+        results["rss_mb_peak"] = max(rss.values())
+        results["rss_mb_by_phase"] = rss
         results["machine"] = _machine()
         results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # Every record of the run was valid: a dead letter means the benchmark measured errors.
