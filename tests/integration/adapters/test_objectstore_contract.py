@@ -53,6 +53,18 @@ async def test_listing_is_lexicographic_and_resumes_after_a_key(store: ObjectSto
     assert all(i.size == 2 and i.last_modified.tzinfo is not None for i in infos)
 
 
+async def test_put_answers_the_etag_the_listing_shows_and_a_rewrite_changes_it(store: ObjectStore, unique: str) -> None:
+    """Replay trusts an object ingest stored while it is listed with the ETag its PUT answered
+    (ADR 0005): both must be the same string, quotes stripped, and a new body a new ETag."""
+    key = f"e-{unique}/x.json"
+    first = await store.put(key, b'{"a": 1}')
+    assert first and not first.startswith('"')
+    assert [info.etag async for info in store.list_objects(f"e-{unique}/")] == [first]
+    second = await store.put(key, b'{"a": 2}')
+    assert second != first
+    assert [info.etag async for info in store.list_objects(f"e-{unique}/")] == [second]
+
+
 async def test_copy_and_delete(store: ObjectStore, unique: str) -> None:
     await store.put(f"m-{unique}/src.json", b"{}")
     await store.copy(f"m-{unique}/src.json", f"_q/m-{unique}/src.json")
