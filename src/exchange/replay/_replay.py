@@ -59,7 +59,7 @@ class Progress:
     done: int = 0
     emitted: int = 0
     read: int = 0
-    """Objects GET from the store (the rest were built from the manifest)."""
+    """Objects read from the store (the rest were built from the manifest)."""
     skipped: dict[str, int] = field(default_factory=dict)
     last_key: str | None = None
     started: float = field(default_factory=time.monotonic)
