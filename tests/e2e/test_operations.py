@@ -173,17 +173,16 @@ async def test_replay_reads_an_object_changed_since_ingest_or_unknown_to_the_man
     rows = await fetch(dsn, "SELECT record_id::text AS id, object_key, etag, sha256, shape_version, shape_kind, "
                             "shape_hint FROM raw_object_manifest WHERE source=$1", source)
     kept = {r["id"]: r for r in rows}
-    for rid, body in zip(ids, bodies, strict=True):  # what ingest kept: the PUT's ETag (MD5 here) and the shape
-        raw = (await _raw_object(settings, kept[rid]["object_key"]))
-        assert kept[rid]["etag"] == hashlib.md5(raw).hexdigest()  # noqa: S324 - SeaweedFS's ETag, not security
-        assert kept[rid]["sha256"] == hashlib.sha256(raw).hexdigest()
-        assert (kept[rid]["shape_version"], kept[rid]["shape_kind"], kept[rid]["shape_hint"]) == (
-            ("2", "lab_result", "partnerA.v1") if "record_kind" in body else ("1", "encounter", None))
-
     rewritten = v2(source, 7)  # the v1 object now holds a v2 body
     rewritten_raw = json.dumps(rewritten).encode()
     store = make_object_store(settings.object_store)
     try:
+        for rid, body in zip(ids, bodies, strict=True):  # what ingest kept: the PUT's ETag (MD5 here), the shape
+            raw = await store.get(kept[rid]["object_key"])
+            assert kept[rid]["etag"] == hashlib.md5(raw).hexdigest()  # noqa: S324 - SeaweedFS's ETag, not security
+            assert kept[rid]["sha256"] == hashlib.sha256(raw).hexdigest()
+            assert (kept[rid]["shape_version"], kept[rid]["shape_kind"], kept[rid]["shape_hint"]) == (
+                ("2", "lab_result", "partnerA.v1") if "record_kind" in body else ("1", "encounter", None))
         await store.put(kept[ids[0]]["object_key"], rewritten_raw)
     finally:
         await store.close()
@@ -197,14 +196,6 @@ async def test_replay_reads_an_object_changed_since_ingest_or_unknown_to_the_man
     assert by_id[ids[0]]["raw_object"]["size_bytes"] == len(rewritten_raw)
     assert by_id[ids[1]]["raw_object"]["sha256"] == kept[ids[1]]["sha256"]
     assert (await _replay(settings, source, read_raw=True))[0] == payloads
-
-
-async def _raw_object(settings: Any, key: str) -> bytes:
-    store = make_object_store(settings.object_store)
-    try:
-        return await store.get(key)
-    finally:
-        await store.close()
 
 
 KILL_SELF = """
