@@ -1,10 +1,10 @@
 """Manifest replay facts: what a replay needs of an object, kept when ingest writes it.
 
-``etag`` is the store's ETag for the object ingest PUT; ``shape_version``, ``shape_kind`` and
-``shape_hint`` are its shape by the rule of ``exchange.events.raw_shape``. A replay that lists
-an object with the same ETag and size builds its event from these columns and the manifest's
-``sha256`` instead of GETting it (a GET per object was the replay's ceiling). Rows from before
-this revision, and orphans, have no ETag: their objects are read as before.
+``etag`` is the store's ETag for the object ingest PUT; ``record_kind`` and ``schema_hint`` are
+those of its v2 event (null for v1). A replay that lists an object with the same ETag and size
+builds its event from these columns and the row's ``sha256``, ``size_bytes`` and
+``event_version`` instead of GETting it (a GET per object was the replay's ceiling). Rows from
+before this revision, and orphans, have no ETag: their objects are read as before.
 
 Revision ID: 0003
 Revises: 0002
@@ -27,10 +27,9 @@ def upgrade() -> None:
     op.execute(
         """
         ALTER TABLE raw_object_manifest
-            ADD COLUMN etag          text NULL,
-            ADD COLUMN shape_version text NULL,
-            ADD COLUMN shape_kind    text NULL,
-            ADD COLUMN shape_hint    text NULL
+            ADD COLUMN etag        text NULL,
+            ADD COLUMN record_kind text NULL,
+            ADD COLUMN schema_hint text NULL
         """
     )
 
@@ -39,6 +38,6 @@ def downgrade() -> None:
     op.execute(
         """
         ALTER TABLE raw_object_manifest
-            DROP COLUMN etag, DROP COLUMN shape_version, DROP COLUMN shape_kind, DROP COLUMN shape_hint
+            DROP COLUMN etag, DROP COLUMN record_kind, DROP COLUMN schema_hint
         """
     )

@@ -103,10 +103,12 @@ async def test_milestone_5_replay_rebuilds_canonical_and_verify_finds_gaps(
     assert report["missing"] == [gone]
 
 
-async def _replay(settings: Any, source: str, *, read_raw: bool = False) -> tuple[list[dict[str, Any]], int]:
+async def _replay(
+    settings: Any, source: str, *, read_raw: bool = False, emit: str = "auto"
+) -> tuple[list[dict[str, Any]], int]:
     """The replay's events (outbox payloads, in order) and how many objects it read."""
     async with admin_tools(settings) as admin:
-        job = await admin.create_job("replay", {"source": source, "emit_version": "auto", "read_raw": read_raw},
+        job = await admin.create_job("replay", {"source": source, "emit_version": emit, "read_raw": read_raw},
                                      "test")
         before = await fetchval(settings.database.dsn, "SELECT coalesce(max(id), 0) FROM outbox_events")
         result = await admin.run_job(job)
@@ -138,6 +140,10 @@ async def test_replay_is_deterministic_and_auto_picks_each_objects_version(
     # Built from what ingest kept, without a GET, and the same as reading every object.
     assert (read, read_raw) == (0, 4)
     assert from_objects == first
+    for emit in ("v1", "v2"):  # forced versions too (v2 skips the v1 objects either way)
+        kept, _ = await _replay(settings, source, emit=emit)
+        assert kept == (await _replay(settings, source, emit=emit, read_raw=True))[0]
+        assert len(kept) == (4 if emit == "v1" else 2)
     assert [p["record_id"] for p in first] == sorted(ids)  # lexicographic key order
     versions = {p["record_id"]: p["event_version"] for p in first}
     assert versions == {ids[0]: "1", ids[1]: "2", ids[2]: "1", ids[3]: "2"}
@@ -170,19 +176,19 @@ async def test_replay_reads_an_object_changed_since_ingest_or_unknown_to_the_man
     bodies = [v1(source, 0), v2(source, 1), v1(source, 2)]
     async with running_app(settings, INGEST) as client:
         ids = await ingest_many(client, source, unique, bodies)
-    rows = await fetch(dsn, "SELECT record_id::text AS id, object_key, etag, sha256, shape_version, shape_kind, "
-                            "shape_hint FROM raw_object_manifest WHERE source=$1", source)
+    rows = await fetch(dsn, "SELECT record_id::text AS id, object_key, etag, sha256, event_version, record_kind, "
+                            "schema_hint FROM raw_object_manifest WHERE source=$1", source)
     kept = {r["id"]: r for r in rows}
     rewritten = v2(source, 7)  # the v1 object now holds a v2 body
     rewritten_raw = json.dumps(rewritten).encode()
     store = make_object_store(settings.object_store)
     try:
-        for rid, body in zip(ids, bodies, strict=True):  # what ingest kept: the PUT's ETag (MD5 here), the shape
+        for rid, body in zip(ids, bodies, strict=True):  # what ingest kept: the PUT's ETag (MD5 here), v2 fields
             raw = await store.get(kept[rid]["object_key"])
             assert kept[rid]["etag"] == hashlib.md5(raw).hexdigest()  # noqa: S324 - SeaweedFS's ETag, not security
             assert kept[rid]["sha256"] == hashlib.sha256(raw).hexdigest()
-            assert (kept[rid]["shape_version"], kept[rid]["shape_kind"], kept[rid]["shape_hint"]) == (
-                ("2", "lab_result", "partnerA.v1") if "record_kind" in body else ("1", "encounter", None))
+            assert (kept[rid]["event_version"], kept[rid]["record_kind"], kept[rid]["schema_hint"]) == (
+                ("2", "lab_result", "partnerA.v1") if "record_kind" in body else ("1", None, None))
         await store.put(kept[ids[0]]["object_key"], rewritten_raw)
     finally:
         await store.close()

@@ -34,10 +34,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.adapters.kafka import AsyncProducer, delete_topics, ensure_topics, topic_names
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync, make_object_store
+from exchange.adapters.postgres import unnest_columns
 from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
 from exchange.devstack import Stack
 from exchange.devstack._process import free_port
-from exchange.events import RawObject, RawShape, encode_event, make_event, read_raw_shape, uuid7
+from exchange.events import RawObject, encode_event, make_event, uuid7
 from exchange.settings import load_settings
 
 __all__ = ("BenchConfig", "run_bench")
@@ -641,15 +642,25 @@ async def _build_backlog(dsn: str, topic: str, rows: int, run_id: str) -> None:
         await conn.close()
 
 
-# The manifest rows ingest would have written for the backlog's objects (replay reads them).
+# The manifest rows ingest would have written for the backlog's v1 objects (replay reads them).
 _MANIFEST = """
 INSERT INTO raw_object_manifest
-    (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state,
-     etag, shape_version, shape_kind, shape_hint)
-SELECT r, $1, $2, k, h, z, '1', 'enqueued', e, v, sk, sh
-FROM unnest($3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[])
-    AS t(r, k, h, z, e, v, sk, sh)
+    (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state, etag)
+SELECT record_id, $1, $2, object_key, sha256, size_bytes, '1', 'enqueued', etag
+FROM unnest($3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[])
+    AS t(record_id, object_key, sha256, size_bytes, etag)
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One backlog object's manifest row: ``_MANIFEST``'s arrays, in its order."""
+
+    record_id: str
+    object_key: str
+    sha256: str
+    size_bytes: int
+    etag: str | None
 
 
 async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
@@ -658,7 +669,7 @@ async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
     producer = AsyncProducer(settings.kafka.brokers)
     await producer.start()
     sem = asyncio.Semaphore(64)
-    rows: list[tuple[str, str, str, int, str | None, RawShape]] = []
+    rows: list[_Stored] = []
 
     async def one(i: int) -> None:
         record_id = str(uuid7())
@@ -669,7 +680,7 @@ async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
         sha256 = hashlib.sha256(raw).hexdigest()
         async with sem:
             etag = await store.put(key, raw)
-            rows.append((record_id, key, sha256, len(raw), etag, read_raw_shape(raw)))
+            rows.append(_Stored(record_id, key, sha256, len(raw), etag))
             event = make_event("1", event_id=str(uuid.uuid4()), occurred_at="2026-01-01T00:00:00.000000Z",
                                correlation_id=f"bench-{i:08d}", source=source, record_id=record_id,
                                raw_object=RawObject(store.bucket, key, sha256, len(raw)))
@@ -679,8 +690,7 @@ async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
         await asyncio.gather(*(one(i) for i in range(n)))
         conn = await asyncpg.connect(settings.database.dsn)
         try:
-            await conn.execute(_MANIFEST, source, store.bucket, *(list(c) for c in zip(*(
-                (r, k, h, z, e, shape.version, shape.kind, shape.hint) for r, k, h, z, e, shape in rows), strict=True)))
+            await conn.execute(_MANIFEST, source, store.bucket, *unnest_columns(rows))
         finally:
             await conn.close()
     finally:

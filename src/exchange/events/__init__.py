@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from exchange.events._ids import uuid7
-from exchange.events.raw_shape import RawShape, read_raw_shape
 from exchange.events.record_ingested import (
     SOURCE_PATTERN,
     DlqEnvelope,
@@ -31,7 +30,6 @@ __all__ = (
     "DlqEnvelope",
     "DlqError",
     "RawObject",
-    "RawShape",
     "RecordIngested",
     "RecordIngestedV1",
     "RecordIngestedV2",
@@ -41,6 +39,5 @@ __all__ = (
     "format_timestamp",
     "make_event",
     "new_event_id",
-    "read_raw_shape",
     "uuid7",
 )

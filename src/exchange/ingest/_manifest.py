@@ -9,10 +9,8 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
 
 from exchange.adapters.postgres import Connection
-from exchange.events import RawShape
 
 __all__ = ("ManifestEntry", "StoredObject", "manifest_for_source", "record_orphan", "stored_objects")
 
@@ -22,7 +20,7 @@ FROM raw_object_manifest WHERE source = $1
 """
 # Objects as ingest stored them (rows written before the ETag was kept, and orphans, have none).
 _STORED = """
-SELECT object_key, etag, sha256, size_bytes, shape_version, shape_kind, shape_hint
+SELECT object_key, etag, sha256, size_bytes, event_version, record_kind, schema_hint
 FROM raw_object_manifest WHERE object_key = ANY($1::text[]) AND etag IS NOT NULL
 """
 _ORPHANED = """
@@ -43,22 +41,23 @@ class ManifestEntry:
 
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """What ingest knew of an object it stored: its ETag then, digest, size and shape."""
+    """What ingest knew of an object it stored: its ETag then, digest and size, and the version
+    (and, for v2, ``record_kind`` and ``schema_hint``) its validated body was accepted as."""
 
     etag: str
     sha256: str
     size_bytes: int
-    shape: RawShape
+    event_version: str
+    record_kind: str | None
+    schema_hint: str | None
 
 
 async def stored_objects(conn: Connection, keys: Sequence[str]) -> dict[str, StoredObject]:
     """The objects among ``keys`` that ingest stored, by key (one round-trip, the key's index)."""
     rows = await conn.fetch(_STORED, list(keys))
     return {
-        r["object_key"]: StoredObject(
-            r["etag"], r["sha256"], r["size_bytes"],
-            RawShape(cast(Literal["1", "2"] | None, r["shape_version"]), r["shape_kind"], r["shape_hint"]),
-        )
+        r["object_key"]: StoredObject(r["etag"], r["sha256"], r["size_bytes"], r["event_version"],
+                                      r["record_kind"], r["schema_hint"])
         for r in rows
     }
 

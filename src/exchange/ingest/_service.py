@@ -38,7 +38,6 @@ from exchange.events import (
     format_timestamp,
     make_event,
     new_event_id,
-    read_raw_shape,
     uuid7,
 )
 from exchange.ops.metrics import Metrics
@@ -96,9 +95,8 @@ class _Row:
     key: str
     response: str
     etag: str | None
-    shape_version: str | None
-    shape_kind: str | None
-    shape_hint: str | None
+    record_kind: str | None
+    schema_hint: str | None
 
 
 # The stored, unexpired responses of a batch's keys, by position in the batch (1-based).
@@ -113,22 +111,22 @@ _RECORD = """
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-                         $15::text[], $16::text[])
+                         $15::text[])
         AS r(record_id, source, object_key, sha256, size_bytes, event_version, topic, payload, headers,
-             client_id, key, response, etag, shape_version, shape_kind, shape_hint)
+             client_id, key, response, etag, record_kind, schema_hint)
 ), manifest AS (
     INSERT INTO raw_object_manifest
         (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state,
-         etag, shape_version, shape_kind, shape_hint)
-    SELECT record_id, source, $17, object_key, sha256, size_bytes, event_version, 'enqueued',
-           etag, shape_version, shape_kind, shape_hint FROM r
+         etag, record_kind, schema_hint)
+    SELECT record_id, source, $16, object_key, sha256, size_bytes, event_version, 'enqueued',
+           etag, record_kind, schema_hint FROM r
 ), outbox AS (
     INSERT INTO outbox_events (topic, key, payload, headers)
     SELECT topic, record_id::text, payload::jsonb, headers::jsonb FROM r
 )
 INSERT INTO idempotency_keys
     (client_id, key, request_sha256, record_id, status_code, response, created_at, expires_at)
-SELECT client_id, key, sha256, record_id, 202, response::jsonb, now(), now() + make_interval(hours => $18)
+SELECT client_id, key, sha256, record_id, 202, response::jsonb, now(), now() + make_interval(hours => $17)
 FROM r
 ON CONFLICT (client_id, key) DO UPDATE SET
     request_sha256 = EXCLUDED.request_sha256,
@@ -254,9 +252,6 @@ class IngestService:
     ) -> _Row:
         cmd = request.command
         event = self._event(cmd, record_id, object_key, request.sha256)
-        # Kept for replay, which then need not read the object back (see raw_shape). A
-        # partial decode of a body already validated: a few microseconds.
-        shape = read_raw_shape(cmd.body)
         headers = {"correlation_id": cmd.correlation_id}
         if cmd.traceparent:
             headers["traceparent"] = cmd.traceparent
@@ -265,7 +260,9 @@ class IngestService:
             size_bytes=len(cmd.body), event_version=str(cmd.version), topic=self._topics[cmd.version],
             payload=encode_event(event).decode(), headers=_json.encode(headers).decode(),
             client_id=cmd.client_id, key=cmd.idempotency_key, response=_json.encode(response).decode(),
-            etag=etag, shape_version=shape.version, shape_kind=shape.kind, shape_hint=shape.hint,
+            # With the version, what a replay needs to build this object's event without
+            # reading it while it is listed with this ETag (replay/_raw.py, ADR 0005).
+            etag=etag, record_kind=cmd.record_kind, schema_hint=cmd.schema_hint,
         )
 
     def _event(self, cmd: IngestCommand, record_id: str, object_key: str, sha256: str) -> RecordIngested:

@@ -1,7 +1,16 @@
 """Reading raw objects back as events: key layout, version inference, deterministic events.
 
-Version inference (``--emit-version auto``) follows the raw object's shape, by the rule in
-``exchange.events.raw_shape`` (an object of neither shape is skipped as ``unrecognized``).
+Version inference (``--emit-version auto``), from the raw object's shape:
+- v2 when it has ``record_kind`` and ``schema_hint`` and its patient has ``given_name``;
+- v1 when it has ``record_type`` and its patient has ``first_name``;
+- otherwise the object is skipped (counted as ``unrecognized``).
+A v2 event's ``record_kind`` is the shape's ``record_kind`` (else its ``record_type``).
+
+An object ingest stored and nobody changed since need not be read: ingest validated its body
+as the version it was sent to, so its manifest row (``event_version``, and the v2 event's
+``record_kind`` and ``schema_hint``) is the shape this rule reads from it, as far as any
+event depends on it (``stored_shape``; a v1 body has no ``schema_hint``, so it is never
+v2-compatible either way).
 Replayed events are deterministic: ``event_id`` is a UUIDv5 of (record_id, version, sha256),
 ``occurred_at`` is the record id's UUIDv7 timestamp (else the object's last-modified time),
 ``correlation_id`` is ``replay-<record_id>``.
@@ -14,23 +23,28 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
+
+import msgspec
 
 from exchange.adapters.objectstore import ObjectInfo, ObjectStore
-from exchange.events import (
-    SOURCE_PATTERN,
-    RawObject,
-    RawShape,
-    RecordIngested,
-    format_timestamp,
-    make_event,
-    read_raw_shape,
+from exchange.events import SOURCE_PATTERN, RawObject, RecordIngested, format_timestamp, make_event
+from exchange.ingest import StoredObject
+
+__all__ = (
+    "EmitVersion",
+    "RawRef",
+    "RawShape",
+    "build_replay_event",
+    "event_for",
+    "infer_version",
+    "parse_key",
+    "raw_records",
+    "read_raw_shape",
+    "stored_shape",
 )
 
-__all__ = ("EmitVersion", "RawRef", "build_replay_event", "event_for", "infer_version", "parse_key", "raw_records")
-
 EmitVersion = Literal["v1", "v2", "auto"]
-_NO_SHAPE = RawShape(None, None, None)
 _NAMESPACE = uuid.UUID("6f1d3c3e-4a52-4d6e-9a51-6e0c1f0a7c11")
 # <source>/<record_id>.json, the source by the same rule ingest validates, the record id a
 # UUID in its 8-4-4-4-12 form (as ingest writes it).
@@ -63,6 +77,55 @@ async def raw_records(store: ObjectStore, source: str) -> dict[str, ObjectInfo]:
         if ref is not None:
             found[ref.record_id] = info
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class RawShape:
+    """What a raw object's shape says about its event."""
+
+    version: Literal["1", "2"] | None
+    """The version ``auto`` infers, or None when the shape is neither."""
+    kind: str | None
+    """``record_kind``, else ``record_type``: what a v2 event of this object would carry."""
+    hint: str | None
+    """``schema_hint``."""
+
+
+_NO_SHAPE = RawShape(None, None, None)
+
+
+class _Shape(msgspec.Struct):
+    patient: dict[str, Any] | None = None
+    record_type: str | None = None
+    record_kind: str | None = None
+    schema_hint: str | None = None
+
+
+_decode_shape = msgspec.json.Decoder(_Shape).decode
+
+
+def read_raw_shape(raw: bytes) -> RawShape:
+    try:
+        shape = _decode_shape(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return _NO_SHAPE
+    return RawShape(_version_of(shape), shape.record_kind or shape.record_type, shape.schema_hint)
+
+
+def _version_of(shape: _Shape) -> Literal["1", "2"] | None:
+    if not isinstance(shape.patient, dict):
+        return None
+    if shape.record_kind and shape.schema_hint and "given_name" in shape.patient:
+        return "2"
+    if shape.record_type and "first_name" in shape.patient:
+        return "1"
+    return None
+
+
+def stored_shape(stored: StoredObject) -> RawShape:
+    """The shape of an object as ingest stored it (see the module docstring)."""
+    version = stored.event_version if stored.event_version in ("1", "2") else None
+    return RawShape(cast(Literal["1", "2"] | None, version), stored.record_kind, stored.schema_hint)
 
 
 def infer_version(raw: bytes) -> Literal["1", "2"] | None:

@@ -25,7 +25,15 @@ from exchange.ingest import StoredObject, stored_objects
 from exchange.normalize import canonical_ids_for_source
 from exchange.outbox import OutboxMessage, enqueue
 from exchange.replay._jobs import JobRun, Jobs
-from exchange.replay._raw import EmitVersion, RawRef, build_replay_event, event_for, parse_key, raw_records
+from exchange.replay._raw import (
+    EmitVersion,
+    RawRef,
+    build_replay_event,
+    event_for,
+    parse_key,
+    raw_records,
+    stored_shape,
+)
 
 __all__ = ("Progress", "ReplayParams", "ReplayService", "events_for")
 
@@ -109,7 +117,8 @@ async def events_for(
         if ref is None:
             built[i] = (info, "not_a_record_key")
         elif (known := _unchanged(info, stored.get(info.key) if stored else None)) is not None:
-            built[i] = (info, event_for(ref, info, known.shape, known.sha256, known.size_bytes, store.bucket, emit))
+            built[i] = (info, event_for(ref, info, stored_shape(known), known.sha256, known.size_bytes,
+                                          store.bucket, emit))
         else:
             to_read.append((i, ref))
     pending = iter(to_read)

@@ -12,11 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.adapters.objectstore import ObjectInfo
-from exchange.events import RecordIngestedV1, RecordIngestedV2, format_timestamp, read_raw_shape
+from exchange.events import RecordIngestedV1, RecordIngestedV2, format_timestamp
 from exchange.events._ids import uuid7
 from exchange.ingest import StoredObject
-from exchange.replay._raw import _occurred_at, build_replay_event, event_for, infer_version, parse_key
+from exchange.ingest._schemas import decode_v1, decode_v2
+from exchange.replay._raw import _occurred_at, build_replay_event, event_for, infer_version, parse_key, stored_shape
 from exchange.replay._replay import _unchanged
+from exchange.settings import IngestSettings
 
 _INFO = ObjectInfo("k", 10, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
 
@@ -79,42 +81,53 @@ def test_auto_infers_the_version_from_the_shape_and_builds_the_same_event_every_
     assert build_replay_event(ref, _INFO, b"not json", "raw-objects", "auto") == "unrecognized"
 
 
-_WORDS = st.sampled_from(["", "claim", "encounter", "lab_result", "partnerA.v1", "x"])
-_PATIENTS = st.one_of(
-    st.none(), st.integers(), st.just("p"),
-    st.dictionaries(st.sampled_from(["first_name", "given_name", "dob", "family_name"]), st.just("A"), max_size=3),
-)
+_NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12).filter(str.strip)
+_HINTS = IngestSettings().schema_hints
 
 
 @st.composite
-def _bodies(draw: st.DrawFn) -> bytes:
-    """Raw objects of every shape replay meets: v1, v2, neither, half of each, not JSON at all."""
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.sampled_from([b"not json", b"[]", b"", b"\xff\xfe", b"{\"patient\": 1"]))
-    body: dict[str, object] = {"source": "s"}
-    for field in ("record_type", "record_kind", "schema_hint"):
-        if draw(st.booleans()):
-            body[field] = draw(st.one_of(_WORDS, st.integers(), st.none()))
+def _accepted(draw: st.DrawFn) -> tuple[bytes, StoredObject]:
+    """A body ingest accepts, and the manifest row ingest writes for it: the version it was
+    sent to and, for v2, the ``record_kind`` and ``schema_hint`` of its event (ingest/_routes.py)."""
+    version = draw(st.sampled_from([1, 2]))
+    patient: dict[str, object] = {("first_name" if version == 1 else "given_name"): draw(_NAMES),
+                                  ("last_name" if version == 1 else "family_name"): draw(_NAMES),
+                                  "dob": "1990-01-01"}
     if draw(st.booleans()):
-        body["patient"] = draw(_PATIENTS)
-    return json.dumps(body).encode()
+        patient["ssn"] = "123-45-6789"
+    body: dict[str, object] = {"source": "s", "patient": patient,
+                               "payload": draw(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))}
+    kind = hint = None
+    if version == 1:
+        body["record_type"] = draw(st.sampled_from(["encounter", "claim", "lab_result"]))
+        raw = json.dumps(body).encode()
+        decode_v1(raw)
+    else:
+        body["record_kind"] = draw(st.sampled_from(["encounter", "claim", "lab_result"]))
+        body["schema_hint"] = draw(st.sampled_from(_HINTS))
+        raw = json.dumps(body).encode()
+        record = decode_v2(raw, _HINTS)
+        kind, hint = record.record_kind, record.schema_hint
+    return raw, StoredObject("etag", hashlib.sha256(raw).hexdigest(), len(raw), str(version), kind, hint)
 
 
-@given(_bodies(), st.sampled_from(["v1", "v2", "auto"]))
-def test_the_event_from_ingest_s_facts_is_the_event_from_reading_the_object(
-    raw: bytes, emit: Literal["v1", "v2", "auto"]
+@given(_accepted(), st.sampled_from(["v1", "v2", "auto"]))
+def test_the_event_from_ingest_s_manifest_row_is_the_event_from_reading_the_object(
+    accepted: tuple[bytes, StoredObject], emit: Literal["v1", "v2", "auto"]
 ) -> None:
-    """Replay builds an unchanged object's event from what ingest kept (digest, size, shape);
-    it must be the very event reading the object would build, skip reasons included."""
+    """Replay builds an unchanged object's event from what ingest kept (digest, size, the
+    version and v2 fields it accepted the body as); for every body ingest accepts it must be
+    the very event reading the object builds, skip reasons included."""
+    raw, stored = accepted
     ref = parse_key(f"s/{uuid7()}.json")
     assert ref is not None
-    kept = event_for(ref, _INFO, read_raw_shape(raw), hashlib.sha256(raw).hexdigest(), len(raw), "b", emit)
+    kept = event_for(ref, _INFO, stored_shape(stored), stored.sha256, stored.size_bytes, "b", emit)
     assert kept == build_replay_event(ref, _INFO, raw, "b", emit)
 
 
 def test_only_an_object_listed_as_ingest_stored_it_is_built_from_the_manifest() -> None:
-    shape = read_raw_shape(_raw(1))
-    stored = StoredObject(etag="abc", sha256="0" * 64, size_bytes=10, shape=shape)
+    stored = StoredObject(etag="abc", sha256="0" * 64, size_bytes=10, event_version="1", record_kind=None,
+                          schema_hint=None)
     at = _INFO.last_modified
     assert _unchanged(ObjectInfo("k", 10, at, "abc"), stored) is stored
     assert _unchanged(ObjectInfo("k", 10, at, "abd"), stored) is None  # rewritten: a new ETag
