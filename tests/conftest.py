@@ -15,7 +15,7 @@ from exchange.adapters.migrations import upgrade_to_head
 from exchange.devstack import Stack, StackPorts
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,8 +53,8 @@ def unique() -> str:
 
 @pytest.fixture(scope="session")
 def canaries() -> dict[str, str]:
-    """One marker per HIPAA identifier class (shared/data/phi-canaries.json), flattened."""
-    data = json.loads((SHARED / "data" / "phi-canaries.json").read_text())
+    """One marker per HIPAA identifier class (tests/data/phi-canaries.json), flattened."""
+    data = json.loads((DATA / "phi-canaries.json").read_text())
     flat: dict[str, str] = {}
     for group in data["canaries"].values():
         flat.update(group)

@@ -31,10 +31,9 @@ from tests.support.db import fetch
 pytestmark = pytest.mark.timeout(300)
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 CONTRACTS = REPO / "contracts"
-ORIGINALS = SHARED / "reference" / "contracts"
-RUNBOOK = SHARED / "reference" / "runbook.md"
+ORIGINALS = CONTRACTS / "original"  # the original system's files, unchanged
+RUNBOOK = ORIGINALS / "runbook.md"
 INGEST_PATHS = ("/v1/ingest", "/v2/ingest")
 
 

@@ -1,4 +1,4 @@
-"""PII canaries (shared/data/phi-canaries.json) planted in v1 and v2 records, a rejected
+"""PII canaries (tests/data/phi-canaries.json) planted in v1 and v2 records, a rejected
 request and a conflict: the raw object in S3 is the only place allowed to hold them.
 
 Everything else the flow produces is collected and searched: every log line of the
