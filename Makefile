@@ -37,7 +37,7 @@ migrate: install
 	$(UV) run exchange migrate
 
 lint: install
-	$(UV) run ruff check src tests migrations benchmarks
+	$(UV) run ruff check src tests migrations benchmarks deploy
 
 typecheck: install
 	$(UV) run mypy

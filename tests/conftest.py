@@ -12,7 +12,7 @@ import pytest
 
 from exchange.adapters.kafka import ensure_topics
 from exchange.adapters.migrations import upgrade_to_head
-from exchange.devstack import Stack, StackPorts
+from exchange_stack import Stack, StackPorts
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     st = Stack(root, cache_dir=REPO / ".exchange" / "cache", ports=StackPorts.free())
     try:
         st.up()
-        upgrade_to_head(st.postgres.url)
+        upgrade_to_head(st.postgres.url, REPO / "migrations")
         yield st
     finally:
         st.down()

@@ -173,9 +173,9 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         tokenizer: Tokenizer
         if local_tokenizer is not None:
             tokenizer = local_tokenizer
-        elif settings.tokenizer.url is not None:
+        elif settings.tokenizer.url:
             http_tokenizer = HttpTokenizer(
-                settings.tokenizer.url, settings.tokenizer.key_id, settings.auth, use_dev_token=settings.env == "local"
+                settings.tokenizer.url, settings.tokenizer.key_id, settings.auth, use_dev_token=settings.local
             )
             closers.append(http_tokenizer.close)
             tokenizer = http_tokenizer
@@ -212,7 +212,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         settings=settings,
         roles=roles,
         metrics=metrics,
-        token_verifier=TokenVerifier(settings.auth, allow_dev_token=settings.env == "local"),
+        token_verifier=TokenVerifier(settings.auth, allow_dev_token=settings.local),
         supervisor=supervisor,
         request_load=request_load,
         db=db,

@@ -1,36 +1,40 @@
-"""The ``exchange`` command: serve, migrate, stack, replay, reconcile, dlq.
+"""The ``exchange`` command: serve, migrate, replay, reconcile, dlq (+ plugins).
 
 The CLI is the process edge: it reads the environment (plus ``.exchange/stack.env``
-for variables not set) exactly once and passes typed settings down.
+for variables not set) exactly once and passes typed settings down. Packages installed
+beside this one add commands through the ``exchange.commands`` entry point group: a
+callable that takes the subparsers and adds its own (``exchange stack``, ``exchange bench``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
-from exchange.settings import Settings, SettingsError, load_settings, read_env_file, stack_partitions
+from exchange.settings import Settings, SettingsError, load_settings, read_env_file
 
-__all__ = ("main",)
+__all__ = ("PLUGIN_GROUP", "environ", "main", "settings_or_exit")
 
 DEFAULT_STACK_ROOT = Path(".exchange")
+PLUGIN_GROUP = "exchange.commands"
 
 
-def _environ(stack_root: Path) -> dict[str, str]:
+def environ(stack_root: Path) -> dict[str, str]:
     """Process environment over the local stack's env file (the environment wins)."""
     merged = read_env_file(stack_root / "stack.env")
     merged.update(os.environ)
     return merged
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_or_exit(args: argparse.Namespace) -> Settings:
+    """The settings, or exit 2 with one line naming the bad variable."""
     try:
-        return load_settings(_environ(args.stack_root))
+        return load_settings(environ(args.stack_root))
     except SettingsError as exc:
         print(f"exchange: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -43,7 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from exchange.ops.logging import configure_logging  # noqa: PLC0415
     from exchange.roles import parse_roles  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = settings_or_exit(args)
     try:
         roles = parse_roles(args.role)
     except ValueError as exc:
@@ -75,80 +79,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from exchange.adapters.migrations import current_revision, upgrade_to_head  # noqa: PLC0415
+    from exchange.adapters.migrations import (  # noqa: PLC0415
+        MigrationsNotFoundError,
+        current_revision,
+        upgrade_to_head,
+    )
 
-    settings = _settings(args)
+    settings = settings_or_exit(args)
     try:
-        upgrade_to_head(settings.database.dsn)
+        upgrade_to_head(settings.database.dsn, args.migrations)
+    except MigrationsNotFoundError as exc:
+        print(f"exchange: migrate: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"exchange: migrate: cannot reach the database ({type(exc).__name__})", file=sys.stderr)
         return 1
-    print(f"database at revision {current_revision(settings.database.dsn)}")
-    return 0
-
-
-def _at_least_one(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return int(text)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from exchange.bench.runner import BenchConfig, run_bench  # noqa: PLC0415
-
-    run_bench(BenchConfig(
-        stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,
-        e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
-        normalizer_records=args.normalizer_records, rounds=args.rounds,
-    ))
+    print(f"database at revision {current_revision(settings.database.dsn, args.migrations)}")
     return 0
 
 
 def _cmd_ops(args: argparse.Namespace) -> int:
     from exchange.ops_cli import run_ops_command  # noqa: PLC0415
 
-    return run_ops_command(_settings(args), args)
-
-
-def _cmd_stack(args: argparse.Namespace) -> int:
-    from exchange.devstack import Stack, StackError  # noqa: PLC0415
-
-    stack = Stack(args.stack_root)
-    try:
-        if args.action == "up":
-            try:
-                partitions = stack_partitions(_environ(args.stack_root))
-            except SettingsError as exc:
-                print(f"exchange: {exc}", file=sys.stderr)
-                return 2
-            stack.up(partitions=partitions)
-            for st in stack.status():
-                print(f"{st.name:9} {st.state:8} {st.address}")
-            print(f"environment written to {stack.env_file}")
-        elif args.action == "down":
-            stack.down()
-            print(f"stack stopped (data kept under {stack.root})")
-        elif args.action == "status":
-            states = stack.status()
-            if args.json:
-                print(json.dumps(
-                    {s.name: {"state": s.state, "address": s.address, "pid": s.pid, "log": str(s.log)}
-                     for s in states},
-                    indent=2,
-                ))
-            else:
-                for st in states:
-                    print(f"{st.name:9} {st.state:8} {st.address:22} log: {st.log}")
-        elif args.action == "stop":
-            stack.stop(args.service)
-            print(f"{args.service} stopped")
-        elif args.action == "start":
-            stack.start(args.service)
-            print(f"{args.service} running")
-    except StackError as exc:
-        print(f"exchange stack {args.action}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_ops_command(settings_or_exit(args), args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -167,29 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--migrations", type=Path, default=Path("migrations"),
+                         help="the migrations folder (default: migrations in the working folder)")
     migrate.set_defaults(func=_cmd_migrate)
 
-    stack = sub.add_parser("stack", help="manage the local stack (PostgreSQL, Kafka, S3)")
-    actions = stack.add_subparsers(dest="action", required=True)
-    actions.add_parser("up", help="start everything; create database, topics, bucket")
-    actions.add_parser("down", help="stop everything (data is kept)")
-    status = actions.add_parser("status", help="show each service's state and address")
-    status.add_argument("--json", action="store_true")
-    for name in ("stop", "start"):
-        act = actions.add_parser(name, help=f"{name} one service (data is kept)")
-        act.add_argument("service", choices=("postgres", "kafka", "s3"))
-    stack.set_defaults(func=_cmd_stack)
-
-    bench = sub.add_parser("bench", help="benchmarks on the local stack -> benchmarks/results/latest.json")
-    bench.add_argument("--concurrency", type=int, default=32)
-    bench.add_argument("--duration", type=float, default=20.0, help="seconds of closed-loop ingest load")
-    bench.add_argument("--e2e-rate", type=float, default=100.0)
-    bench.add_argument("--e2e-duration", type=float, default=20.0)
-    bench.add_argument("--drain-rows", type=int, default=50_000)
-    bench.add_argument("--normalizer-records", type=int, default=10_000)
-    bench.add_argument("--rounds", type=_at_least_one, default=3,
-                       help="ingest, split ingest and floor alternate this many times within --duration")
-    bench.set_defaults(func=_cmd_bench)
+    for plugin in metadata.entry_points(group=PLUGIN_GROUP):
+        # Commands of packages installed beside this one (the dev stack, the benchmark):
+        # present in a clone's environment, absent from the image.
+        plugin.load()(sub)
 
     from exchange.ops_cli import add_ops_commands  # noqa: PLC0415
 

@@ -1,20 +1,29 @@
 """The one typed settings object, read from the environment once and passed down.
 
-Names follow the original system (see SPEC "Configuration"). Nothing else in the
-code base reads ``os.environ``; the CLI calls :func:`load_settings` and hands the
-result to the composition root.
+Each setting is declared once, below: its variable (names follow the original system,
+SPEC "Configuration"), type, bounds, default and meaning, as ``msgspec`` constraints on
+frozen structs grouped by concern. :func:`load_settings` converts the environment into
+them, :func:`reference` renders the same declarations for the README. Nothing else in the
+code base reads ``os.environ``: the CLI calls :func:`load_settings` and hands the result
+to the composition root.
+
+Fail closed: without an explicit ``ENV=local`` the process runs as production, and no
+setting has a development credential as its default (the local stack writes generated
+secrets into its ``stack.env``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from exchange.events.topics import DLQ_V1, DLQ_V2, TOPIC_V1, TOPIC_V2
+import msgspec
+
+from exchange.events.topics import DLQ_SUFFIX, TOPIC_V1, TOPIC_V2
 
 __all__ = (
     "ENV_VARS",
@@ -27,17 +36,26 @@ __all__ = (
     "ObservabilitySettings",
     "PipelineSettings",
     "Secret",
+    "Setting",
     "Settings",
     "SettingsError",
     "TokenizerSettings",
     "load_settings",
     "read_env_file",
+    "reference",
     "stack_partitions",
 )
 
 Environment = Literal["local", "test", "production"]
 ObjectStoreClient = Literal["aiobotocore", "obstore"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 DEFAULT_SCHEMA_HINTS: tuple[str, ...] = ("partnerA.v1", "partnerA.v2", "partnerB.v1")
+SECRET_MIN_BYTES = 32
+
+_NAME = r"^[A-Za-z0-9._-]{1,64}$"
+_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
+_BROKERS = r"^[^,:\s]+:\d{1,5}(,\s*[^,:\s]+:\d{1,5})*$"
+_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 
 class SettingsError(ValueError):
@@ -49,11 +67,13 @@ class SettingsError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True)
 class Secret:
     """A value that never shows up in repr, str, logs or tracebacks."""
 
-    _value: str = field(repr=False)
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
 
     def reveal(self) -> str:
         return self._value
@@ -61,60 +81,80 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
     def __repr__(self) -> str:
         return "Secret('***')" if self._value else "Secret('')"
 
     __str__ = __repr__
 
 
-@dataclass(frozen=True, slots=True)
-class HttpSettings:
-    host: str = "0.0.0.0"  # noqa: S104 - containers must listen on all interfaces; override with HTTP_HOST
-    """HTTP_HOST: interface the HTTP server binds."""
-    port: int = 8080
-    """HTTP_PORT: TCP port of the HTTP server."""
+def var(
+    name: str,
+    doc: str,
+    *,
+    default_text: str | None = None,
+    url_schemes: tuple[str, ...] = (),
+    min_bytes: int = 0,
+    **constraints: Any,
+) -> msgspec.Meta:
+    """A field's variable, meaning and bounds; ``constraints`` are msgspec's (ge, le, pattern...)."""
+    extra: dict[str, Any] = {"env": name, "url_schemes": url_schemes, "min_bytes": min_bytes}
+    if default_text is not None:
+        extra["default_text"] = default_text
+    return msgspec.Meta(description=doc, extra=extra, **constraints)
+
+
+class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
+    host: Annotated[str, var(
+        "HTTP_HOST", "interface the HTTP server binds; unset: 127.0.0.1 when `ENV=local` (the dev token has "
+        "every scope), else 0.0.0.0", default_text="127.0.0.1 / 0.0.0.0")] = ""
+    port: Annotated[int, var("HTTP_PORT", "TCP port of the HTTP server", ge=1, le=65535)] = 8080
     max_body_bytes: int = 1024 * 1024
-    """Request bodies above this are refused with 413 (SPEC: 1 MiB)."""
+    """Request bodies above this are refused with 413 (SPEC: 1 MiB); not configurable."""
 
 
-@dataclass(frozen=True, slots=True)
-class DatabaseSettings:
-    url: Secret
-    """DATABASE_URL: postgresql://user:password@host:port/db (the password is a secret)."""
-    pool_min: int = 2
-    """DB_POOL_MIN: connections opened at start."""
-    pool_max: int = 40
-    """DB_POOL_MAX: upper bound of the asyncpg pool.
-
-    Sized for the default concurrency (32 normalizer slots, 32 load-generator connections):
-    an ingest request holds its connection across the S3 PUT, a normalizer slot across its
-    writes. At 16 the pool was the bottleneck (measured: normalizer 824 -> 1,179 records/s,
-    ingest 554 -> ~700 req/s at 40).
-    """
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: Annotated[Secret, var(
+        "DATABASE_URL", "`postgresql://user:password@host:port/db` (the password is a secret)",
+        url_schemes=("postgresql", "postgres"))]
+    pool_min: Annotated[int, var("DB_POOL_MIN", "connections the asyncpg pool opens at start", ge=1, le=100)] = 2
+    pool_max: Annotated[int, var(
+        "DB_POOL_MAX", "upper bound of the asyncpg pool (an ingest request holds its connection across the S3 PUT, "
+        "a normalizer batch across its writes)", ge=1, le=500)] = 40
 
     @property
     def dsn(self) -> str:
         return self.url.reveal()
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaSettings:
-    brokers: str
-    """KAFKA_BROKERS: bootstrap servers, host:port[,host:port]."""
-    topics: tuple[str, ...]
-    """KAFKA_TOPICS (or single KAFKA_TOPIC): topics the normalizer consumes."""
-    topic_v1: str = TOPIC_V1
-    """TOPIC_RECORD_INGESTED_V1: topic of v1 events."""
-    topic_v2: str = TOPIC_V2
-    """TOPIC_RECORD_INGESTED_V2: topic of v2 events."""
-    dlq_v1: str = DLQ_V1
-    """KAFKA_DLQ_TOPIC_V1 (fallback KAFKA_DLQ_TOPIC): DLQ of v1 events."""
-    dlq_v2: str = DLQ_V2
-    """KAFKA_DLQ_TOPIC_V2 (fallback KAFKA_DLQ_TOPIC): DLQ of v2 events."""
-    consumer_group: str = "normalizer"
-    """KAFKA_CONSUMER_GROUP: consumer group of the normalizer role."""
-    partitions: int = 6
-    """KAFKA_PARTITIONS: partitions per topic when the stack creates topics."""
+class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
+    brokers: Annotated[str, var("KAFKA_BROKERS", "bootstrap servers, `host:port[,host:port]`", pattern=_BROKERS)]
+    topics: Annotated[tuple[Annotated[str, msgspec.Meta(pattern=_TOPIC)], ...], var(
+        "KAFKA_TOPICS", "comma list of topics the normalizer consumes",
+        default_text="the v1 and v2 topics")] = ()
+    topic: Annotated[str, var(
+        "KAFKA_TOPIC", "one topic to consume instead (the original's name); `KAFKA_TOPICS` wins",
+        default_text="unset", pattern=r"^$|" + _TOPIC)] = ""
+    topic_v1: Annotated[str, var("TOPIC_RECORD_INGESTED_V1", "topic of v1 events", pattern=_TOPIC)] = TOPIC_V1
+    topic_v2: Annotated[str, var("TOPIC_RECORD_INGESTED_V2", "topic of v2 events", pattern=_TOPIC)] = TOPIC_V2
+    dlq_v1: Annotated[str, var(
+        "KAFKA_DLQ_TOPIC_V1", "dead-letter topic of v1 events", default_text="`KAFKA_DLQ_TOPIC`, else <v1 topic>.dlq",
+        pattern=r"^$|" + _TOPIC)] = ""
+    dlq_v2: Annotated[str, var(
+        "KAFKA_DLQ_TOPIC_V2", "dead-letter topic of v2 events", default_text="`KAFKA_DLQ_TOPIC`, else <v2 topic>.dlq",
+        pattern=r"^$|" + _TOPIC)] = ""
+    dlq: Annotated[str, var(
+        "KAFKA_DLQ_TOPIC", "one dead-letter topic for both versions (the original's name)", default_text="unset",
+        pattern=r"^$|" + _TOPIC)] = ""
+    consumer_group: Annotated[str, var("KAFKA_CONSUMER_GROUP", "consumer group of the normalizer role",
+                                       pattern=_NAME)] = "normalizer"
+    partitions: Annotated[int, var(
+        "KAFKA_PARTITIONS", "partitions per topic when `exchange stack up` creates them", ge=1, le=1000)] = 6
 
     @property
     def all_topics(self) -> tuple[str, ...]:
@@ -122,86 +162,77 @@ class KafkaSettings:
         return (self.topic_v1, self.topic_v2, self.dlq_v1, self.dlq_v2)
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectStoreSettings:
-    endpoint: str
-    """S3_ENDPOINT: http(s) URL of the S3 API."""
-    bucket: str = "raw-objects"
-    """S3_BUCKET: bucket of raw objects."""
-    region: str = "us-east-1"
-    """S3_REGION: region name sent to the S3 API."""
-    access_key_id: Secret = Secret("")
-    """AWS_ACCESS_KEY_ID."""
-    secret_access_key: Secret = Secret("")
-    """AWS_SECRET_ACCESS_KEY."""
-    client: ObjectStoreClient = "obstore"
-    """OBJECT_STORE_CLIENT: which adapter talks to S3 (obstore measured ~2x aiobotocore here)."""
+class ObjectStoreSettings(msgspec.Struct, frozen=True, kw_only=True):
+    endpoint: Annotated[str, var("S3_ENDPOINT", "http(s) URL of the S3 API", url_schemes=("http", "https"))]
+    access_key_id: Annotated[Secret, var("AWS_ACCESS_KEY_ID", "S3 access key")]
+    secret_access_key: Annotated[Secret, var("AWS_SECRET_ACCESS_KEY", "S3 secret key")]
+    bucket: Annotated[str, var("S3_BUCKET", "bucket of raw objects", pattern=_BUCKET)] = "raw-objects"
+    region: Annotated[str, var("S3_REGION", "region name sent to the S3 API", pattern=_NAME)] = "us-east-1"
+    client: Annotated[ObjectStoreClient, var(
+        "OBJECT_STORE_CLIENT", "S3 adapter: `obstore` (faster here, see ADR 0005's measurements) or `aiobotocore`"
+    )] = "obstore"
 
 
-@dataclass(frozen=True, slots=True)
-class AuthSettings:
-    jwt_secret: Secret
-    """JWT_SECRET: HS256 key; required outside ENV=local."""
-    issuer: str = "exchange"
-    """JWT_ISSUER: exact `iss` every token must carry."""
-    audience: str = "exchange-api"
-    """JWT_AUDIENCE: exact `aud` every token must carry."""
-    leeway_seconds: int = 30
-    """JWT_LEEWAY_SECONDS: clock skew tolerated on exp/nbf/iat."""
+class AuthSettings(msgspec.Struct, frozen=True, kw_only=True):
+    jwt_secret: Annotated[Secret, var("JWT_SECRET", f"HS256 key, at least {SECRET_MIN_BYTES} bytes",
+                                        min_bytes=SECRET_MIN_BYTES)]
+    issuer: Annotated[str, var("JWT_ISSUER", "exact `iss` every token must carry")] = "exchange"
+    audience: Annotated[str, var("JWT_AUDIENCE", "exact `aud` every token must carry")] = "exchange-api"
+    leeway_seconds: Annotated[int, var("JWT_LEEWAY_SECONDS", "clock skew tolerated on exp/nbf/iat",
+                                       ge=0, le=300)] = 30
 
 
-@dataclass(frozen=True, slots=True)
-class TokenizerSettings:
-    hmac_key: Secret
-    """TOKENIZER_HMAC_KEY: HMAC-SHA256 key (>= 32 bytes outside ENV=local)."""
-    key_id: str = "k1"
-    """TOKENIZER_KEY_ID: recorded with every canonical row so keys can rotate."""
-    url: str | None = None
-    """TOKENIZER_URL: remote tokenizer; used when the tokenizer role is not in this process."""
+class TokenizerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    hmac_key: Annotated[Secret, var(
+        "TOKENIZER_HMAC_KEY", f"HMAC-SHA256 key of patient tokens, at least {SECRET_MIN_BYTES} bytes",
+        min_bytes=SECRET_MIN_BYTES)]
+    key_id: Annotated[str, var("TOKENIZER_KEY_ID", "recorded with every canonical row so keys can rotate",
+                               pattern=_NAME)] = "k1"
+    url: Annotated[str, var(
+        "TOKENIZER_URL", "remote tokenizer, called when the tokenizer role is not in this process",
+        default_text="unset", url_schemes=("http", "https"))] = ""
 
 
-@dataclass(frozen=True, slots=True)
-class PipelineSettings:
-    max_attempts: int = 5
-    """MAX_ATTEMPTS: normalizer attempts per event before the DLQ."""
-    backoff_base_ms: int = 200
-    """BACKOFF_BASE_MS: first retry delay; doubles per attempt, with jitter."""
-    outbox_batch_size: int = 500
-    """OUTBOX_BATCH_SIZE: rows one publisher claim takes."""
-    outbox_retention_hours: int = 24
-    """OUTBOX_RETENTION_HOURS: published outbox rows are deleted after this."""
-    normalizer_concurrency: int = 128
-    """NORMALIZER_CONCURRENCY: records processed at once by one normalizer."""
-    normalizer_yield_at: int = 16
-    """NORMALIZER_YIELD_AT: HTTP requests in flight in the same process from which the
-    normalizer goes in waves (requests first, runtime/load.py); 0 never narrows."""
+class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    max_attempts: Annotated[int, var("MAX_ATTEMPTS", "normalizer attempts per record before the DLQ",
+                                     ge=1, le=100)] = 5
+    backoff_base_ms: Annotated[int, var("BACKOFF_BASE_MS", "first retry delay; doubles per attempt, with jitter",
+                                        ge=1, le=600_000)] = 200
+    outbox_batch_size: Annotated[int, var("OUTBOX_BATCH_SIZE", "rows one publisher claim takes",
+                                          ge=1, le=10_000)] = 500
+    outbox_retention_hours: Annotated[int, var("OUTBOX_RETENTION_HOURS", "published outbox rows are deleted after this",
+                                               ge=0, le=24 * 365)] = 24
+    normalizer_concurrency: Annotated[int, var(
+        "NORMALIZER_CONCURRENCY", "records one normalizer processes at once (their database writes are batched)",
+        ge=1, le=1024)] = 128
+    normalizer_yield_at: Annotated[int, var(
+        "NORMALIZER_YIELD_AT", "HTTP requests in flight in this process from which background work goes in waves "
+        "(requests first, runtime/load.py); 0 = never", ge=0, le=100_000)] = 16
 
 
-@dataclass(frozen=True, slots=True)
-class IngestSettings:
-    schema_hints: tuple[str, ...] = DEFAULT_SCHEMA_HINTS
-    """SCHEMA_HINTS: the v2 `schema_hint` values accepted."""
-    idempotency_retention_hours: int = 7 * 24
-    """IDEMPOTENCY_RETENTION_HOURS: stored responses expire after this (default 7 days)."""
-    batch_max: int = 64
-    """INGEST_BATCH_MAX: requests at most in one ingest transaction (group commit, ADR 0003)."""
-    batches_in_flight: int = 2
-    """INGEST_BATCHES_IN_FLIGHT: ingest transactions open at once; requests arriving meanwhile
-    wait to form the next batch. 1 would serialize the PUT phases of consecutive batches."""
+class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
+    schema_hints: Annotated[tuple[Annotated[str, msgspec.Meta(pattern=_NAME)], ...], var(
+        "SCHEMA_HINTS", "comma list of the v2 `schema_hint` values accepted", min_length=1)] = DEFAULT_SCHEMA_HINTS
+    idempotency_retention_hours: Annotated[int, var(
+        "IDEMPOTENCY_RETENTION_HOURS", "stored ingest responses expire after this (7 days)", ge=1, le=24 * 3650)
+    ] = 7 * 24
+    batch_max: Annotated[int, var("INGEST_BATCH_MAX", "requests at most in one ingest transaction (ADR 0003)",
+                                  ge=1, le=1000)] = 64
+    batches_in_flight: Annotated[int, var("INGEST_BATCHES_IN_FLIGHT", "ingest transactions open at once",
+                                          ge=1, le=64)] = 2
 
 
-@dataclass(frozen=True, slots=True)
-class ObservabilitySettings:
-    log_level: str = "INFO"
-    """LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
-    otlp_endpoint: str | None = None
-    """OTEL_EXPORTER_OTLP_ENDPOINT: traces are exported there when set."""
+class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
+    log_level: Annotated[LogLevel, var("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")] = "INFO"
+    otlp_endpoint: Annotated[str, var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "traces are exported there over OTLP/HTTP when set", default_text="unset",
+        url_schemes=("http", "https"))] = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    env: Environment
-    """ENV: local, test or production. Only local accepts `Bearer dev`."""
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    env: Annotated[Environment, var(
+        "ENV", "`local`, `test` or `production`; only an explicit `local` accepts `Bearer dev` and binds 127.0.0.1 "
+        "by default")] = "production"
     http: HttpSettings
     database: DatabaseSettings
     kafka: KafkaSettings
@@ -212,261 +243,169 @@ class Settings:
     ingest: IngestSettings
     observability: ObservabilitySettings
 
+    @property
+    def local(self) -> bool:
+        """An explicit ``ENV=local``: the only mode that accepts ``Bearer dev``."""
+        return self.env == "local"
 
-# Every variable the application reads; compose.yaml and the README list exactly these.
-ENV_VARS: tuple[str, ...] = (
-    "ENV",
-    "HTTP_HOST",
-    "HTTP_PORT",
-    "DATABASE_URL",
-    "DB_POOL_MIN",
-    "DB_POOL_MAX",
-    "KAFKA_BROKERS",
-    "KAFKA_TOPICS",
-    "KAFKA_TOPIC",
-    "TOPIC_RECORD_INGESTED_V1",
-    "TOPIC_RECORD_INGESTED_V2",
-    "KAFKA_DLQ_TOPIC_V1",
-    "KAFKA_DLQ_TOPIC_V2",
-    "KAFKA_DLQ_TOPIC",
-    "KAFKA_CONSUMER_GROUP",
-    "KAFKA_PARTITIONS",
-    "S3_ENDPOINT",
-    "S3_BUCKET",
-    "S3_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "OBJECT_STORE_CLIENT",
-    "JWT_SECRET",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_LEEWAY_SECONDS",
-    "TOKENIZER_URL",
-    "TOKENIZER_HMAC_KEY",
-    "TOKENIZER_KEY_ID",
-    "MAX_ATTEMPTS",
-    "BACKOFF_BASE_MS",
-    "OUTBOX_BATCH_SIZE",
-    "OUTBOX_RETENTION_HOURS",
-    "NORMALIZER_CONCURRENCY",
-    "NORMALIZER_YIELD_AT",
-    "SCHEMA_HINTS",
-    "IDEMPOTENCY_RETENTION_HOURS",
-    "INGEST_BATCH_MAX",
-    "INGEST_BATCHES_IN_FLIGHT",
-    "LOG_LEVEL",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
+
+_GROUPS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
+    ("http", HttpSettings),
+    ("database", DatabaseSettings),
+    ("kafka", KafkaSettings),
+    ("object_store", ObjectStoreSettings),
+    ("auth", AuthSettings),
+    ("tokenizer", TokenizerSettings),
+    ("pipeline", PipelineSettings),
+    ("ingest", IngestSettings),
+    ("observability", ObservabilitySettings),
 )
 
-_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_LOCAL_HMAC_KEY = "local-dev-only-hmac-key-not-for-production"
-_LOCAL_JWT_SECRET = "local-dev-only-jwt-secret-not-for-production"  # noqa: S105 - ENV=local only
+
+class Setting(msgspec.Struct, frozen=True):
+    """One declared variable: where it lands, its meaning and its default, for readers and docs."""
+
+    variable: str
+    group: str
+    field: str
+    meaning: str
+    default: str
+    required: bool
+    meta: msgspec.Meta
+    kind: Any
+    value: Any
+    """The declared default (``msgspec.NODEFAULT`` when required)."""
 
 
-class _Reader:
-    """Typed accessors over an env mapping; each error names its variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._env = environ
-
-    def raw(self, name: str) -> str | None:
-        value = self._env.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
-
-    def text(self, name: str, default: str) -> str:
-        return self.raw(name) or default
-
-    def required(self, name: str) -> str:
-        value = self.raw(name)
-        if value is None:
-            raise SettingsError(name, "required but not set")
-        return value
-
-    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(name, "must be an integer") from None
-        if not minimum <= value <= maximum:
-            raise SettingsError(name, f"must be between {minimum} and {maximum}")
-        return value
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        if value not in allowed:
-            raise SettingsError(name, f"must be one of {', '.join(allowed)}")
-        return value
-
-    def topic(self, name: str, default: str) -> str:
-        value = self.text(name, default)
-        if not _TOPIC_RE.match(value):
-            raise SettingsError(name, "not a valid Kafka topic name")
-        return value
-
-    def url(self, name: str, *, schemes: tuple[str, ...], required: bool = True) -> str | None:
-        value = self.required(name) if required else self.raw(name)
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise SettingsError(name, f"must be a URL with scheme {' or '.join(schemes)} and a host")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise SettingsError(name, "has an invalid port") from None
-        return value
+def _declared(cls: type[msgspec.Struct], group: str) -> Iterator[Setting]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in msgspec.structs.fields(cls):
+        metas = [m for m in getattr(hints[f.name], "__metadata__", ()) if isinstance(m, msgspec.Meta)]
+        meta = next((m for m in metas if m.extra and "env" in m.extra), None)
+        if meta is None or meta.extra is None:
+            continue  # a constant, not read from the environment
+        required = f.required
+        if "default_text" in meta.extra:
+            shown = meta.extra["default_text"]
+        elif required:
+            shown = "required"
+        elif isinstance(f.default, tuple):
+            shown = ",".join(f.default)
+        else:
+            shown = str(f.default)
+        yield Setting(meta.extra["env"], group, f.name, meta.description or "", shown, required, meta,
+                      typing.get_args(hints[f.name])[0], f.default)
 
 
-def _brokers(reader: _Reader) -> str:
-    value = reader.required("KAFKA_BROKERS")
-    for broker in value.split(","):
-        host, sep, port = broker.strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise SettingsError("KAFKA_BROKERS", "must be host:port[,host:port...]")
+def reference() -> tuple[Setting, ...]:
+    """Every variable the application reads, in declaration order (the README's table)."""
+    return (*_declared(Settings, ""), *(s for group, cls in _GROUPS for s in _declared(cls, group)))
+
+
+ENV_VARS: tuple[str, ...] = tuple(s.variable for s in reference())
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is Secret and isinstance(value, str):
+        return Secret(value)
+    raise NotImplementedError(kind)
+
+
+def _raw(environ: Mapping[str, str], setting: Setting) -> Any:
+    value = (environ.get(setting.variable) or "").strip()
+    if not value:
+        return None
+    if typing.get_origin(setting.kind) is tuple:
+        return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
 
-def _topics(reader: _Reader, v1: str, v2: str) -> tuple[str, ...]:
-    raw = reader.raw("KAFKA_TOPICS")
-    name = "KAFKA_TOPICS"
-    if raw is None and reader.raw("KAFKA_TOPIC") is not None:
-        raw, name = reader.raw("KAFKA_TOPIC"), "KAFKA_TOPIC"
-    if raw is None:
-        return (v1, v2)
-    topics = tuple(t.strip() for t in raw.split(",") if t.strip())
-    if not topics or not all(_TOPIC_RE.match(t) for t in topics):
-        raise SettingsError(name, "must be a comma list of Kafka topic names")
-    return topics
+_PHRASES = (
+    (re.compile(r"Expected `int`, got `str`"), "must be an integer"),
+    (re.compile(r"Expected `(?:int|array)` >= (\S+)"), r"must be at least \1"),
+    (re.compile(r"Expected `(?:int|array)` <= (\S+)"), r"must be at most \1"),
+    (re.compile(r"Expected `array` of length >= (\d+)"), r"must name at least \1 value"),
+    (re.compile(r"Expected `str` matching regex (.+)"), r"has an invalid form (expected \1)"),
+    (re.compile(r"Invalid enum value (.+)"), r"unknown value \1"),
+    (re.compile(r"Object missing required field .*"), "required but not set"),
+)
+
+
+def _problem(error: msgspec.ValidationError) -> str:
+    """msgspec's message in the words of an environment variable (its ``$.field`` path dropped)."""
+    text = str(error).split(" - at ", 1)[0]
+    for pattern, phrase in _PHRASES:
+        if pattern.match(text):
+            return pattern.sub(phrase, text)
+    return text
+
+
+def _check(setting: Setting, value: Any) -> None:
+    extra = setting.meta.extra or {}
+    text = value.reveal() if isinstance(value, Secret) else value
+    if extra.get("url_schemes") and text:
+        parts = urlsplit(text)
+        schemes: tuple[str, ...] = extra["url_schemes"]
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(setting.variable, f"must be a URL with scheme {' or '.join(schemes)} and a host")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise SettingsError(setting.variable, "has an invalid port") from None
+    if extra.get("min_bytes") and len(text.encode()) < extra["min_bytes"]:
+        raise SettingsError(setting.variable, f"must be at least {extra['min_bytes']} bytes")
+
+
+def _group(environ: Mapping[str, str], cls: type[msgspec.Struct], name: str) -> Any:
+    settings = list(_declared(cls, name))
+    raw = {s.field: v for s in settings if (v := _raw(environ, s)) is not None}
+    try:
+        group = msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        path = re.search(r"\$\.(\w+)", str(exc))
+        field = path.group(1) if path else ""
+        if not path:  # a missing required field is named in the message itself
+            missing = re.search(r"field `(\w+)`", str(exc))
+            field = missing.group(1) if missing else ""
+        variable = next((s.variable for s in settings if s.field == field), name)
+        raise SettingsError(variable, _problem(exc)) from None
+    for s in settings:
+        _check(s, getattr(group, s.field))
+    return group
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build and validate settings; raises :class:`SettingsError` on the first bad value."""
-    r = _Reader(environ)
-    env = r.choice("ENV", "local", ("local", "test", "production"))
-    is_local = env == "local"
+    env_setting = next(_declared(Settings, ""))
+    env: Environment = _raw(environ, env_setting) or "production"
+    if env not in typing.get_args(Environment):
+        raise SettingsError("ENV", f"must be one of {', '.join(typing.get_args(Environment))}")
+    groups = {name: _group(environ, cls, name) for name, cls in _GROUPS}
 
-    topic_v1 = r.topic("TOPIC_RECORD_INGESTED_V1", TOPIC_V1)
-    topic_v2 = r.topic("TOPIC_RECORD_INGESTED_V2", TOPIC_V2)
-    dlq_fallback = r.raw("KAFKA_DLQ_TOPIC")
-    kafka = KafkaSettings(
-        brokers=_brokers(r),
-        topics=_topics(r, topic_v1, topic_v2),
-        topic_v1=topic_v1,
-        topic_v2=topic_v2,
-        dlq_v1=r.topic("KAFKA_DLQ_TOPIC_V1", dlq_fallback or f"{topic_v1}.dlq"),
-        dlq_v2=r.topic("KAFKA_DLQ_TOPIC_V2", dlq_fallback or f"{topic_v2}.dlq"),
-        consumer_group=r.text("KAFKA_CONSUMER_GROUP", "normalizer"),
-        partitions=r.integer("KAFKA_PARTITIONS", 6, minimum=1, maximum=1000),
+    http: HttpSettings = groups["http"]
+    if not http.host:  # the dev token has admin scope: a local server listens on loopback only
+        http = msgspec.structs.replace(http, host="127.0.0.1" if env == "local" else "0.0.0.0")  # noqa: S104
+    database: DatabaseSettings = groups["database"]
+    if database.pool_max < database.pool_min:
+        raise SettingsError("DB_POOL_MAX", "must be at least DB_POOL_MIN")
+    kafka: KafkaSettings = groups["kafka"]
+    kafka = msgspec.structs.replace(
+        kafka,
+        topics=kafka.topics or ((kafka.topic,) if kafka.topic else (kafka.topic_v1, kafka.topic_v2)),
+        dlq_v1=kafka.dlq_v1 or kafka.dlq or kafka.topic_v1 + DLQ_SUFFIX,
+        dlq_v2=kafka.dlq_v2 or kafka.dlq or kafka.topic_v2 + DLQ_SUFFIX,
     )
-
-    database_url = r.url("DATABASE_URL", schemes=("postgresql", "postgres"))
-    assert database_url is not None  # required=True guarantees it
-    pool_min = r.integer("DB_POOL_MIN", 2, minimum=1, maximum=100)
-    database = DatabaseSettings(
-        url=Secret(database_url),
-        pool_min=pool_min,
-        pool_max=r.integer("DB_POOL_MAX", 40, minimum=pool_min, maximum=500),
-    )
-
-    s3_endpoint = r.url("S3_ENDPOINT", schemes=("http", "https"))
-    assert s3_endpoint is not None
-    bucket = r.text("S3_BUCKET", "raw-objects")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
-        raise SettingsError("S3_BUCKET", "not a valid bucket name")
-    object_store = ObjectStoreSettings(
-        endpoint=s3_endpoint,
-        bucket=bucket,
-        region=r.text("S3_REGION", "us-east-1"),
-        access_key_id=Secret(r.text("AWS_ACCESS_KEY_ID", "exchange" if is_local else "")),
-        secret_access_key=Secret(r.text("AWS_SECRET_ACCESS_KEY", "exchange" if is_local else "")),
-        client=r.choice("OBJECT_STORE_CLIENT", "obstore", ("aiobotocore", "obstore")),  # type: ignore[arg-type]
-    )
-    if not is_local and not (object_store.access_key_id and object_store.secret_access_key):
-        raise SettingsError("AWS_ACCESS_KEY_ID", "required outside ENV=local (with AWS_SECRET_ACCESS_KEY)")
-
-    jwt_secret = r.raw("JWT_SECRET")
-    if jwt_secret is None:
-        if not is_local:
-            raise SettingsError("JWT_SECRET", "required outside ENV=local")
-        jwt_secret = _LOCAL_JWT_SECRET
-    if not is_local and len(jwt_secret.encode()) < 32:
-        raise SettingsError("JWT_SECRET", "must be at least 32 bytes outside ENV=local")
-    auth = AuthSettings(
-        jwt_secret=Secret(jwt_secret),
-        issuer=r.text("JWT_ISSUER", "exchange"),
-        audience=r.text("JWT_AUDIENCE", "exchange-api"),
-        leeway_seconds=r.integer("JWT_LEEWAY_SECONDS", 30, minimum=0, maximum=300),
-    )
-
-    hmac_key = r.raw("TOKENIZER_HMAC_KEY")
-    if hmac_key is None:
-        if not is_local:
-            raise SettingsError("TOKENIZER_HMAC_KEY", "required outside ENV=local")
-        hmac_key = _LOCAL_HMAC_KEY
-    if not is_local and len(hmac_key.encode()) < 32:
-        raise SettingsError("TOKENIZER_HMAC_KEY", "must be at least 32 bytes outside ENV=local")
-    key_id = r.text("TOKENIZER_KEY_ID", "local" if hmac_key == _LOCAL_HMAC_KEY else "k1")
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key_id):
-        raise SettingsError("TOKENIZER_KEY_ID", "must be 1-64 of A-Z a-z 0-9 . _ -")
-    tokenizer = TokenizerSettings(
-        hmac_key=Secret(hmac_key),
-        key_id=key_id,
-        url=r.url("TOKENIZER_URL", schemes=("http", "https"), required=False),
-    )
-
-    pipeline = PipelineSettings(
-        max_attempts=r.integer("MAX_ATTEMPTS", 5, minimum=1, maximum=100),
-        backoff_base_ms=r.integer("BACKOFF_BASE_MS", 200, minimum=1, maximum=600_000),
-        outbox_batch_size=r.integer("OUTBOX_BATCH_SIZE", 500, minimum=1, maximum=10_000),
-        outbox_retention_hours=r.integer("OUTBOX_RETENTION_HOURS", 24, minimum=0, maximum=24 * 365),
-        normalizer_concurrency=r.integer("NORMALIZER_CONCURRENCY", 128, minimum=1, maximum=1024),
-        normalizer_yield_at=r.integer("NORMALIZER_YIELD_AT", 16, minimum=0, maximum=100_000),
-    )
-
-    hints_raw = r.raw("SCHEMA_HINTS")
-    hints = DEFAULT_SCHEMA_HINTS
-    if hints_raw is not None:
-        hints = tuple(h.strip() for h in hints_raw.split(",") if h.strip())
-        if not hints or not all(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", h) for h in hints):
-            raise SettingsError("SCHEMA_HINTS", "must be a comma list of names")
-    ingest = IngestSettings(
-        schema_hints=hints,
-        idempotency_retention_hours=r.integer(
-            "IDEMPOTENCY_RETENTION_HOURS", 7 * 24, minimum=1, maximum=24 * 3650
-        ),
-        batch_max=r.integer("INGEST_BATCH_MAX", 64, minimum=1, maximum=1000),
-        batches_in_flight=r.integer("INGEST_BATCHES_IN_FLIGHT", 2, minimum=1, maximum=64),
-    )
-
-    return Settings(
-        env=env,  # type: ignore[arg-type]
-        http=HttpSettings(
-            host=r.text("HTTP_HOST", "0.0.0.0"),  # noqa: S104 - see HttpSettings.host
-            port=r.integer("HTTP_PORT", 8080, minimum=1, maximum=65535),
-        ),
-        database=database,
-        kafka=kafka,
-        object_store=object_store,
-        auth=auth,
-        tokenizer=tokenizer,
-        pipeline=pipeline,
-        ingest=ingest,
-        observability=ObservabilitySettings(
-            log_level=r.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            otlp_endpoint=r.url("OTEL_EXPORTER_OTLP_ENDPOINT", schemes=("http", "https"), required=False),
-        ),
-    )
+    return Settings(env=env, **{**groups, "http": http, "database": database, "kafka": kafka})
 
 
 def stack_partitions(environ: Mapping[str, str]) -> int:
     """KAFKA_PARTITIONS alone, for `exchange stack up` (which runs before the rest exists)."""
-    return _Reader(environ).integer("KAFKA_PARTITIONS", 6, minimum=1, maximum=1000)
+    partitions = next(s for s in _declared(KafkaSettings, "kafka") if s.field == "partitions")
+    raw = _raw(environ, partitions)
+    try:
+        return int(msgspec.convert(raw, Annotated[int, partitions.meta], strict=False) if raw else partitions.value)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(partitions.variable, _problem(exc)) from None
 
 
 def read_env_file(path: Path) -> dict[str, str]:

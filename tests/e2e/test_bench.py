@@ -18,8 +18,8 @@ import pytest
 
 from exchange.adapters.kafka import delete_topics, ensure_topics, topic_names
 from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync
-from exchange.bench.runner import BenchConfig, markdown, run_bench
-from exchange.devstack import Stack
+from exchange_bench.runner import BenchConfig, markdown, run_bench
+from exchange_stack import Stack
 
 
 def _hold_connection(dsn: str) -> Callable[[], None]:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from exchange.adapters.objectstore import AiobotocoreObjectStore
-from exchange.devstack import Stack
 from exchange.roles import Role
+from exchange_stack import Stack
 from tests.support.app import DEV, TEST_JWT_SECRET, make_settings, running_app
 from tests.support.db import eventually, fetch, fetchval
 from tests.support.kafka import committed_total, end_offsets_total, read_all

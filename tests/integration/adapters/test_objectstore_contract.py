@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from exchange.adapters.objectstore import ObjectStore, make_object_store
-from exchange.devstack import Stack
 from exchange.errors import ObjectNotFound, ObjectStoreUnavailable
+from exchange_stack import Stack
 from tests.support.app import make_settings
 
 

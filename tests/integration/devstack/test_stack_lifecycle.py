@@ -13,9 +13,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from exchange.devstack import Stack, StackError, StackPorts
 from exchange.events import PLATFORM_TOPICS
 from exchange.settings import load_settings, read_env_file
+from exchange_stack import Stack, StackError, StackPorts
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -89,7 +89,7 @@ def test_unknown_service_is_refused(stack: Stack) -> None:
 
 def test_missing_java_fails_at_once_saying_what_to_install(tmp_path: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from exchange.devstack import Stack, StackPorts\n"
+        "import sys; from pathlib import Path; from exchange_stack import Stack, StackPorts\n"
         f"s = Stack(Path({str(tmp_path / 'nojava')!r}), cache_dir=Path({str(tmp_path / 'nocache')!r}),"
         " ports=StackPorts.free())\n"
         "s.up()\n"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from exchange.devstack import Stack
 from exchange.settings import Settings
+from exchange_stack import Stack
 from tests.integration.ingest._support import PROBLEM_JSON, body_for, new_key, post_ingest, written
 from tests.support.app import DEV
 from tests.support.db import fetchval

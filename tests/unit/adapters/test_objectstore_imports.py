@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from exchange.adapters.objectstore import make_object_store
-from exchange.settings import ObjectStoreSettings
+from exchange.settings import ObjectStoreSettings, Secret
 
 
 def _modules_after(code: str) -> set[str]:
@@ -17,7 +17,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_the_server_and_the_cli_start_without_botocore_or_aiohttp() -> None:
-    loaded = _modules_after("import exchange.bootstrap, exchange.cli, exchange.ops_cli, exchange.devstack")
+    loaded = _modules_after("import exchange.bootstrap, exchange.cli, exchange.ops_cli, exchange_stack")
     assert "exchange.adapters.objectstore" in loaded  # the check below would mean nothing otherwise
     assert not {"botocore", "aiobotocore", "aiohttp"} & loaded
 
@@ -25,5 +25,6 @@ def test_the_server_and_the_cli_start_without_botocore_or_aiohttp() -> None:
 def test_the_aiobotocore_adapter_is_still_there_by_name_and_by_setting() -> None:
     from exchange.adapters.objectstore import AiobotocoreObjectStore  # the lazy name
 
-    settings = ObjectStoreSettings(endpoint="http://127.0.0.1:1", client="aiobotocore")
+    settings = ObjectStoreSettings(endpoint="http://127.0.0.1:1", client="aiobotocore", access_key_id=Secret("a"),
+                                   secret_access_key=Secret("s"))
     assert isinstance(make_object_store(settings), AiobotocoreObjectStore)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.bench.runner import BenchConfig
 from exchange.cli import main
+from exchange_bench.runner import BenchConfig
 
 
 def test_at_least_one_round() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.bench import cpu
-from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
+from exchange_bench import cpu
+from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined
 
 # A parent that starts a child which burns 0.5 s of CPU (by its own precise clock), reaps it, says so,
 # and stays. /proc counts in clock ticks, so the tests ask for a little less than the burn.

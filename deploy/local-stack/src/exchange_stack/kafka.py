@@ -1,7 +1,7 @@
 """Apache Kafka 4.x, single node in KRaft mode, from Maven Central jars on the machine's Java.
 
-The jars are resolved once with Maven from ``deploy/kafka/pom.xml`` into a cache folder
-that several stacks (the developer's and the test session's) share.
+The jars are resolved once with Maven from ``kafka-pom.xml`` (package data beside this module)
+into a cache folder that several stacks (the developer's and the test session's) share.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import shutil
 import signal
 import subprocess
 import uuid
+from importlib import resources
 from pathlib import Path
 
 from exchange.adapters.kafka import broker_ready
-from exchange.devstack._base import ServiceName, ServiceState, StackError
-from exchange.devstack._process import (
+from exchange_stack._base import ServiceName, ServiceState, StackError
+from exchange_stack._process import (
     pid_alive,
     port_open,
     read_pid,
@@ -34,8 +35,9 @@ _INSTALL_HINT = (
 )
 
 
-def kafka_pom() -> Path:
-    return Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "pom.xml"
+def kafka_pom() -> bytes:
+    """The Maven project that names the broker's jars (its hash names the cache folder)."""
+    return resources.files("exchange_stack").joinpath("kafka-pom.xml").read_bytes()
 
 
 def _java_major(java: str) -> int:
@@ -72,7 +74,7 @@ class KafkaService:
 
     @property
     def libs_dir(self) -> Path:
-        digest = hashlib.sha256(kafka_pom().read_bytes()).hexdigest()[:12]
+        digest = hashlib.sha256(kafka_pom()).hexdigest()[:12]
         return self._cache_dir / f"kafka-libs-{digest}"
 
     def check_prerequisites(self) -> None:
@@ -92,9 +94,13 @@ class KafkaService:
         if mvn is None:
             raise StackError(f"kafka: Maven (mvn) not found on PATH; {_INSTALL_HINT}")
         staging = libs.with_name(libs.name + f".tmp-{uuid.uuid4().hex[:8]}")
+        # Maven runs on a copy in the cache, so nothing it writes lands beside the package.
+        pom = staging.with_name(staging.name + ".pom.xml")
+        pom.parent.mkdir(parents=True, exist_ok=True)
+        pom.write_bytes(kafka_pom())
         result = subprocess.run(  # noqa: S603 - the machine's mvn, fixed arguments
             [
-                mvn, "-q", "-B", "-f", str(kafka_pom()),
+                mvn, "-q", "-B", "-f", str(pom),
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={staging}",
                 "-DincludeScope=runtime",
@@ -104,6 +110,7 @@ class KafkaService:
             check=False,
             timeout=900,
         )
+        pom.unlink(missing_ok=True)
         if result.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
             tail = (result.stdout + result.stderr).strip()[-600:]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import Database
-from exchange.bench._bare import drive, main
-from exchange.bench.loadgen import body
 from exchange.ingest import IngestCommand, IngestService
 from exchange.ops.metrics import Metrics
 from exchange.settings import load_settings, read_env_file
+from exchange_bench._bare import drive, main
+from exchange_bench.loadgen import body
 
 
 async def run(env_file: str, source: str, topic: str, concurrency: int, duration: float,

@@ -8,18 +8,19 @@ database, the topics and the bucket, and writes ``stack.env`` for shells and too
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from exchange.adapters.kafka import ensure_topics
-from exchange.devstack._base import ServiceName, ServiceState, StackError, StackService
-from exchange.devstack._process import free_port, port_open
-from exchange.devstack.kafka import KafkaService
-from exchange.devstack.postgres import PostgresService
-from exchange.devstack.s3 import S3Ports, S3Service
 from exchange.events.topics import PLATFORM_TOPICS
+from exchange_stack._base import ServiceName, ServiceState, StackError, StackService
+from exchange_stack._process import free_port, port_open
+from exchange_stack.kafka import KafkaService
+from exchange_stack.postgres import PostgresService
+from exchange_stack.s3 import S3Ports, S3Service
 
 __all__ = ("SERVICES", "Stack", "StackPorts")
 
@@ -80,6 +81,7 @@ class Stack:
         self._config = self.root / "stack.json"
         self.partitions = PARTITIONS
         self.ports = self._load_or_choose_ports(ports)
+        self.secrets = self._load_or_make_secrets()
         self.postgres = PostgresService(self.root, self.ports.postgres)
         self.kafka = KafkaService(self.root, self.ports.kafka, self.ports.kafka_controller, self.cache_dir)
         self.s3 = S3Service(
@@ -102,9 +104,15 @@ class Stack:
         # A busy default port (another program) must not block a first `up`.
         return defaults if not any(port_open(p) for p in defaults.all()) else StackPorts.free()
 
+    def _load_or_make_secrets(self) -> dict[str, str]:
+        """This stack's own JWT and token keys: the code has no development credential to fall back on."""
+        saved = json.loads(self._config.read_text()).get("secrets", {}) if self._config.is_file() else {}
+        return {name: saved.get(name) or secrets.token_urlsafe(32) for name in ("JWT_SECRET", "TOKENIZER_HMAC_KEY")}
+
     def _save_ports(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self._config.write_text(json.dumps({"ports": asdict(self.ports)}, indent=2) + "\n")
+        self._config.write_text(json.dumps({"ports": asdict(self.ports), "secrets": self.secrets}, indent=2) + "\n")
+        self._config.chmod(0o600)
 
     def service(self, name: str) -> StackService:
         services: dict[str, StackService] = {"postgres": self.postgres, "kafka": self.kafka, "s3": self.s3}
@@ -137,6 +145,7 @@ class Stack:
             "# Written by `exchange stack up`: `set -a; . .exchange/stack.env` points a shell at the stack.\n"
             + "".join(f"{k}={v}\n" for k, v in env.items())
         )
+        self.env_file.chmod(0o600)  # it holds this stack's keys
         return env
 
     def _provision(self, partitions: int) -> None:
@@ -207,4 +216,5 @@ class Stack:
             "S3_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            **self.secrets,
         }

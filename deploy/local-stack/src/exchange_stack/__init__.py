@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.devstack._base import ServiceState, StackError
-from exchange.devstack.stack import SERVICES, Stack, StackPorts
+from exchange_stack._base import ServiceState, StackError
+from exchange_stack.stack import SERVICES, Stack, StackPorts
 
 __all__ = ("SERVICES", "ServiceState", "Stack", "StackError", "StackPorts")

@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from exchange.devstack._base import ServiceName, ServiceState, StackError
-from exchange.devstack._process import pid_alive, port_open, read_pid, stop_pid, wait_until
+from exchange_stack._base import ServiceName, ServiceState, StackError
+from exchange_stack._process import pid_alive, port_open, read_pid, stop_pid, wait_until
 
 __all__ = ("DB_NAME", "DB_PASSWORD", "DB_USER", "PostgresService")
 

@@ -1,4 +1,4 @@
-"""Load generator, run as its own process: ``python -m exchange.bench.loadgen``.
+"""Load generator, run as its own process: ``python -m exchange_bench.loadgen``.
 
 closed loop: N connections send back to back for a duration (throughput, latency);
 open loop: requests start at a fixed rate (for end-to-end latency at a given load).
@@ -14,8 +14,8 @@ import time
 import uuid
 from typing import Any
 
-from exchange.bench._http import Connection, mark_window
 from exchange.runtime.eventloop import install_uvloop
+from exchange_bench._http import Connection, mark_window
 
 
 def body(source: str, n: int) -> bytes:

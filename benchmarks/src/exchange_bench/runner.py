@@ -35,16 +35,15 @@ from exchange.adapters.kafka import AsyncProducer, delete_topics, ensure_topics,
 from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync, make_object_store
 from exchange.adapters.postgres import unnest_columns
-from exchange.bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
-from exchange.devstack import Stack
-from exchange.devstack._process import free_port
 from exchange.events import RawObject, encode_event, make_event, uuid7
 from exchange.settings import load_settings
+from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
+from exchange_stack import Stack
+from exchange_stack._process import free_port
 
 __all__ = ("BenchConfig", "run_bench")
 
-REPO = Path(__file__).resolve().parents[3]
-JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 - benchmark-only, local stack
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +58,8 @@ class BenchConfig:
     warmup_s: float = 3.0
     rounds: int = 3
     """Ingest, split ingest and floor alternate this many times, ``duration_s`` shared among them."""
-    output: Path = REPO / "benchmarks" / "results" / "latest.json"
+    output: Path = Path("benchmarks/results/latest.json")
+    """Relative paths are taken from the working folder (`make bench` runs in the repository)."""
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -218,21 +218,21 @@ def _measured_loadgen(port: int, source: str, out: Path, *, concurrency: int, du
 
 def _loadgen_cmd(port: int, source: str, out: Path, mode: str, concurrency: int, duration: float, rate: float,
                  warmup: float) -> list[str]:
-    return [sys.executable, "-m", "exchange.bench.loadgen", "--port", str(port), "--token", _token(), "--source",
+    return [sys.executable, "-m", "exchange_bench.loadgen", "--port", str(port), "--token", _token(), "--source",
             source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
             str(rate), "--warmup", str(warmup), "--out", str(out)]
 
 
 def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path, dsn: str,
                duration: float) -> tuple[int, float, Window]:
-    """Run ``exchange.bench.floor`` or ``exchange.bench.core`` for ``duration`` counted seconds:
+    """Run ``exchange_bench.floor`` or ``exchange_bench.core`` for ``duration`` counted seconds:
     ingest work driven by a script, no server. Returns the operations counted, the window's
     length and every component's CPU over it; its rows go to a topic of their own and are
     deleted after (no publisher runs; they are not for publishing)."""
     out = scratch / f"{kind}.json"
     topic = f"bench{run_id}.{kind}"
     window = _measured(
-        [sys.executable, "-m", f"exchange.bench.{kind}", "--env-file", str(stack.env_file), "--source",
+        [sys.executable, "-m", f"exchange_bench.{kind}", "--env-file", str(stack.env_file), "--source",
          f"bench-{kind}-{run_id}", "--topic", topic, "--concurrency", str(cfg.concurrency),
          "--duration", str(duration), "--warmup", str(cfg.warmup_s), "--out", str(out)],
         _stack_pids(stack), timeout=cfg.warmup_s + duration + 300,

@@ -18,8 +18,8 @@ import asyncpg
 
 from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import advisory_key, keep_session
-from exchange.bench._bare import drive, main
 from exchange.settings import load_settings, read_env_file
+from exchange_bench._bare import drive, main
 
 LOOKUP = "SELECT request_sha256, response FROM idempotency_keys WHERE client_id = $1 AND key = $2"
 INSERTS = """

@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.devstack._base import ServiceName, ServiceState, StackError
-from exchange.devstack._process import (
+from exchange_stack._base import ServiceName, ServiceState, StackError
+from exchange_stack._process import (
     pid_alive,
     port_open,
     read_pid,

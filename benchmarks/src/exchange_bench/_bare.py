@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from exchange.bench._http import mark_window
 from exchange.runtime.eventloop import install_uvloop
+from exchange_bench._http import mark_window
 
 __all__ = ("BareRun", "drive", "main")
 
