@@ -16,9 +16,13 @@ RUN pip install uv
 
 WORKDIR /app
 
-# Dependencies first (cached while only the source changes).
+# Dependencies first (cached while only the source changes). The workspace's other members
+# (the dev stack, the benchmark) are dev-only: their project files let uv read the lock, and
+# `--no-dev` installs neither them nor their dependencies.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+COPY deploy/local-stack/pyproject.toml ./deploy/local-stack/
+COPY benchmarks/pyproject.toml ./benchmarks/
+RUN uv sync --frozen --no-dev --no-install-workspace
 
 # The project itself, its migrations and the contracts it validates against.
 COPY src/ ./src/
