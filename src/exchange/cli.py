@@ -98,6 +98,13 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config(_args: argparse.Namespace) -> int:
+    from exchange.settings import reference_markdown  # noqa: PLC0415
+
+    print(reference_markdown(), end="")
+    return 0
+
+
 def _cmd_ops(args: argparse.Namespace) -> int:
     from exchange.ops_cli import run_ops_command  # noqa: PLC0415
 
@@ -123,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--migrations", type=Path, default=Path("migrations"),
                          help="the migrations folder (default: migrations in the working folder)")
     migrate.set_defaults(func=_cmd_migrate)
+
+    config = sub.add_parser("config", help="print every environment variable, its default and meaning (markdown)")
+    config.set_defaults(func=_cmd_config)
 
     for plugin in metadata.entry_points(group=PLUGIN_GROUP):
         # Commands of packages installed beside this one (the dev stack, the benchmark):

@@ -43,6 +43,7 @@ __all__ = (
     "load_settings",
     "read_env_file",
     "reference",
+    "reference_markdown",
     "stack_partitions",
 )
 
@@ -169,7 +170,7 @@ class ObjectStoreSettings(msgspec.Struct, frozen=True, kw_only=True):
     bucket: Annotated[str, var("S3_BUCKET", "bucket of raw objects", pattern=_BUCKET)] = "raw-objects"
     region: Annotated[str, var("S3_REGION", "region name sent to the S3 API", pattern=_NAME)] = "us-east-1"
     client: Annotated[ObjectStoreClient, var(
-        "OBJECT_STORE_CLIENT", "S3 adapter: `obstore` (faster here, see ADR 0005's measurements) or `aiobotocore`"
+        "OBJECT_STORE_CLIENT", "S3 adapter: `obstore` (measured faster, docs/performance.md) or `aiobotocore`"
     )] = "obstore"
 
 
@@ -303,6 +304,16 @@ def reference() -> tuple[Setting, ...]:
 
 
 ENV_VARS: tuple[str, ...] = tuple(s.variable for s in reference())
+
+
+def reference_markdown() -> str:
+    """The configuration table of the README (``exchange config`` prints it)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in reference():
+        declared_text = "default_text" in (s.meta.extra or {})
+        default = "required" if s.required else s.default if declared_text else f"`{s.default}`"
+        rows.append(f"| `{s.variable}` | {default} | {s.meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 def _dec_hook(kind: type, value: Any) -> Any:

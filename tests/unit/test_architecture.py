@@ -111,3 +111,42 @@ def test_no_sql_leaves_session_state_on_a_pooled_connection() -> None:
     offenders = [f"{path.relative_to(SRC)}: {text.strip()[:60]!r}" for path in SRC.rglob("*.py")
                  for text in _sql_strings(path) if session_state.search(text)]
     assert offenders == []
+
+
+_TABLE_REF = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([a-z_]+)\b", re.IGNORECASE)
+_ARCHITECTURE = SRC.parents[1] / "docs" / "architecture.md"
+
+
+def _tables() -> set[str]:
+    migrations = SRC.parents[1] / "migrations" / "versions"
+    return {m.group(1) for p in migrations.glob("*.py") for m in re.finditer(r"CREATE TABLE (\w+)", p.read_text())}
+
+
+def _declared_ownership() -> dict[str, set[str]]:
+    """table -> the contexts whose SQL may name it: its owner, then the crossings the doc lists."""
+    declared: dict[str, set[str]] = {}
+    for row in re.finditer(r"^\| `(\w+)` \| (\w+) \|(.*)\|$", _ARCHITECTURE.read_text(), re.MULTILINE):
+        table, owner, also = row.groups()
+        others = {m.group(1) for m in re.finditer(r"(?:^|,)\s*(\w+) \(", also)}
+        declared[table] = {owner, *others}
+    return declared
+
+
+def test_every_table_has_an_owner_in_the_architecture_doc() -> None:
+    assert set(_declared_ownership()) == _tables()
+
+
+def test_sql_names_another_contexts_table_only_where_the_architecture_doc_says() -> None:
+    tables = _tables()
+    named: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        context = path.relative_to(SRC).parts[0].removesuffix(".py")
+        for text in _sql_strings(path):
+            for ref in _TABLE_REF.finditer(text):
+                if ref.group(1) in tables:
+                    named.setdefault(ref.group(1), set()).add(context)
+    declared = _declared_ownership()
+    undeclared = {t: sorted(c - declared[t]) for t, c in named.items() if c - declared[t]}
+    assert undeclared == {}, "declare the crossing in docs/architecture.md, or go through the owner's surface"
+    stale = {t: sorted(declared[t] - c) for t, c in named.items() if declared[t] - c}
+    assert stale == {}, "docs/architecture.md declares a crossing (or owner) no SQL has"
