@@ -6,6 +6,7 @@ They run the same AdminService as the admin HTTP API, in the foreground.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
 import json
@@ -13,6 +14,11 @@ import re
 import sys
 import time
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from exchange.admin import AdminService
 from exchange.bootstrap import admin_tools
@@ -36,28 +42,45 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
-class ProgressReporter:
-    """A bar with rate and ETA on a TTY; plain lines (at most one a second) otherwise."""
+class _RateColumn(ProgressColumn):
+    """Objects a second, from rich's own recent samples."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:,.0f}/s")
+
+
+class ProgressReporter(contextlib.AbstractContextManager["ProgressReporter"]):
+    """rich's bar with count, rate and ETA on a TTY; a plain line at most once a second otherwise
+    (logs and CI read those)."""
 
     def __init__(self, stream: Any = sys.stderr) -> None:
         self._stream = stream
         self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._bar = RichProgress(
+            TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("emitted {task.fields[emitted]}"),
+            _RateColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(file=stream),
+        )
+        self._task: TaskID | None = None
         self._last = 0.0
 
-    def __call__(self, p: Progress) -> None:
-        rate = p.rate
-        remaining = max(p.total - p.done, 0)
-        eta = remaining / rate if rate > 0 else 0.0
+    def __enter__(self) -> ProgressReporter:
         if self._tty:
-            width = 30
-            filled = int(width * p.done / p.total) if p.total else width
-            bar = "#" * filled + "-" * (width - filled)
-            self._stream.write(f"\r[{bar}] {p.done}/{p.total} emitted={p.emitted} {rate:,.0f}/s ETA {eta:,.0f}s ")
-            self._stream.flush()
-            if p.done >= p.total:
-                self._stream.write("\n")
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tty:
+            self._bar.stop()
+
+    def __call__(self, p: Progress) -> None:
+        if self._tty:
+            if self._task is None:
+                self._task = self._bar.add_task("replay", total=p.total, completed=p.done, emitted=p.emitted)
+            self._bar.update(self._task, total=p.total, completed=p.done, emitted=p.emitted)
         elif time.monotonic() - self._last >= 1.0 or p.done >= p.total:
             self._last = time.monotonic()
+            rate = p.rate
+            eta = max(p.total - p.done, 0) / rate if rate > 0 else 0.0
             print(f"replay progress: {p.done}/{p.total} emitted={p.emitted} rate={rate:.0f}/s eta={eta:.0f}s",
                   file=self._stream, flush=True)
 
@@ -98,7 +121,8 @@ async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
                   "dry_run": args.dry_run, "read_raw": args.read_raw}
         job = await admin.create_job("replay", params, actor)
     print(f"replay job {job.job_run_id}", file=sys.stderr, flush=True)
-    result = await admin.run_job(job, on_progress=ProgressReporter())
+    with ProgressReporter() as progress:
+        result = await admin.run_job(job, on_progress=progress)
     _print_json({"job_id": job.job_run_id, **result})
     return 0
 
