@@ -275,7 +275,8 @@ def _e2e(port: int, cfg: BenchConfig, dsn: str, source: str, scratch: Path) -> d
 async def _wait(dsn: str, check: Callable[[asyncpg.Connection], Awaitable[bool]], timeout: float,
                 interval: float = 0.05) -> float:
     """Seconds until ``check(conn)`` is true, polled on ONE connection: a new connection per
-    poll (a PostgreSQL backend started each time) cost the measured server a few % of the CPU."""
+    poll (a PostgreSQL backend started each time) took a measurable share of the machine's CPU
+    from the server under measurement (docs/performance.md)."""
     conn = await asyncpg.connect(dsn)
     try:
         started = time.perf_counter()
@@ -398,7 +399,7 @@ class _RatioRounds:
                 concurrency=cfg.concurrency, duration=self._window_s, warmup=cfg.warmup_s,
                 components=server.with_stack(self._stack)))
             # Its publisher finishes its outbox here: left over, the rows would be published by
-            # the next server, inside its measured window (measured: -25 % ingest).
+            # the next server, inside its measured window, and lower its rate (docs/performance.md).
             asyncio.run(_wait(self._dsn, _drained(self._split_topic), timeout=600, interval=0.1))
         self.rss["split"] = max(self.rss.get("split", 0.0), server.rss_peak_mb)
 
@@ -417,9 +418,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         env = stack.env()
     run_id = uuid.uuid4().hex[:8]
     # A database of the run's own, dropped after it: every run starts from the same empty
-    # tables, as on a fresh machine. On the shared dev database, each run's ~75,000 records
-    # stayed and later runs measured less (at 2.8 M manifest rows: normalizer 951-1,131 rec/s
-    # and PostgreSQL 0.28-0.41 ms a record; emptied, 1,319 and 0.21).
+    # tables, as on a fresh machine. On the shared dev database, each run's records stayed
+    # and later runs measured less with the same code (docs/performance.md).
     own_name = f"{BENCH_DATABASE_PREFIX}{run_id}"
     live = asyncio.run(_drop_bench_databases(env["DATABASE_URL"]))
     own_database = asyncio.run(_create_database(env["DATABASE_URL"], own_name))
@@ -428,15 +428,15 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     else:
         env = {**env, "DATABASE_URL": own_database}
     upgrade_to_head(env["DATABASE_URL"])
-    # A bucket of its own too, dropped after it: each run wrote ~75,000 raw objects into the
-    # stack's bucket (3 GB of SeaweedFS data in a day of runs). Buckets of runs killed before
+    # A bucket of its own too, dropped after it: each run's raw objects used to stay in the
+    # stack's bucket, and SeaweedFS's data grew run after run. Buckets of runs killed before
     # their cleanup go now -- not one whose database is still in use (a run going on). In the
     # shared-database fallback no run has a database to tell it is alive: two runs at once on
     # such a stack would take each other's bucket (one run at a time there).
     live_runs = {name.removeprefix(BENCH_DATABASE_PREFIX) for name in live}
     _drop_stale_buckets(stack, env, live_runs=live_runs)
-    # And their topics: each run makes seven (42 partitions), and a dev stack's Kafka had
-    # kept 1,600 partition directories of old runs, every one loaded at its start.
+    # And their topics: each run makes seven, and a dev stack's Kafka had kept the partition
+    # directories of every old run, every one loaded at its start.
     delete_topics(env["KAFKA_BROKERS"],
                   [t for t, run in _bench_topic_runs(env["KAFKA_BROKERS"]).items() if run not in live_runs])
     ensure_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
@@ -485,10 +485,10 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         # 1-3. Ingest with all roles, ingest with the HTTP roles alone (split deployment) and the
         # floor, in alternating rounds (and the end-to-end latency, on the last all-roles server).
         sides = _RatioRounds(cfg, stack, env, dsn, run_id, scratch, report)
-        # How long the stack's servers had been up, for the reader of the numbers. Three runs
-        # started within a minute of ``stack up`` measured low (ingest_ratio 0.72-0.77), but so
-        # did two on a stack up for 17-21 minutes (0.73, 0.79), and an uncounted minute of
-        # load first did not help: no warm-up is run, the uptime is recorded.
+        # How long the stack's servers had been up, for the reader of the numbers. Runs on a
+        # just-started stack measured low, but so did some on a stack up for a while, and an
+        # uncounted minute of load first did not help (docs/performance.md): no warm-up is run,
+        # the uptime is recorded.
         results["stack_uptime_s"] = _stack_uptime_s(stack)
         results.update(sides.run())
         cpu.update(sides.cpu())
@@ -584,8 +584,8 @@ async def _canonical_count(conn: asyncpg.Connection, source: str) -> int:
 
 # The tables the benchmark writes. Their dead rows (published outbox rows, the updated
 # ledger, an earlier run's cleanup) are vacuumed before each measured phase: otherwise
-# autovacuum picks its own moment, inside some phase's window, and charges it there
-# (seen: PostgreSQL at 1.7 ms per ingested record instead of 0.9, run after run).
+# autovacuum picks its own moment, inside some phase's window, and charges it there (seen,
+# run after run, as PostgreSQL's CPU per record nearly doubling: docs/performance.md).
 BENCH_TABLES = ("outbox_events", "idempotency_keys", "raw_object_manifest", "canonical_records",
                 "derived_patient_record_index", "processing_stage_state", "processing_attempts")
 

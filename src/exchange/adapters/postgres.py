@@ -56,8 +56,8 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
     Before calling this asyncpg rolls back an open transaction and drops listeners. Its
     default reset also sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``,
-    one more round-trip on every release (measured: ~3 % of the ingest loop, and a sixth of
-    its database round-trips). This code keeps no session state -- no SET, LISTEN, cursors
+    one more round-trip on every release, a measurable share of the ingest loop
+    (docs/performance.md). This code keeps no session state -- no SET, LISTEN, cursors
     or session-level advisory locks, which ``tests/unit/test_architecture.py`` pins -- so
     there is nothing for that query to undo.
     """

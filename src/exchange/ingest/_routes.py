@@ -4,10 +4,10 @@ They are the busiest routes, and they are Litestar ASGI handlers (ADR 0004): rou
 Litestar, inside the request middleware (correlation id, trace span, access log, metrics,
 load) and answered by the same exception handlers (problem+json) as every route, but they
 read their two headers and their body themselves and write their answer as one JSON body.
-Litestar's request object, parameter model and response layer cost 0.25-0.3 ms a request,
-as much as everything else the route does; without them the all-roles ingest rate rose from
-0.81-0.82 to 0.93-0.95 of the floor (README, Performance). How they are described in the
-OpenAPI document is in ``_openapi.py``.
+Litestar's request object, parameter model and response layer cost about as much as
+everything else the route does, on the one event loop the answers wait on; without them the
+all-roles ingest rate came closer to the floor (measured in ADR 0004). How they are described
+in the OpenAPI document is in ``_openapi.py``.
 
 The checks run in the order the Litestar routes ran them: the method, the bearer token and
 its scope (so a request without a valid token is a 401 whatever else is wrong with it), the

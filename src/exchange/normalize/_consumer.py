@@ -139,12 +139,11 @@ class Normalizer:
     ) -> None:
         # The first attempt's turn comes before its span and its decoding. A record is polled
         # as soon as it arrives (up to the in-flight bound), and while requests come first
-        # (waves) it may wait seconds: the work done before the wait was done for ~320
-        # records/s at 32 connections while ~30/s were normalized, and py-spy had the span
-        # and the trace-context extraction at ~10 % of the event loop's samples, taken
-        # from the requests. Four interleaved benchmark pairs, all roles: ingest_ratio
-        # 0.70-0.97 -> 0.82-0.96 (means 0.83 -> 0.92). The span now times the processing,
-        # not the queueing before it (the trace still shows the gap after the publish).
+        # (waves) it may wait seconds: work done before the wait is done for every record
+        # polled during a burst, far more than are normalized then, and it is taken from the
+        # requests on the same event loop (measured, docs/performance.md). The span now times
+        # the processing, not the queueing before it (the trace still shows the gap after the
+        # publish).
         held = await self._admit(slots)
         try:
             with tracer.start_as_current_span(

@@ -192,8 +192,8 @@ class RecordProcessor:
                 raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
             return Processed("duplicate", attempt)
         # The record's span (the consumer's) marks the fetch and the tokenizer with events and
-        # the database write with a child span. Two more child spans per record cost the
-        # normalizer ~0.1 ms of its ~0.8 ms of CPU a record (measured: four spans 0.2-0.23 ms).
+        # the database write with a child span: each span is a measurable share of the
+        # normalizer's CPU a record, events are cheaper (docs/performance.md).
         # A remote tokenizer's own server span still joins the trace (traceparent is sent).
         record_span = trace.get_current_span()
         raw = await self._fetch(event)

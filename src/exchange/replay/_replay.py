@@ -109,7 +109,8 @@ async def events_for(
     ``stored`` when unchanged since ingest, else from the object, fetched concurrently.
 
     ``FETCH_CONCURRENCY`` workers take the next object to read in turn: no task and semaphore
-    round per object (a replay process spent ~7 % of its Python time on those)."""
+    round per object, which was a visible share of a replay process's Python time
+    (docs/performance.md)."""
     built: list[tuple[ObjectInfo, RecordIngested | str]] = [(info, "") for info in infos]
     to_read: list[tuple[int, RawRef]] = []
     for i, info in enumerate(infos):

@@ -8,10 +8,8 @@ timer: a lone item leaves at once (no added latency when idle), and batches grow
 load does. While a batch is in flight, the next one opens only once it would be as large as
 that one (or as large as a batch may be): without that rule, the first item to arrive after a
 batch finishes went alone — a whole transaction for one item, holding a slot while the rest
-queued behind it. Measured with all roles at 32 connections, interleaved: single-request
-batches 16-27 % -> 2-7 % of the ingest batches, ingest 426-473 -> 499-605 req/s, CPU per
-ingested record 3.2-3.4 -> 2.5-3.0 ms; the normalizer's batches gained too (969/1,053 ->
-998/1,121 records/s).
+queued behind it. The rule made single-item batches rare and raised both ingest and the
+normalizer for less CPU a record (measured, docs/performance.md: "balanced batches").
 
 Items with the same ``key`` never share a batch (a statement may not touch one row twice,
 ``ON CONFLICT DO UPDATE`` refuses it): a repeat waits for the next batch.

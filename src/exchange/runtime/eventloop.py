@@ -1,10 +1,10 @@
 """One way to run a command's event loop: uvloop when installed (uvicorn[standard] brings it).
 
 The server already runs on uvloop (uvicorn picks it); the CLI's long commands (replay,
-reconcile) and the benchmark's load processes use it too. Measured on `exchange replay`
-(10,000 objects, obstore): the stdlib loop spent ~30 % of the process in epoll and in the
-self-pipe write of every ``call_soon_threadsafe`` with which obstore's threads hand back
-each GET; uvloop does both in C.
+reconcile) and the benchmark's load processes use it too. On `exchange replay` the stdlib
+loop spent a large share of the process in epoll and in the self-pipe write of every
+``call_soon_threadsafe`` with which obstore's threads hand back each GET; uvloop does both
+in C (measured, docs/performance.md).
 """
 
 from __future__ import annotations

@@ -17,20 +17,17 @@ server (a slow commit, say) can push the count over ``busy_at`` for a moment, an
 records caught in that moment should wait ~0.25 s, not a whole wave period.
 
 Why waves and not a steady trickle of two records at a time: one record alone pays every
-fixed cost itself (its own ledger and canonical statements, commits, wake-ups), measured at
-5-9 ms of machine CPU per record against ~1.5 ms when records are batched. That trickle
-moved ~55 records/s and cost 0.8-1.2 ms of CPU per ingested record (all roles, 32
-connections); waves move as many and share their statements, so each record costs about
-what bulk work does. Fewer, bigger waves at the same rate do better still: 64 records every
-second against 16 every 0.25 s, interleaved, all roles at 32 connections: 529/530/533 vs
-498/483/482 and 514/526 vs 504/507 requests/s, machine CPU per ingested record 2.93-3.07
-vs 3.06-3.33 ms (PostgreSQL 0.19 vs 0.21-0.40, Kafka 0.06 vs 0.08-0.09), ~60 records/s
-normalized during the load either way, ingest p99 122-152 vs 122-129 ms.
+fixed cost itself (its own ledger and canonical statements, commits, wake-ups), several
+times what a record costs in a batch. Waves move as many records and share their
+statements, so each record costs about what bulk work does. Fewer, bigger waves at the same
+rate (``WAVE_SIZE`` every ``WAVE_EVERY_S``, not a quarter of it four times as often) measured
+better still: more requests served for less machine CPU an ingested record, with as many
+records normalized during the load (docs/performance.md).
 
-``busy_at`` (NORMALIZER_YIELD_AT, 16) is a saturation signal: a steady 100 requests/s at
-~80 ms each keeps about 8 in flight, and must not slow the pipeline (the benchmark's
-202 -> canonical latency at 100/s went from ~0.2 s to ~4 s p95 with a threshold of 8);
-a partner's batch on 32 connections keeps about 32 in flight.
+``busy_at`` (NORMALIZER_YIELD_AT, 16) is a saturation signal: a steady moderate rate (the
+benchmark's 100 requests/s) keeps well below that in flight and must not slow the pipeline
+(with a threshold of 8 it did: docs/performance.md); a partner's batch on 32 connections
+keeps about 32 in flight.
 A process without the HTTP roles never counts a request, so nothing narrows there.
 """
 

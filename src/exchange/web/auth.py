@@ -7,10 +7,10 @@ route's parameters and body are parsed, so a request without a valid token is a 
 whatever else is wrong with it.
 
 A ``before_request`` hook rather than a Litestar guard: Litestar calls each guard with a
-shallow copy of the route handler, made anew for every request -- measured at ~5 % of the
-ingest event loop under load. Async on purpose: Litestar would run a sync hook in a worker
-thread, a hop per request. Routes served as ASGI handlers (the ingest routes, ADR 0004) call
-``authorize`` themselves, first thing after the method check.
+shallow copy of the route handler, made anew for every request -- a measurable share of the
+ingest event loop under load (docs/performance.md). Async on purpose: Litestar would run a
+sync hook in a worker thread, a hop per request. Routes served as ASGI handlers (the ingest
+routes, ADR 0004) call ``authorize`` themselves, first thing after the method check.
 """
 
 from __future__ import annotations

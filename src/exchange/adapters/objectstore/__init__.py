@@ -1,8 +1,8 @@
 """Object storage: one port (``base.ObjectStore``) and its adapters.
 
 The aiobotocore adapter is imported only when it is chosen (``OBJECT_STORE_CLIENT``) or
-asked for by name: botocore and aiohttp cost every process that does not use them ~22 MB
-of memory and ~0.4 s of start-up here.
+asked for by name: botocore and aiohttp would cost every process that does not use them
+memory and start-up time (measured, docs/performance.md).
 """
 
 from __future__ import annotations

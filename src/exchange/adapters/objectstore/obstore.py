@@ -1,7 +1,8 @@
 """Object store over obstore (Rust ``object_store``): the faster S3 client.
 
-Measured here (STACK-NOTES, and `exchange bench`): ~3x aiobotocore's standalone PUT rate
-and ~1.6x end to end on the ingest path. Selected with ``OBJECT_STORE_CLIENT=obstore``.
+It measured faster than aiobotocore on every path of the benchmark (ingest, normalizer,
+replay, the floor: docs/performance.md), so it is the default; ``OBJECT_STORE_CLIENT``
+chooses.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ class ObstoreObjectStore:
     async def get(self, key: str) -> bytes:
         # A ranged GET from 0 to beyond any end answers the whole object, bytes and all, in
         # one call into Rust and back; ``get_async`` answers the headers and ``bytes_async``
-        # the body, two hand-offs from obstore's threads to the event loop. Measured on 6,000
-        # raw objects at 32 in flight: 1,818-2,065 -> 2,144-2,511 GETs/s, client CPU 0.43 ->
-        # 0.30-0.34 ms a GET. An empty object has no byte 0 (416): it is read the plain way.
+        # the body, two hand-offs from obstore's threads to the event loop. One call measured
+        # more GETs a second for less client CPU (docs/performance.md). An empty object has
+        # no byte 0 (416): it is read the plain way.
         try:
             return bytes(await obstore.get_range_async(self._store, key, start=0, end=_BEYOND_ANY_END))
         except (NotFoundError, FileNotFoundError):
