@@ -1,4 +1,4 @@
-"""The operator commands: ``exchange replay``, ``exchange reconcile``, ``exchange dlq``.
+"""The operator commands: ``exchange replay``, ``reconcile``, ``derive``, ``dlq``.
 
 They run the same AdminService as the admin HTTP API, in the foreground.
 """
@@ -22,6 +22,7 @@ from rich.text import Text
 
 from exchange.admin import AdminService
 from exchange.bootstrap import admin_tools
+from exchange.derive import DATASETS, MAX_BATCH, DeriveProgress
 from exchange.errors import DependencyUnavailable
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.replay import Progress
@@ -127,6 +128,43 @@ async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _derive(admin: AdminService, args: argparse.Namespace) -> int:
+    actor = _actor()
+    if args.verify:
+        job = await admin.create_job("derive-verify", {"dataset": args.dataset}, actor)
+        report = await admin.run_job(job)
+        _print_json(report)
+        return 0 if report["agrees"] else 1
+    if args.resume:
+        found = await admin.jobs.get(args.resume)
+        if found is None or found.job_name != "derive" or found.params.get("dataset") != args.dataset:
+            print(f"exchange derive: no {args.dataset} job {args.resume}", file=sys.stderr)
+            return 2
+        job = found
+    else:
+        job = await admin.create_job(
+            "derive", {"dataset": args.dataset, "dry_run": args.dry_run, "batch_size": args.batch_size}, actor)
+    print(f"derive job {job.job_run_id}", file=sys.stderr, flush=True)
+    last = 0.0
+
+    def show(progress: DeriveProgress) -> None:
+        nonlocal last
+        if time.monotonic() - last >= 1.0:
+            last = time.monotonic()
+            print(f"derive progress: scanned={progress.scanned} changed={progress.changed}", file=sys.stderr,
+                  flush=True)
+
+    result = await admin.run_job(job, on_progress=show)
+    _print_json({"job_id": job.job_run_id, **result})
+    return 0
+
+
+def _batch_size(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_BATCH}")
+    return int(text)
+
+
 def _table(report: dict[str, Any]) -> str:
     lines = [f"source: {report['source']}   raw={report['raw_count']} manifest={report['manifest_count']} "
              f"canonical={report['canonical_count']} in_flight={report['in_flight_count']}",
@@ -206,6 +244,14 @@ def add_ops_commands(sub: Any) -> None:
     rec.add_argument("--in-flight-seconds", type=float, default=300.0)
     rec.set_defaults(ops="reconcile")
 
+    derive = sub.add_parser("derive", help="rebuild a derived dataset from canonical rows (or --verify it)")
+    derive.add_argument("dataset", choices=sorted(DATASETS))
+    derive.add_argument("--verify", action="store_true", help="compare with canonical rows; exit 1 on disagreement")
+    derive.add_argument("--dry-run", action="store_true", help="count what a rebuild would change, write nothing")
+    derive.add_argument("--batch-size", type=_batch_size, default=1000)
+    derive.add_argument("--resume", metavar="JOB_ID", help="continue an interrupted derive job")
+    derive.set_defaults(ops="derive")
+
     dlq = sub.add_parser("dlq", help="DLQ tooling: list, inspect, reprocess, resolve, report")
     actions = dlq.add_subparsers(dest="dlq_action", required=True)
     lst = actions.add_parser("list")
@@ -234,6 +280,8 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
                 return await _replay(admin, args)
             if args.ops == "reconcile":
                 return await _reconcile(admin, args)
+            if args.ops == "derive":
+                return await _derive(admin, args)
             return await _dlq(admin, args)
 
     try:

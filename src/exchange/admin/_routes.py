@@ -10,7 +10,8 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from exchange.admin._service import AdminService
+from exchange.admin._service import AdminService, JobKind
+from exchange.derive import MAX_BATCH
 from exchange.errors import InvalidRequest
 from exchange.events import SOURCE_PATTERN
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
@@ -43,6 +44,13 @@ class ReconcileJobRequest(msgspec.Struct, forbid_unknown_fields=True):
     in_flight_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
 
 
+class DeriveJobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    dataset: Literal["patient-index"]
+    verify: bool = False
+    dry_run: bool = False
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)] = 1000
+
+
 class ResolveRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
@@ -52,7 +60,7 @@ class NotFound(InvalidRequest):
         super().__init__(detail, status=404, type_slug="not-found")
 
 
-async def _start(admin: AdminService, request: Request[Any, Any, Any], kind: Literal["replay", "verify", "reconcile"],
+async def _start(admin: AdminService, request: Request[Any, Any, Any], kind: JobKind,
                  params: dict[str, Any]) -> Response[dict[str, Any]]:
     job = await admin.create_job(kind, params, principal_of(request).subject)
     admin.start_in_background(job)
@@ -76,6 +84,15 @@ async def start_verify(request: Request[Any, Any, Any], data: JSONBody[VerifyJob
 async def start_reconcile(request: Request[Any, Any, Any], data: JSONBody[ReconcileJobRequest],
                           admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
     return await _start(admin_service, request, "reconcile", msgspec.to_builtins(data))
+
+
+@post("/admin/jobs/derive", status_code=202, summary="Rebuild a derived dataset (or verify it)", **ADMIN)
+async def start_derive(request: Request[Any, Any, Any], data: JSONBody[DeriveJobRequest],
+                       admin_service: NamedDependency[AdminService]) -> Response[dict[str, Any]]:
+    if data.verify:
+        return await _start(admin_service, request, "derive-verify", {"dataset": data.dataset})
+    params = {"dataset": data.dataset, "dry_run": data.dry_run, "batch_size": data.batch_size}
+    return await _start(admin_service, request, "derive", params)
 
 
 @get("/admin/jobs/{job_id:str}", summary="A job's state, progress and result", **ADMIN)
@@ -143,5 +160,5 @@ async def resolve_dlq(request: Request[Any, Any, Any], entry_id: FromPath[int], 
         raise NotFound(f"no DLQ entry {entry_id}") from None
 
 
-admin_routes = (start_replay, start_verify, start_reconcile, get_job, list_dlq, dlq_report, inspect_dlq,
+admin_routes = (start_replay, start_verify, start_reconcile, start_derive, get_job, list_dlq, dlq_report, inspect_dlq,
                 reprocess_dlq, resolve_dlq)

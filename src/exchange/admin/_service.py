@@ -15,13 +15,14 @@ from typing import Any, Literal
 
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database
+from exchange.derive import Deriver
 from exchange.normalize import DlqTools
 from exchange.ops.audit import write_audit
-from exchange.replay import JobRun, Jobs, Progress, ReconcileOptions, Reconciler, ReplayService
+from exchange.replay import JobRun, Jobs, ReconcileOptions, Reconciler, ReplayService
 
 __all__ = ("AdminService", "JobKind")
 
-JobKind = Literal["replay", "verify", "reconcile"]
+JobKind = Literal["replay", "verify", "reconcile", "derive", "derive-verify"]
 _log = logging.getLogger("exchange.admin")
 
 
@@ -32,6 +33,7 @@ class AdminService:
         self.replay = ReplayService(db, store, self.jobs, topic_v1=topic_v1, topic_v2=topic_v2)
         self.reconciler = Reconciler(db, store, topic_v1=topic_v1, topic_v2=topic_v2)
         self.dlq = DlqTools(db, topic_v1=topic_v1, topic_v2=topic_v2)
+        self.deriver = Deriver(db, self.jobs)
         self._background: set[asyncio.Task[None]] = set()
 
     async def audit(self, actor: str, action: str, entity_type: str, entity_id: str | None, status: str,
@@ -46,7 +48,7 @@ class AdminService:
         await self.audit(actor, f"job.{kind}.start", "job", job.job_run_id, "accepted", params)
         return job
 
-    async def run_job(self, job: JobRun, *, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    async def run_job(self, job: JobRun, *, on_progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
         """Run (or resume) a job to its end in this task; the job row records the outcome."""
         await self.jobs.set_status(job, "running")
         try:
@@ -60,7 +62,11 @@ class AdminService:
         await self.jobs.finish(job, status="succeeded", result=result)
         return result
 
-    async def _execute(self, job: JobRun, on_progress: Callable[[Progress], None] | None) -> dict[str, Any]:
+    async def _execute(self, job: JobRun, on_progress: Callable[[Any], None] | None) -> dict[str, Any]:
+        if job.job_name == "derive":
+            return await self.deriver.run(job, on_progress=on_progress)
+        if job.job_name == "derive-verify":
+            return await self.deriver.verify(str(job.params["dataset"]))
         if job.job_name == "replay":
             return await self.replay.run(job, on_progress=on_progress)
         if job.job_name == "verify":
