@@ -1,10 +1,11 @@
 """Linkage token recipes: which normalized fields, encoded how, go into each keyed token.
 
 A name always goes with another field, so no stored token stands for a name alone (whose
-frequency would betray common surnames); only the SSN, near-unique and uniform, stands alone. Two records agree on a recipe when they share one of
-its tokens; the parts a recipe is made of tell which field agreed, and how closely
-(``certifies``): agreement on "given exact + dob exact" proves both fields equal. Person
-resolution (``_resolution.py``) reads field agreement back from the agreeing recipes.
+frequency would betray common surnames); only the SSN, near-unique and uniform, stands alone.
+Two records agree on a recipe when they share one of its tokens; the parts a recipe is made
+of tell which field agreed, and how closely (``certifies``): agreement on "given exact + dob
+exact" proves both fields equal. Person resolution (``_resolution.py``) reads field agreement
+back from the agreeing recipes.
 
 Tokens: hex HMAC-SHA256 under a key derived per key id, recipe and recipe version, so the same
 input under two recipes, two recipe versions or two keys never gives the same token.
@@ -94,7 +95,8 @@ def _dob_partial(dob: str) -> frozenset[str]:
     if not dob:
         return frozenset()
     year, month, day = dob[:4], dob[4:6], dob[6:]
-    return frozenset((f"ym{year}{month}", f"yd{year}{day}", f"md{month}{day}", f"ys{year}{min(month, day)}{max(month, day)}"))
+    low, high = sorted((month, day))
+    return frozenset((f"ym{year}{month}", f"yd{year}{day}", f"md{month}{day}", f"ys{year}{low}{high}"))
 
 
 def _deletions(digits: str) -> frozenset[str]:
@@ -114,30 +116,36 @@ def _masked_thirds(digits: str) -> frozenset[str]:
     return frozenset(("_" * a + digits[a:], digits[:a] + "_" * (b - a) + digits[b:], digits[:b] + "_" * (n - b)))
 
 
-def _unordered(first: str, second: str) -> frozenset[str]:
-    return frozenset(("\x1f".join(sorted((first, second))),)) if first and second else frozenset()
+def _unordered(first: Iterable[str], second: Iterable[str]) -> frozenset[str]:
+    """Each (given code, family code) with the two in sorted order: swapped names agree too."""
+    return frozenset("\x1f".join(sorted((a, b))) for a in first for b in second)
 
 
-def _ph(name: str) -> str:
-    return phonetic(name) if name else ""
+def _close_name_codes(name: str) -> frozenset[str]:
+    """NYSIIS (spelling variants that sound alike) and the first four letters (typos further on).
+
+    Either shared makes two names close. Febrl's corruptions are typos, where the prefix does
+    better; real records also hold variants by ear, where a phonetic code does (ADR 0006).
+    """
+    return frozenset((f"n:{phonetic(name)}", f"p:{name[:4]}")) if name else frozenset()
 
 
 G, F, D, S = Field.GIVEN, Field.FAMILY, Field.DOB, Field.SSN
 EXACT, CLOSE = Level.EXACT, Level.CLOSE
 
 
-def parts(phonetic_code: Callable[[str], str] = _ph) -> dict[str, Part]:
-    """The parts recipes are made of (``phonetic_code`` is a parameter for research only)."""
+def parts(close_name: Callable[[str], frozenset[str]] = _close_name_codes) -> dict[str, Part]:
+    """The parts recipes are made of (``close_name``, a name's close codes, varies for research only)."""
     return {
         "given": Part("given", lambda f: _one(f.given), ((G, EXACT),)),
-        "given~": Part("given~", lambda f: _one(phonetic_code(f.given) if f.given else ""), ((G, CLOSE),)),
+        "given~": Part("given~", lambda f: close_name(f.given) if f.given else frozenset(), ((G, CLOSE),)),
         "family": Part("family", lambda f: _one(f.family), ((F, EXACT),)),
-        "family~": Part("family~", lambda f: _one(phonetic_code(f.family) if f.family else ""), ((F, CLOSE),)),
+        "family~": Part("family~", lambda f: close_name(f.family) if f.family else frozenset(), ((F, CLOSE),)),
         # Given and family names in either order: records that swapped the two still agree.
-        "names": Part("names", lambda f: _unordered(f.given, f.family), ((G, EXACT), (F, EXACT))),
+        "names": Part("names", lambda f: _unordered(_one(f.given), _one(f.family)), ((G, EXACT), (F, EXACT))),
         "names~": Part(
             "names~",
-            lambda f: _unordered(phonetic_code(f.given), phonetic_code(f.family)) if f.given and f.family else frozenset(),
+            lambda f: _unordered(close_name(f.given), close_name(f.family)) if f.given and f.family else frozenset(),
             ((G, CLOSE), (F, CLOSE)),
         ),
         "dob": Part("dob", lambda f: _one(f.dob), ((D, EXACT),)),
@@ -157,8 +165,9 @@ def recipe(*names: str, version: int = 1, catalog: dict[str, Part] | None = None
 # "ssn~ + dob", which the exact SSN satisfies too). Names in either order beside the dob. The SSN
 # alone, exact and with a third hidden: near-unique and uniform, so its frequency betrays nothing,
 # and it measures how rarely different people share one (placeholders shared by many weigh
-# little). Close pairs: typos in names (phonetic code), in the dob (two of year, month, day) and in
-# the SSN, each beside another field that must agree too.
+# little). Close pairs: variants and typos in names (NYSIIS or first four letters), in the dob (two
+# of year, month, day, or day and month swapped) and in the SSN, each beside another field that
+# must agree too.
 RECIPES: tuple[Recipe, ...] = (
     recipe("given", "family"),
     recipe("given", "dob"),
@@ -173,7 +182,6 @@ RECIPES: tuple[Recipe, ...] = (
     recipe("given~", "family~"),
     recipe("given~", "dob~"),
     recipe("family~", "dob~"),
-    recipe("names~", "dob~"),
 )
 
 

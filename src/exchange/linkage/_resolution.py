@@ -1,17 +1,15 @@
-"""Person resolution from token agreement: Fellegi-Sunter weights over fields, estimated by EM.
+"""Person resolution from token agreement: Fellegi-Sunter weights over fields, fitted by EM.
 
-A candidate pair is two records that share at least one linkage token. The recipes they agree
-on tell, per field, the best agreement level some agreeing recipe certifies (``pattern``): a
-field both records have and no agreeing recipe vouches for counts as DIFFERENT. Since every
-recipe pairs two fields, the pattern is exactly the fields' agreement whenever two or more
-fields agree; with one or none the pair is no candidate at all, and would score far below
-any threshold anyway.
+A candidate pair is two records sharing at least one linkage token. The recipes they agree on
+tell, per field, the best level some agreeing recipe certifies (``pattern``); a field both
+records have and no agreeing recipe vouches for counts as DIFFERENT. Exact pairs of fields are
+recipes, so the pattern is the fields' true agreement whenever two fields agree.
 
-The match weight is the sum over the fields both records have of log2(m/u), m and u being the
-probabilities of that level among matches and among non-matches (splink's model, with our
-levels). ``estimate`` fits them without labels: m by EM over the candidate pairs, u from how
-often each recipe's tokens collide among all pairs (the collisions the matches do not explain),
-the prior from EM's count of matches. A pair links when its posterior reaches ``min_posterior``.
+The match weight is the sum, over the fields both records have, of log2(m/u): the probability
+of that level among pairs of one person over that among pairs of two (splink's model, with
+our levels). ``estimate`` fits m, u and the prior without labels, from aggregates SQL can
+give. A pair links when its posterior reaches ``min_posterior`` (0.99): the threshold in bits
+grows with the number of records, as chance agreements do.
 
 Persons are the connected components of linked pairs, so the incremental rule (``assign``: a
 new record joins every person it links to, merging them) gives the batch result in any order.
@@ -108,12 +106,14 @@ Evidence = Mapping[tuple[frozenset[str], frozenset[Field]], int]
 _Raw = tuple[Level | None, ...]
 
 
+def _satisfies(raw: _Raw, field: Field, level: Level) -> bool:
+    actual = raw[FIELDS.index(field)]
+    return actual is not None and actual <= level
+
+
 def _observe(raw: _Raw, recipes: tuple[Recipe, ...]) -> Pattern | None:
     """What tokens show of a pair whose fields agree as ``raw``: its pattern, or None (no candidate)."""
-    agreeing = [
-        r.id for r in recipes
-        if all(raw[FIELDS.index(f)] is not None and raw[FIELDS.index(f)] <= level for f, level in r.certifies)  # type: ignore[operator]
-    ]
+    agreeing = [r.id for r in recipes if all(_satisfies(raw, f, level) for f, level in r.certifies)]
     if not agreeing:
         return None
     observed = frozenset(f for f, level in zip(FIELDS, raw, strict=True) if level is not None)
@@ -153,13 +153,13 @@ def estimate(
     """
     observations: dict[tuple[Pattern | None, frozenset[Field]], float] = defaultdict(float)
     candidates_by_observed: dict[frozenset[Field], float] = defaultdict(float)
-    for (agreeing, observed), count in evidence.items():
-        observations[(pattern(agreeing, observed, recipes), observed)] += count
-        candidates_by_observed[observed] += count
+    for (agreeing, observed), pairs in evidence.items():
+        observations[(pattern(agreeing, observed, recipes), observed)] += pairs
+        candidates_by_observed[observed] += pairs
     all_pairs = 0.0
-    for observed, pairs in _pairs_by_observed(presence).items():
-        all_pairs += pairs
-        observations[(None, observed)] += max(pairs - candidates_by_observed[observed], 0.0)
+    for observed, total in _pairs_by_observed(presence).items():
+        all_pairs += total
+        observations[(None, observed)] += max(total - candidates_by_observed[observed], 0.0)
     # The raw patterns behind each observation (3 levels for each field both have).
     behind: dict[tuple[Pattern | None, frozenset[Field]], list[_Raw]] = defaultdict(list)
     for observed in {o for _p, o in observations}:
