@@ -30,9 +30,9 @@ from splink.internals.comparison_creator import ComparisonCreator  # noqa: F401 
 from splink.internals.duckdb.database_api import DuckDBAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from linkage_offline import load, score, tokenize  # noqa: E402 - the sibling research script
+from linkage_offline import load, score, tokenize
 
-from exchange.linkage import FIELDS, RECIPES, Level  # noqa: E402
+from exchange.linkage import FIELDS, RECIPES, Level
 
 RESULTS = Path(__file__).resolve().parent / "results" / "linkage-splink.json"
 SCALAR = ("ssn", "given+dob", "family+dob")
