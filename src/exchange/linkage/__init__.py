@@ -17,6 +17,7 @@ from exchange.linkage._recipes import (
     recipe_tokens,
 )
 from exchange.linkage._resolution import (
+    DEFAULT_MODEL,
     Assignment,
     Candidate,
     Linker,
@@ -29,6 +30,7 @@ from exchange.linkage._resolution import (
 )
 
 __all__ = (
+    "DEFAULT_MODEL",
     "FIELDS",
     "RECIPES",
     "Assignment",

@@ -27,6 +27,7 @@ from typing import Any
 from exchange.linkage._recipes import FIELDS, RECIPES, Field, Level, LinkageToken, Recipe
 
 __all__ = (
+    "DEFAULT_MODEL",
     "Assignment",
     "Candidate",
     "Linker",
@@ -96,6 +97,32 @@ class Model:
 
         return cls(levels(data["m"]), levels(data["u"]), float(data["prior"]), float(data["threshold"]),
                    tuple(data.get("recipes", ())))
+
+
+def _levels(exact: float, close: float) -> tuple[float, float, float]:
+    return (exact, close, 1.0 - exact - close)
+
+
+# Before the first fit on our own records: what ``estimate`` found on Febrl2 (4,711 admitted
+# records, synthetic; fitted 2026-12-05 by benchmarks/linkage_offline.py). The rebuild job refits
+# on the real records; its prior, and so the threshold, follow the number of records.
+DEFAULT_MODEL = Model(
+    m={
+        Field.GIVEN: _levels(0.701, 0.0869),
+        Field.FAMILY: _levels(0.626, 0.191),
+        Field.DOB: _levels(0.921, 0.0132),
+        Field.SSN: _levels(0.871, 0.0643),
+    },
+    u={
+        Field.GIVEN: _levels(0.00444, 0.00159),
+        Field.FAMILY: _levels(0.00362, 0.00105),
+        Field.DOB: _levels(1.77e-05, 0.00363),
+        Field.SSN: _levels(1.67e-07, 0.00013),
+    },
+    prior=0.000153,
+    threshold=19.3,
+    recipes=tuple(f"{r.id}@{r.version}" for r in RECIPES),
+)
 
 
 # --- estimation -------------------------------------------------------------------------------

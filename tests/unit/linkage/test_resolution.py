@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange.linkage import (
+    DEFAULT_MODEL,
     FIELDS,
+    RECIPES,
     Assignment,
     Candidate,
     Field,
@@ -180,3 +182,11 @@ def test_records_arriving_in_any_order_end_in_the_batch_persons(
     for rid in order:
         linker.add(rid, SAMPLE_TOKENS[rid])
     assert {frozenset(g) for g in _persons(linker)} == batch_persons
+
+
+def test_the_default_model_links_a_typo_and_not_a_shared_surname_and_dob() -> None:
+    assert DEFAULT_MODEL.links((E, C, E, E))
+    assert DEFAULT_MODEL.links((E, E, E, None))
+    assert not DEFAULT_MODEL.links((D, E, E, D))
+    assert not DEFAULT_MODEL.links((D, E, D, D))
+    assert DEFAULT_MODEL.recipes == tuple(f"{r.id}@{r.version}" for r in RECIPES)
