@@ -51,7 +51,7 @@ class Level(enum.IntEnum):
     """How closely a field agrees, best first. DIFFERENT: both have it and no token shows agreement."""
 
     EXACT = 0
-    CLOSE = 1  # names: same phonetic code; dob: two of year, month, day; ssn: one edit apart
+    CLOSE = 1  # names: NYSIIS or first four letters; dob: two of year, month, day; ssn: a third hidden
     DIFFERENT = 2
 
 
@@ -152,11 +152,12 @@ def parts(close_name: Callable[[str], frozenset[str]] = _close_name_codes) -> di
         "dob~": Part("dob~", lambda f: _dob_partial(f.dob), ((D, CLOSE),)),
         "ssn": Part("ssn", lambda f: _one(f.ssn), ((S, EXACT),)),
         "ssn~": Part("ssn~", lambda f: _masked_thirds(f.ssn), ((S, CLOSE),)),
-        "ssn~del": Part("ssn~del", lambda f: _deletions(f.ssn), ((S, CLOSE),)),
+        "ssn~del": Part("ssn~del", lambda f: _deletions(f.ssn), ((S, CLOSE),)),  # measured, not kept
     }
 
 
 def recipe(*names: str, version: int = 1, catalog: dict[str, Part] | None = None) -> Recipe:
+    """The recipe of these parts, its id their names joined by "+"."""
     chosen = catalog or parts()
     return Recipe("+".join(names), version, tuple(chosen[name] for name in names))
 
