@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "exchange"
-CONTEXTS = {"ingest", "outbox", "tokenize", "normalize", "replay", "query", "admin"}
+CONTEXTS = {"ingest", "outbox", "tokenize", "linkage", "normalize", "replay", "query", "admin"}
 
 
 def _imports(path: Path) -> list[str]:
@@ -46,7 +46,8 @@ def test_only_the_kafka_adapter_imports_confluent_kafka() -> None:
 
 def test_the_domain_core_does_no_io() -> None:
     pure = [
-        SRC / "tokenize" / "_canonical.py", SRC / "normalize" / "_offsets.py", SRC / "events" / "record_ingested.py"
+        SRC / "tokenize" / "_canonical.py", SRC / "normalize" / "_offsets.py", SRC / "events" / "record_ingested.py",
+        *sorted((SRC / "linkage").glob("*.py")),
     ]
     for path in pure:
         for name in _imports(path):

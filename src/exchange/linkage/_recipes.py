@@ -1,0 +1,218 @@
+"""Linkage token recipes: which normalized fields, encoded how, go into each keyed token.
+
+A name always goes with another field, so no stored token stands for a name alone (whose
+frequency would betray common surnames); only the SSN, near-unique and uniform, stands alone.
+Two records agree on a recipe when they share one of its tokens; the parts a recipe is made
+of tell which field agreed, and how closely (``certifies``): agreement on "given exact + dob
+exact" proves both fields equal. Person resolution (``_resolution.py``) reads field agreement
+back from the agreeing recipes.
+
+Tokens: hex HMAC-SHA256 under a key derived per key id, recipe and recipe version, so the same
+input under two recipes, two recipe versions or two keys never gives the same token.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from exchange.linkage._normalize import LinkageFields, PatientIdentifiers, linkage_fields, phonetic
+
+__all__ = (
+    "FIELDS",
+    "RECIPES",
+    "Field",
+    "Level",
+    "LinkageToken",
+    "Part",
+    "Recipe",
+    "linkage_tokens",
+    "parts",
+    "recipe",
+    "recipe_tokens",
+)
+
+
+class Field(enum.StrEnum):
+    GIVEN = "given"
+    FAMILY = "family"
+    DOB = "dob"
+    SSN = "ssn"
+
+
+FIELDS: tuple[Field, ...] = tuple(Field)
+
+
+class Level(enum.IntEnum):
+    """How closely a field agrees, best first. DIFFERENT: both have it and no token shows agreement."""
+
+    EXACT = 0
+    CLOSE = 1  # names: NYSIIS or first four letters; dob: two of year, month, day; ssn: a third hidden
+    DIFFERENT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One field (or two) encoded one way: a set of values, empty when a field is missing."""
+
+    name: str
+    encode: Callable[[LinkageFields], frozenset[str]] = field(compare=False)
+    certifies: tuple[tuple[Field, Level], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A versioned combination of parts; its tokens are the product of the parts' values."""
+
+    id: str
+    version: int
+    parts: tuple[Part, ...]
+
+    @property
+    def certifies(self) -> tuple[tuple[Field, Level], ...]:
+        return tuple(dict.fromkeys(c for part in self.parts for c in part.certifies))
+
+
+@dataclass(frozen=True, slots=True)
+class LinkageToken:
+    recipe: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"LinkageToken({self.recipe!r}, <token>)"
+
+
+def _one(value: str) -> frozenset[str]:
+    return frozenset((value,)) if value else frozenset()
+
+
+def _dob_partial(dob: str) -> frozenset[str]:
+    """Two of year, month and day, and the date with day and month swapped (read the wrong way round)."""
+    if not dob:
+        return frozenset()
+    year, month, day = dob[:4], dob[4:6], dob[6:]
+    low, high = sorted((month, day))
+    return frozenset((f"ym{year}{month}", f"yd{year}{day}", f"md{month}{day}", f"ys{year}{low}{high}"))
+
+
+def _deletions(digits: str) -> frozenset[str]:
+    """Each way of dropping one digit: two numbers one substitution or one adjacent swap apart share one."""
+    return frozenset(digits[:i] + digits[i + 1 :] for i in range(len(digits))) if digits else frozenset()
+
+
+def _masked_thirds(digits: str) -> frozenset[str]:
+    """The number with each third hidden: after one typo (or a swap inside a third) the one hiding it agrees.
+
+    Three tokens instead of one per digit (``_deletions``); a swap across two thirds is missed.
+    """
+    if not digits:
+        return frozenset()
+    a, b = len(digits) // 3, 2 * len(digits) // 3
+    n = len(digits)
+    return frozenset(("_" * a + digits[a:], digits[:a] + "_" * (b - a) + digits[b:], digits[:b] + "_" * (n - b)))
+
+
+def _unordered(first: Iterable[str], second: Iterable[str]) -> frozenset[str]:
+    """Each (given code, family code) with the two in sorted order: swapped names agree too."""
+    return frozenset("\x1f".join(sorted((a, b))) for a in first for b in second)
+
+
+def _close_name_codes(name: str) -> frozenset[str]:
+    """NYSIIS (spelling variants that sound alike) and the first four letters (typos further on).
+
+    Either shared makes two names close. Febrl's corruptions are typos, where the prefix does
+    better; real records also hold variants by ear, where a phonetic code does (ADR 0006).
+    """
+    return frozenset((f"n:{phonetic(name)}", f"p:{name[:4]}")) if name else frozenset()
+
+
+G, F, D, S = Field.GIVEN, Field.FAMILY, Field.DOB, Field.SSN
+EXACT, CLOSE = Level.EXACT, Level.CLOSE
+
+
+def parts(close_name: Callable[[str], frozenset[str]] = _close_name_codes) -> dict[str, Part]:
+    """The parts recipes are made of (``close_name``, a name's close codes, varies for research only)."""
+    return {
+        "given": Part("given", lambda f: _one(f.given), ((G, EXACT),)),
+        "given~": Part("given~", lambda f: close_name(f.given) if f.given else frozenset(), ((G, CLOSE),)),
+        "family": Part("family", lambda f: _one(f.family), ((F, EXACT),)),
+        "family~": Part("family~", lambda f: close_name(f.family) if f.family else frozenset(), ((F, CLOSE),)),
+        # Given and family names in either order: records that swapped the two still agree.
+        "names": Part("names", lambda f: _unordered(_one(f.given), _one(f.family)), ((G, EXACT), (F, EXACT))),
+        "names~": Part(
+            "names~",
+            lambda f: _unordered(close_name(f.given), close_name(f.family)) if f.given and f.family else frozenset(),
+            ((G, CLOSE), (F, CLOSE)),
+        ),
+        "dob": Part("dob", lambda f: _one(f.dob), ((D, EXACT),)),
+        "dob~": Part("dob~", lambda f: _dob_partial(f.dob), ((D, CLOSE),)),
+        "ssn": Part("ssn", lambda f: _one(f.ssn), ((S, EXACT),)),
+        "ssn~": Part("ssn~", lambda f: _masked_thirds(f.ssn), ((S, CLOSE),)),
+        "ssn~del": Part("ssn~del", lambda f: _deletions(f.ssn), ((S, CLOSE),)),  # measured, not kept
+    }
+
+
+def recipe(*names: str, version: int = 1, catalog: dict[str, Part] | None = None) -> Recipe:
+    """The recipe of these parts, its id their names joined by "+"."""
+    chosen = catalog or parts()
+    return Recipe("+".join(names), version, tuple(chosen[name] for name in names))
+
+
+# Exact pairs: when two or more fields agree exactly, each is known to (dob + ssn is known from
+# "ssn~ + dob", which the exact SSN satisfies too). Names in either order beside the dob. The SSN
+# alone, exact and with a third hidden: near-unique and uniform, so its frequency betrays nothing,
+# and it measures how rarely different people share one (placeholders shared by many weigh
+# little). Close pairs: variants and typos in names (NYSIIS or first four letters), in the dob (two
+# of year, month, day, or day and month swapped) and in the SSN, each beside another field that
+# must agree too.
+RECIPES: tuple[Recipe, ...] = (
+    recipe("given", "family"),
+    recipe("given", "dob"),
+    recipe("family", "dob"),
+    recipe("given", "ssn"),
+    recipe("family", "ssn"),
+    recipe("names", "dob"),
+    recipe("ssn"),
+    recipe("ssn~"),
+    recipe("ssn~", "dob"),
+    recipe("ssn", "dob~"),
+    recipe("given~", "family~"),
+    recipe("given~", "dob~"),
+    recipe("family~", "dob~"),
+)
+
+
+def _message_key(key: bytes, key_id: str, rec: Recipe) -> bytes:
+    """Per key id, recipe and version: domain separation, so tokens of two recipes never collide."""
+    label = f"exchange.linkage\x1f{key_id}\x1f{rec.id}\x1f{rec.version}".encode()
+    return hmac.new(key, label, hashlib.sha256).digest()
+
+
+def recipe_tokens(rec: Recipe, fields: LinkageFields) -> frozenset[str]:
+    """The plain values a recipe would key (tests and research; never stored)."""
+    values: Iterable[tuple[str, ...]] = itertools.product(*(sorted(part.encode(fields)) for part in rec.parts))
+    return frozenset("\x1e".join(combo) for combo in values)
+
+
+def linkage_tokens(
+    key_id: str, key: bytes, identifiers: PatientIdentifiers, recipes: tuple[Recipe, ...] = RECIPES
+) -> list[LinkageToken]:
+    """Every recipe's tokens for one record; a recipe whose fields are missing yields none.
+
+    Deterministic for (key id, key, identifiers); sorted, so callers can compare lists.
+    """
+    fields = linkage_fields(identifiers)
+    out: list[LinkageToken] = []
+    for rec in recipes:
+        values = recipe_tokens(rec, fields)
+        if not values:
+            continue
+        mac_key = _message_key(key, key_id, rec)
+        out.extend(
+            LinkageToken(rec.id, hmac.new(mac_key, value.encode(), hashlib.sha256).hexdigest()) for value in values
+        )
+    return sorted(out, key=lambda t: (t.recipe, t.token))
