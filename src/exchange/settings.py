@@ -32,6 +32,7 @@ __all__ = (
     "HttpSettings",
     "IngestSettings",
     "KafkaSettings",
+    "LinkageSettings",
     "ObjectStoreSettings",
     "ObservabilitySettings",
     "PipelineSettings",
@@ -194,6 +195,27 @@ class TokenizerSettings(msgspec.Struct, frozen=True, kw_only=True):
         default_text="unset", url_schemes=("http", "https"))] = ""
 
 
+class LinkageSettings(msgspec.Struct, frozen=True, kw_only=True):
+    hmac_key: Annotated[Secret, var(
+        "LINKAGE_HMAC_KEY", f"key of the linkage tokens (ADR 0006), at least {SECRET_MIN_BYTES} bytes; apart from "
+        "the seed token's key, so it can rotate on its own", min_bytes=SECRET_MIN_BYTES)]
+    key_id: Annotated[str, var("LINKAGE_KEY_ID", "id of `LINKAGE_HMAC_KEY`, stored with every linkage token",
+                               pattern=_NAME)] = "l1"
+    previous_hmac_key: Annotated[Secret, var(
+        "LINKAGE_PREVIOUS_HMAC_KEY", "the key being rotated out: records get tokens under both until "
+        "`exchange linkage rotate` has re-tokenized every record", default_text="unset",
+        min_bytes=SECRET_MIN_BYTES)] = Secret("")
+    previous_key_id: Annotated[str, var("LINKAGE_PREVIOUS_KEY_ID", "id of `LINKAGE_PREVIOUS_HMAC_KEY`",
+                                        default_text="unset", pattern=r"^$|" + _NAME)] = ""
+
+    def keys(self) -> tuple[tuple[str, bytes], ...]:
+        """(key id, key) of every key records are tokenized under: the active one first."""
+        ring = [(self.key_id, self.hmac_key.reveal().encode())]
+        if self.previous_key_id:
+            ring.append((self.previous_key_id, self.previous_hmac_key.reveal().encode()))
+        return tuple(ring)
+
+
 class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: Annotated[int, var("MAX_ATTEMPTS", "normalizer attempts per record before the DLQ",
                                      ge=1, le=100)] = 5
@@ -240,6 +262,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     object_store: ObjectStoreSettings
     auth: AuthSettings
     tokenizer: TokenizerSettings
+    linkage: LinkageSettings
     pipeline: PipelineSettings
     ingest: IngestSettings
     observability: ObservabilitySettings
@@ -257,6 +280,7 @@ _GROUPS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("object_store", ObjectStoreSettings),
     ("auth", AuthSettings),
     ("tokenizer", TokenizerSettings),
+    ("linkage", LinkageSettings),
     ("pipeline", PipelineSettings),
     ("ingest", IngestSettings),
     ("observability", ObservabilitySettings),
@@ -363,7 +387,7 @@ def _check(setting: Setting, value: Any) -> None:
             _ = parts.port
         except ValueError:
             raise SettingsError(setting.variable, "has an invalid port") from None
-    if extra.get("min_bytes") and len(text.encode()) < extra["min_bytes"]:
+    if extra.get("min_bytes") and text and len(text.encode()) < extra["min_bytes"]:
         raise SettingsError(setting.variable, f"must be at least {extra['min_bytes']} bytes")
 
 
@@ -399,6 +423,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     database: DatabaseSettings = groups["database"]
     if database.pool_max < database.pool_min:
         raise SettingsError("DB_POOL_MAX", "must be at least DB_POOL_MIN")
+    linkage: LinkageSettings = groups["linkage"]
+    if bool(linkage.previous_key_id) != bool(linkage.previous_hmac_key):
+        raise SettingsError("LINKAGE_PREVIOUS_KEY_ID", "goes with LINKAGE_PREVIOUS_HMAC_KEY: both or neither")
+    if linkage.previous_key_id == linkage.key_id:
+        raise SettingsError("LINKAGE_PREVIOUS_KEY_ID", "must differ from LINKAGE_KEY_ID")
     kafka: KafkaSettings = groups["kafka"]
     kafka = msgspec.structs.replace(
         kafka,

@@ -28,6 +28,7 @@ INFRA = {
 SECRETS = {
     "JWT_SECRET": "j" * 40,
     "TOKENIZER_HMAC_KEY": "k" * 40,
+    "LINKAGE_HMAC_KEY": "l" * 40,
     "AWS_ACCESS_KEY_ID": "ak",
     "AWS_SECRET_ACCESS_KEY": "sk",
 }

@@ -15,6 +15,7 @@ BASE = {
     "S3_ENDPOINT": "http://127.0.0.1:9000",
     "JWT_SECRET": "j" * 40,
     "TOKENIZER_HMAC_KEY": "k" * 40,
+    "LINKAGE_HMAC_KEY": "l" * 40,
     "AWS_ACCESS_KEY_ID": "ak",
     "AWS_SECRET_ACCESS_KEY": "sk-secret-value",
 }
@@ -51,7 +52,7 @@ def test_only_an_explicit_local_env_is_local_and_it_binds_loopback() -> None:
 
 @pytest.mark.parametrize("env", [LOCAL, PROD])
 @pytest.mark.parametrize(
-    "missing", ["JWT_SECRET", "TOKENIZER_HMAC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    "missing", ["JWT_SECRET", "TOKENIZER_HMAC_KEY", "LINKAGE_HMAC_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
 )
 def test_no_credential_has_a_default_even_in_local(env: dict[str, str], missing: str) -> None:
     environ = dict(env)
@@ -63,7 +64,7 @@ def test_no_credential_has_a_default_even_in_local(env: dict[str, str], missing:
 
 
 @pytest.mark.parametrize("env", [LOCAL, PROD])
-@pytest.mark.parametrize("variable", ["JWT_SECRET", "TOKENIZER_HMAC_KEY"])
+@pytest.mark.parametrize("variable", ["JWT_SECRET", "TOKENIZER_HMAC_KEY", "LINKAGE_HMAC_KEY"])
 def test_keys_shorter_than_32_bytes_are_refused(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=f"{variable}: must be at least 32 bytes"):
         load_settings({**env, variable: "short"})
