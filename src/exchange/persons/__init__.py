@@ -1,0 +1,19 @@
+"""Persons context: linkage tokens stored, records grouped into persons (incrementally in the
+normalizer's transaction, and by the rebuild job), and read back (ADR 0006)."""
+
+from __future__ import annotations
+
+from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker, StoredToken
+from exchange.persons._queries import RecordLinkage, person_records, record_linkage, surviving_person
+
+__all__ = (
+    "LINKAGE_LOCK",
+    "LinkRequest",
+    "Linked",
+    "PersonLinker",
+    "RecordLinkage",
+    "StoredToken",
+    "person_records",
+    "record_linkage",
+    "surviving_person",
+)

@@ -1,0 +1,80 @@
+"""Reading persons: a record's person and why it is linked, a person's records (keyset pages)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from exchange.adapters.postgres import Connection
+from exchange.linkage import Field, Model, pattern
+
+__all__ = ("RecordLinkage", "person_records", "record_linkage", "surviving_person")
+
+_SURVIVOR = """
+SELECT coalesce((SELECT merged_into FROM person_merges WHERE person_id = $1::uuid),
+                (SELECT person_id FROM record_persons WHERE person_id = $1::uuid LIMIT 1))::text
+"""
+_PERSON_RECORDS = """
+SELECT c.record_id::text AS record_id, c.source, c.event_version, c.record_kind, c.schema_hint, c.ingested_at,
+       rp.linked_at
+FROM record_persons rp JOIN canonical_records c ON c.record_id = rp.record_id
+WHERE rp.person_id = $1::uuid AND rp.record_id > $2::uuid
+ORDER BY rp.record_id LIMIT $3
+"""
+_RECORD_PERSON = """
+SELECT person_id::text AS person_id, fields, linked_at,
+       ARRAY(SELECT DISTINCT key_id FROM linkage_tokens WHERE record_id = $1::uuid) AS key_ids
+FROM record_persons WHERE record_id = $1::uuid
+"""
+# Records of the same person sharing a token with this one, and the recipes they share.
+_AGREEMENTS = """
+SELECT o.record_id::text AS record_id, array_agg(DISTINCT o.recipe ORDER BY o.recipe) AS recipes, rp.fields
+FROM linkage_tokens t
+JOIN linkage_tokens o
+    ON o.key_id = t.key_id AND o.recipe = t.recipe AND o.token = t.token AND o.record_id <> t.record_id
+JOIN record_persons rp ON rp.record_id = o.record_id AND rp.person_id = $2::uuid
+WHERE t.record_id = $1::uuid
+GROUP BY o.record_id, rp.fields
+ORDER BY o.record_id
+LIMIT $3
+"""
+_FIRST = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLinkage:
+    record_id: str
+    person_id: str
+    fields: list[str]
+    linked_at: dt.datetime
+    key_ids: list[str]
+    agreements: list[dict[str, Any]]
+
+
+async def surviving_person(conn: Connection, person_id: str) -> str | None:
+    """The person an id stands for now (itself, or the person it was merged into); None if unknown."""
+    found: str | None = await conn.fetchval(_SURVIVOR, person_id)
+    return found
+
+
+async def person_records(conn: Connection, person_id: str, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(_PERSON_RECORDS, person_id, after or _FIRST, limit)
+    return [dict(r) for r in rows]
+
+
+async def record_linkage(conn: Connection, record_id: str, model: Model, *, limit: int = 100) -> RecordLinkage | None:
+    """Which person a record belongs to, and for each record of that person it shares tokens with,
+    the recipes they agree on and the match weight those give under ``model``."""
+    row = await conn.fetchrow(_RECORD_PERSON, record_id)
+    if row is None:
+        return None
+    own = frozenset(Field(f) for f in row["fields"])
+    agreements = []
+    for other in await conn.fetch(_AGREEMENTS, record_id, row["person_id"], limit):
+        observed = own & frozenset(Field(f) for f in other["fields"])
+        weight = model.weight(pattern(other["recipes"], observed))
+        agreements.append({"record_id": other["record_id"], "recipes": list(other["recipes"]),
+                           "weight_bits": round(weight, 2), "links": weight >= model.threshold})
+    return RecordLinkage(record_id, row["person_id"], sorted(row["fields"]), row["linked_at"], sorted(row["key_ids"]),
+                         agreements)

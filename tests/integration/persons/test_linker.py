@@ -1,0 +1,133 @@
+"""The incremental person step against the real database: join, merge, start; stable ids; redelivery;
+and two transactions resolving one person's records at the same moment."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from exchange.adapters.postgres import Database
+from exchange.events import uuid7
+from exchange.linkage import PatientIdentifiers, fields_present, linkage_tokens
+from exchange.persons import LinkRequest, PersonLinker, StoredToken, person_records, surviving_person
+from exchange.settings import Settings
+
+pytestmark = pytest.mark.timeout(120)
+KEY = b"persons-test-linkage-key-0123456789abcdef"
+
+
+def request(given: str, family: str, dob: str, ssn: str | None = None, *, key_id: str | None = None) -> LinkRequest:
+    """A record's linkage request; each test uses a key id of its own, so tests never link to each other."""
+    ids = PatientIdentifiers(given, family, dt.date.fromisoformat(dob), ssn)
+    kid = key_id or "t"
+    tokens = linkage_tokens(kid, KEY, ids)
+    return LinkRequest(
+        record_id=str(uuid7()),
+        tokens=tuple(StoredToken(kid, t.recipe, bytes.fromhex(t.token)) for t in tokens),
+        fields=fields_present({t.recipe for t in tokens}),
+    )
+
+
+@pytest.fixture
+async def db(app_settings: Settings) -> AsyncIterator[Database]:
+    database = Database(app_settings.database)
+    await database.start()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def link(db: Database, linker: PersonLinker, *requests: LinkRequest) -> list[str]:
+    async with db.transaction() as conn:
+        return [linked.person_id for linked in await linker.link(conn, requests)]
+
+
+async def test_a_typo_joins_the_person_and_strangers_sharing_a_surname_or_a_dob_do_not(
+    db: Database, unique: str
+) -> None:
+    linker = PersonLinker(db)
+    kid = f"k{unique}"
+    [anna] = await link(db, linker, request("Anna", "Smith", "1980-02-03", "123-45-6701", key_id=kid))
+    [typo] = await link(db, linker, request("Ana", "Smith", "1980-02-03", "123-45-6701", key_id=kid))
+    assert typo == anna
+    strangers = await link(
+        db, linker,
+        request("Bert", "Smith", "1971-07-09", "555-12-3456", key_id=kid),  # only the surname
+        request("Carl", "Jones", "1980-02-03", "777-88-9999", key_id=kid),  # only the dob
+    )
+    assert len({anna, *strangers}) == 3
+
+
+async def test_a_bridging_record_merges_two_persons_into_the_older_and_old_ids_still_answer(
+    db: Database, unique: str
+) -> None:
+    linker = PersonLinker(db)
+    kid = f"k{unique}"
+    [older] = await link(db, linker, request("Maria", "Garcia", "1990-05-06", key_id=kid))  # no SSN
+    # The same dob and nothing else: two persons.
+    [younger] = await link(db, linker, request("Joanne", "Perez", "1990-05-06", "321-54-9876", key_id=kid))
+    assert older != younger
+    # Maria's names with the dob and SSN of the second record: one person by both evidences.
+    [bridge] = await link(db, linker, request("Maria", "Garcia", "1990-05-06", "321-54-9876", key_id=kid))
+    async with db.connection() as conn:
+        survivor = await surviving_person(conn, younger)
+        assert await surviving_person(conn, older) == survivor
+        records = await person_records(conn, survivor or "", after=None, limit=10)
+    assert survivor == bridge == min(older, younger)
+    assert len(records) == 0  # these records have no canonical rows: the page joins canonical records
+
+
+async def test_a_redelivered_record_keeps_its_person(db: Database, unique: str) -> None:
+    linker = PersonLinker(db)
+    one = request("Lena", "Berg", "2001-09-09", key_id=f"k{unique}")
+    first = await link(db, linker, one)
+    assert await link(db, linker, one) == first
+
+
+async def test_a_second_transaction_waits_for_the_first_and_joins_its_person(db: Database, unique: str) -> None:
+    # The first links its record and stays open; the second, resolving a typo of the same person,
+    # must wait for it (reading candidates before it commits would make a second person).
+    kid = f"k{unique}"
+    a = request("Olof", "Lind", "1966-12-12", "111-22-3344", key_id=kid)
+    b = request("Olaf", "Lind", "1966-12-12", "111-22-3344", key_id=kid)
+    first_linked, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> list[str]:
+        async with db.transaction() as conn:
+            people = [x.person_id for x in await PersonLinker(db).link(conn, [a])]
+            first_linked.set()
+            await release.wait()
+            return people
+
+    async def second() -> list[str]:
+        await first_linked.wait()
+        async with db.transaction() as conn:
+            return [x.person_id for x in await PersonLinker(db).link(conn, [b])]
+
+    one, two = asyncio.create_task(first()), asyncio.create_task(second())
+    await first_linked.wait()
+    waited = False
+    for _ in range(100):  # until the second is seen waiting for the linkage lock (or 5 s)
+        async with db.connection() as conn:
+            waited = bool(await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+        if waited or two.done():
+            break
+        await asyncio.sleep(0.05)
+    release.set()
+    assert await one == await two
+    assert waited
+
+
+async def test_records_of_one_batch_link_to_each_other(db: Database, unique: str) -> None:
+    kid = f"k{unique}"
+    people = await link(db, PersonLinker(db), request("Zoe", "Quinn", "1999-03-04", "222-33-4444", key_id=kid),
+                        request("Zoe", "Quin", "1999-04-03", "222-33-4444", key_id=kid),  # a typo, a swapped dob
+                        request("Yuri", "Orlov", "1950-10-10", key_id=kid))
+    assert people[0] == people[1] != people[2]
+    assert all(uuid.UUID(p).version == 7 for p in people)
