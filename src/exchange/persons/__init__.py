@@ -4,7 +4,7 @@ normalizer's transaction, and by the rebuild job), and read back (ADR 0006)."""
 from __future__ import annotations
 
 from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker, StoredToken
-from exchange.persons._queries import RecordLinkage, person_records, record_linkage, surviving_person
+from exchange.persons._queries import RecordLinkage, latest_model, person_records, record_linkage, surviving_person
 
 __all__ = (
     "LINKAGE_LOCK",
@@ -13,6 +13,7 @@ __all__ = (
     "PersonLinker",
     "RecordLinkage",
     "StoredToken",
+    "latest_model",
     "person_records",
     "record_linkage",
     "surviving_person",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL, Candidate, Field, Model, assign
+from exchange.persons._queries import latest_model
 
 __all__ = ("LINKAGE_LOCK", "LinkRequest", "Linked", "PersonLinker", "StoredToken")
 
@@ -87,7 +88,6 @@ INSERT INTO person_merges (person_id, merged_into)
 SELECT a, $1::uuid FROM unnest($2::uuid[]) AS a
 ON CONFLICT (person_id) DO UPDATE SET merged_into = EXCLUDED.merged_into, merged_at = now()
 """
-_LATEST_MODEL = "SELECT model FROM linkage_models ORDER BY model_id DESC LIMIT 1"
 
 
 def fields_text(fields: frozenset[Field]) -> str:
@@ -120,8 +120,7 @@ class PersonLinker:
 
     async def model(self, conn: Connection) -> Model:
         if self._fixed is None and time.monotonic() - self._loaded_at >= MODEL_REFRESH_S:
-            raw = await conn.fetchval(_LATEST_MODEL)
-            self._model = Model.from_json(raw) if raw is not None else DEFAULT_MODEL
+            self._model = await latest_model(conn)
             self._loaded_at = time.monotonic()
         return self._model
 

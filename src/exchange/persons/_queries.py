@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.adapters.postgres import Connection
-from exchange.linkage import Field, Model, pattern
+from exchange.linkage import DEFAULT_MODEL, Field, Model, pattern
 
-__all__ = ("RecordLinkage", "person_records", "record_linkage", "surviving_person")
+__all__ = ("RecordLinkage", "latest_model", "person_records", "record_linkage", "surviving_person")
 
 _SURVIVOR = """
 SELECT coalesce((SELECT merged_into FROM person_merges WHERE person_id = $1::uuid),
@@ -40,6 +40,13 @@ ORDER BY o.record_id
 LIMIT $3
 """
 _FIRST = "00000000-0000-0000-0000-000000000000"
+_LATEST_MODEL = "SELECT model FROM linkage_models ORDER BY model_id DESC LIMIT 1"
+
+
+async def latest_model(conn: Connection) -> Model:
+    """The newest fitted model; the shipped default until the rebuild job has fitted one."""
+    raw = await conn.fetchval(_LATEST_MODEL)
+    return Model.from_json(raw) if raw is not None else DEFAULT_MODEL
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,14 @@ from litestar.params import FromPath, QueryParameter
 
 from exchange.adapters.postgres import Database
 from exchange.errors import InvalidRequest, ValidationFailed
+from exchange.persons import latest_model, person_records, record_linkage, surviving_person
 from exchange.web import authenticated
 
 __all__ = ("query_routes",)
 
 READ: dict[str, Any] = {**authenticated("read"), "tags": ["query"]}
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
+MAX_PAGE = 1000
 
 _RECORD = """
 SELECT record_id::text AS record_id, source, event_version, record_kind, schema_hint, ingested_at, normalized_at,
@@ -71,4 +73,45 @@ async def records_for_patient(
     return {"patient_token": patient_token, "records": [_jsonable(r) for r in rows]}
 
 
-query_routes = (get_record, records_for_patient)
+def _uuid(value: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValidationFailed(f"{field}: must be a UUID", field=field) from None
+
+
+@get("/records/{record_id:str}/linkage", summary="A record's person and the token agreements behind it", **READ)
+async def record_linkage_route(state: State, record_id: FromPath[str]) -> dict[str, Any]:
+    key = _uuid(record_id, "record_id")
+    async with _db(state).connection() as conn:
+        model = await latest_model(conn)
+        found = await record_linkage(conn, key, model)
+    if found is None:
+        raise InvalidRequest(f"no person for record {key}", status=404, type_slug="not-found")
+    return {"record_id": found.record_id, "person_id": found.person_id, "fields": found.fields,
+            "key_ids": found.key_ids, "linked_at": found.linked_at.isoformat(),
+            "threshold_bits": round(model.threshold, 2), "agreements": found.agreements}
+
+
+@get("/persons/{person_id:str}/records", summary="A person's records, a page at a time", **READ)
+async def records_for_person(
+    state: State,
+    person_id: FromPath[str],
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, QueryParameter(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    key = _uuid(person_id, "person_id")
+    after = _uuid(cursor, "cursor") if cursor is not None else None
+    async with _db(state).connection() as conn:
+        survivor = await surviving_person(conn, key)
+        if survivor is None:
+            raise InvalidRequest(f"no person {key}", status=404, type_slug="not-found")
+        rows = await person_records(conn, survivor, after=after, limit=limit)
+    page = {"person_id": survivor, "records": [_jsonable(r) for r in rows],
+            "next_cursor": rows[-1]["record_id"] if len(rows) == limit else None}
+    if survivor != key:
+        page["merged_from"] = key  # the id asked for was merged into this person
+    return page
+
+
+query_routes = (get_record, records_for_patient, record_linkage_route, records_for_person)
