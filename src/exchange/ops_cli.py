@@ -22,7 +22,7 @@ from rich.text import Text
 
 from exchange.admin import AdminService
 from exchange.bootstrap import admin_tools
-from exchange.derive import DATASETS, MAX_BATCH, DeriveProgress
+from exchange.derive import MAX_BATCH, NAMES, DeriveProgress
 from exchange.errors import DependencyUnavailable
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.replay import Progress
@@ -147,12 +147,11 @@ async def _derive(admin: AdminService, args: argparse.Namespace) -> int:
     print(f"derive job {job.job_run_id}", file=sys.stderr, flush=True)
     last = 0.0
 
-    def show(progress: DeriveProgress) -> None:
+    def show(progress: DeriveProgress | Any) -> None:
         nonlocal last
         if time.monotonic() - last >= 1.0:
             last = time.monotonic()
-            print(f"derive progress: scanned={progress.scanned} changed={progress.changed}", file=sys.stderr,
-                  flush=True)
+            print(f"derive progress: {progress.as_dict()}", file=sys.stderr, flush=True)
 
     result = await admin.run_job(job, on_progress=show)
     _print_json({"job_id": job.job_run_id, **result})
@@ -245,7 +244,7 @@ def add_ops_commands(sub: Any) -> None:
     rec.set_defaults(ops="reconcile")
 
     derive = sub.add_parser("derive", help="rebuild a derived dataset from canonical rows (or --verify it)")
-    derive.add_argument("dataset", choices=sorted(DATASETS))
+    derive.add_argument("dataset", choices=NAMES)
     derive.add_argument("--verify", action="store_true", help="compare with canonical rows; exit 1 on disagreement")
     derive.add_argument("--dry-run", action="store_true", help="count what a rebuild would change, write nothing")
     derive.add_argument("--batch-size", type=_batch_size, default=1000)

@@ -45,7 +45,7 @@ class ReconcileJobRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class DeriveJobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    dataset: Literal["patient-index"]
+    dataset: Literal["patient-index", "persons"]
     verify: bool = False
     dry_run: bool = False
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)] = 1000

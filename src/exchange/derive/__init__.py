@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from exchange.derive._datasets import DATASETS
-from exchange.derive._runner import MAX_BATCH, DeriveParams, DeriveProgress, Deriver
+from exchange.derive._runner import MAX_BATCH, NAMES, DeriveParams, DeriveProgress, Deriver
 
-__all__ = ("DATASETS", "MAX_BATCH", "DeriveParams", "DeriveProgress", "Deriver")
+__all__ = ("DATASETS", "MAX_BATCH", "NAMES", "DeriveParams", "DeriveProgress", "Deriver")

@@ -8,11 +8,14 @@ from typing import Any
 
 from exchange.adapters.postgres import Database
 from exchange.derive._datasets import DATASETS, FIRST, Dataset
+from exchange.persons import PersonsRebuild
 from exchange.replay import JobRun, Jobs
 
-__all__ = ("DeriveParams", "DeriveProgress", "Deriver")
+__all__ = ("NAMES", "DeriveParams", "DeriveProgress", "Deriver")
 
 MAX_BATCH = 50_000
+# Batched datasets walk canonical rows; persons are recomputed as a whole (components of links).
+NAMES: tuple[str, ...] = (*sorted(DATASETS), PersonsRebuild.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,8 @@ class Deriver:
                   ) -> dict[str, Any]:
         """Rebuild batch by batch; each batch commits with its checkpoint, so a killed run resumes."""
         params = DeriveParams.from_dict(job.params)
+        if params.dataset == PersonsRebuild.name:
+            return await PersonsRebuild(self._db).run(dry_run=params.dry_run)
         dataset = self.dataset(params.dataset)
         saved = await self._jobs.load_checkpoint(job) or {}
         progress = DeriveProgress(int(saved.get("scanned", 0)), int(saved.get("changed", 0)),
@@ -74,6 +79,8 @@ class Deriver:
                 "dry_run": params.dry_run}
 
     async def verify(self, name: str) -> dict[str, Any]:
+        if name == PersonsRebuild.name:
+            return await PersonsRebuild(self._db).verify()
         dataset = self.dataset(name)
         async with self._db.connection() as conn:
             report = await dataset.verify(conn)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker, StoredToken
 from exchange.persons._queries import RecordLinkage, latest_model, person_records, record_linkage, surviving_person
+from exchange.persons._rebuild import PersonsRebuild
 
 __all__ = (
     "LINKAGE_LOCK",
     "LinkRequest",
     "Linked",
     "PersonLinker",
+    "PersonsRebuild",
     "RecordLinkage",
     "StoredToken",
     "latest_model",

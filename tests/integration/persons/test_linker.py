@@ -12,7 +12,7 @@ import pytest
 
 from exchange.adapters.postgres import Database
 from exchange.events import uuid7
-from exchange.linkage import PatientIdentifiers, fields_present, linkage_tokens
+from exchange.linkage import DEFAULT_MODEL, PatientIdentifiers, fields_present, linkage_tokens
 from exchange.persons import LinkRequest, PersonLinker, StoredToken, person_records, surviving_person
 from exchange.settings import Settings
 
@@ -50,7 +50,7 @@ async def link(db: Database, linker: PersonLinker, *requests: LinkRequest) -> li
 async def test_a_typo_joins_the_person_and_strangers_sharing_a_surname_or_a_dob_do_not(
     db: Database, unique: str
 ) -> None:
-    linker = PersonLinker(db)
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
     kid = f"k{unique}"
     [anna] = await link(db, linker, request("Anna", "Smith", "1980-02-03", "123-45-6701", key_id=kid))
     [typo] = await link(db, linker, request("Ana", "Smith", "1980-02-03", "123-45-6701", key_id=kid))
@@ -66,7 +66,7 @@ async def test_a_typo_joins_the_person_and_strangers_sharing_a_surname_or_a_dob_
 async def test_a_bridging_record_merges_two_persons_into_the_older_and_old_ids_still_answer(
     db: Database, unique: str
 ) -> None:
-    linker = PersonLinker(db)
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
     kid = f"k{unique}"
     [older] = await link(db, linker, request("Maria", "Garcia", "1990-05-06", key_id=kid))  # no SSN
     # The same dob and nothing else: two persons.
@@ -83,7 +83,7 @@ async def test_a_bridging_record_merges_two_persons_into_the_older_and_old_ids_s
 
 
 async def test_a_redelivered_record_keeps_its_person(db: Database, unique: str) -> None:
-    linker = PersonLinker(db)
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
     one = request("Lena", "Berg", "2001-09-09", key_id=f"k{unique}")
     first = await link(db, linker, one)
     assert await link(db, linker, one) == first
@@ -99,7 +99,7 @@ async def test_a_second_transaction_waits_for_the_first_and_joins_its_person(db:
 
     async def first() -> list[str]:
         async with db.transaction() as conn:
-            people = [x.person_id for x in await PersonLinker(db).link(conn, [a])]
+            people = [x.person_id for x in await PersonLinker(db, model=DEFAULT_MODEL).link(conn, [a])]
             first_linked.set()
             await release.wait()
             return people
@@ -107,7 +107,7 @@ async def test_a_second_transaction_waits_for_the_first_and_joins_its_person(db:
     async def second() -> list[str]:
         await first_linked.wait()
         async with db.transaction() as conn:
-            return [x.person_id for x in await PersonLinker(db).link(conn, [b])]
+            return [x.person_id for x in await PersonLinker(db, model=DEFAULT_MODEL).link(conn, [b])]
 
     one, two = asyncio.create_task(first()), asyncio.create_task(second())
     await first_linked.wait()
@@ -126,7 +126,8 @@ async def test_a_second_transaction_waits_for_the_first_and_joins_its_person(db:
 
 async def test_records_of_one_batch_link_to_each_other(db: Database, unique: str) -> None:
     kid = f"k{unique}"
-    people = await link(db, PersonLinker(db), request("Zoe", "Quinn", "1999-03-04", "222-33-4444", key_id=kid),
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    people = await link(db, linker, request("Zoe", "Quinn", "1999-03-04", "222-33-4444", key_id=kid),
                         request("Zoe", "Quin", "1999-04-03", "222-33-4444", key_id=kid),  # a typo, a swapped dob
                         request("Yuri", "Orlov", "1950-10-10", key_id=kid))
     assert people[0] == people[1] != people[2]
