@@ -151,6 +151,9 @@ class PostgresService:
             return
         if not (self._data / "PG_VERSION").exists():
             self._initdb()
+        # A killed postmaster's pid file stays behind, and until init reaps the process (a zombie
+        # still answers kill 0) PostgreSQL takes it for a live server and refuses to start.
+        (self._data / "postmaster.pid").unlink(missing_ok=True)
         if port_open(self.port):
             raise StackError(f"postgres: port {self.port} is already in use by another process")
         self._log.touch()
@@ -196,7 +199,10 @@ class PostgresService:
         if not pid_alive(pid):
             return
         self._run("pg_ctl", "stop", "-D", str(self._data), "-m", "fast", "-w", "-t", "30", check=False)
-        if pid is not None and not stop_pid(pid, [(signal.SIGTERM, 10), (signal.SIGKILL, 5)]):
+        # If pg_ctl could not stop it: SIGINT is a fast shutdown (SIGTERM's smart one waits for every
+        # client to leave, and a pool never does), SIGQUIT an immediate one, then SIGKILL.
+        ladder = [(signal.SIGINT, 20), (signal.SIGQUIT, 5), (signal.SIGKILL, 5)]
+        if pid is not None and not stop_pid(pid, ladder):
             raise StackError(f"postgres: did not stop; see log {self._log}")
 
     def status(self) -> ServiceState:
