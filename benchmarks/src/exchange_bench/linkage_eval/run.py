@@ -25,7 +25,7 @@ from exchange.settings import load_settings
 from exchange_bench.linkage_eval.dataset import Febrl4, load
 from exchange_bench.linkage_eval.ingest import Ingested, Outgoing, ingest
 from exchange_bench.linkage_eval.readback import has_linkage_route, read_field, wait_canonical
-from exchange_bench.linkage_eval.rederive import derive_persons
+from exchange_bench.linkage_eval.rederive import derive
 from exchange_bench.linkage_eval.report import counts, markdown, scores
 from exchange_bench.machine import machine
 from exchange_bench.scratch import ScratchRun, token
@@ -94,7 +94,7 @@ def run_eval(cfg: EvalConfig, report: Callable[[str], None] = print, *, stack: S
             persons = asyncio.run(read_field(server.port, reader, accepted, LINKAGE_PATH, "person_id",
                                              cfg.concurrency))
         report("re-resolution: exchange derive persons ...")
-        rederived = derive_persons(stack.root, run.env, cfg.timeout_s)
+        rederived = derive("persons", stack.root, run.env, dsn, cfg.timeout_s)
         if rederived is not None and linkage_route:
             after = asyncio.run(read_field(server.port, reader, accepted, LINKAGE_PATH, "person_id",
                                            cfg.concurrency))
@@ -124,6 +124,8 @@ def run_eval(cfg: EvalConfig, report: Callable[[str], None] = print, *, stack: S
             "records_per_s": None if run_s is None else round(len(accepted) / run_s, 1),
             "read_s": round(read_s, 3),
             "rederive_s": None if rederived is None else round(rederived.seconds, 3),
+            "rederive_job_s": None if rederived is None or rederived.job_seconds is None
+            else round(rederived.job_seconds, 3),
         },
         "seed_token": scores(data, sent.answers, seed.values),
         "persons": None if persons is None else scores(data, sent.answers, persons.values),
