@@ -88,7 +88,7 @@ def run_eval(cfg: EvalConfig, report: Callable[[str], None] = print, *, stack: S
         seed = asyncio.run(read_field(server.port, reader, accepted, RECORD_PATH, "patient_token", cfg.concurrency))
         read_s = time.perf_counter() - started
         linkage_route = has_linkage_route(server.port)
-        persons = after = rederived = None
+        persons = after = None
         if linkage_route:
             report("persons: reading each record's linkage ...")
             persons = asyncio.run(read_field(server.port, reader, accepted, LINKAGE_PATH, "person_id",
