@@ -4,12 +4,13 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8080
 ROLE ?= all
 
-.PHONY: help install run stack-up stack-down stack-status migrate test test-unit lint typecheck bench clean
+.PHONY: help install run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage clean
 
 help:
 	@echo "make run    - start the local stack (PostgreSQL, Kafka, S3), migrate, serve all roles on :$(PORT)"
 	@echo "make test   - ruff, mypy (strict) and the whole test suite (starts its own stack on free ports)"
 	@echo "make bench  - benchmarks (writes benchmarks/results/latest.json)"
+	@echo "make eval-linkage - Febrl4 end to end through the service, scored (writes benchmarks/results/linkage.json)"
 
 # uv is installed with pip when the machine lacks it. Bytecode is compiled once at install:
 # every server, CLI and bench process imports litestar, asyncpg, confluent-kafka and obstore,
@@ -50,6 +51,9 @@ test-unit: install
 
 bench: install
 	$(UV) run exchange bench
+
+eval-linkage: install
+	$(UV) run exchange eval-linkage
 
 clean:
 	-$(UV) run exchange stack down

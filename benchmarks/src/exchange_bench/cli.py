@@ -1,4 +1,5 @@
-"""``exchange bench``: every benchmark of the local stack in one run."""
+"""``exchange bench`` (every benchmark of the local stack in one run) and ``exchange
+eval-linkage`` (Febrl4 end to end through the running service, scored pairwise)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 __all__ = ("register",)
 
 DEFAULT_OUTPUT = Path("benchmarks/results/latest.json")
+DEFAULT_EVAL_OUTPUT = Path("benchmarks/results/linkage.json")
+FEBRL4_PAIRS = 5000
 
 
 def _at_least_one(text: str) -> int:
@@ -17,8 +20,15 @@ def _at_least_one(text: str) -> int:
     return int(text)
 
 
+def _pairs(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= FEBRL4_PAIRS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {FEBRL4_PAIRS}, not {text!r}")
+    return int(text)
+
+
 def register(sub: Any) -> None:
-    """Add ``bench`` to the ``exchange`` command's subparsers (entry point ``exchange.commands``)."""
+    """Add ``bench`` and ``eval-linkage`` to the ``exchange`` command's subparsers (entry point
+    ``exchange.commands``)."""
     bench = sub.add_parser("bench", help="benchmarks on the local stack -> benchmarks/results/latest.json")
     bench.add_argument("--concurrency", type=int, default=32)
     bench.add_argument("--duration", type=float, default=20.0, help="seconds of closed-loop ingest load")
@@ -32,6 +42,18 @@ def register(sub: Any) -> None:
                        help=f"where the JSON goes (default {DEFAULT_OUTPUT}, relative to the working folder)")
     bench.set_defaults(func=run)
 
+    ev = sub.add_parser("eval-linkage", help="Febrl4 end to end through the service, scored pairwise "
+                        "-> benchmarks/results/linkage.json")
+    ev.add_argument("--limit", type=_pairs, default=None,
+                    help=f"Febrl4's first N true pairs, both records of each (default all {FEBRL4_PAIRS:,})")
+    ev.add_argument("--concurrency", type=_at_least_one, default=32, help="requests in flight (default 32)")
+    ev.add_argument("--seed", type=int, default=0, help="the records' arrival order is shuffled with it (default 0)")
+    ev.add_argument("--timeout", type=float, default=1800.0,
+                    help="seconds the pipeline, and the re-resolution, may take (default 1800)")
+    ev.add_argument("--output", type=Path, default=DEFAULT_EVAL_OUTPUT,
+                    help=f"where the JSON goes (default {DEFAULT_EVAL_OUTPUT}, relative to the working folder)")
+    ev.set_defaults(func=run_eval_linkage)
+
 
 def run(args: argparse.Namespace) -> int:
     from exchange_bench.runner import BenchConfig, run_bench  # noqa: PLC0415 - `exchange --help` stays light
@@ -41,4 +63,12 @@ def run(args: argparse.Namespace) -> int:
         e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
         normalizer_records=args.normalizer_records, rounds=args.rounds, output=args.output,
     ))
+    return 0
+
+
+def run_eval_linkage(args: argparse.Namespace) -> int:
+    from exchange_bench.linkage_eval import EvalConfig, run_eval  # noqa: PLC0415 - `exchange --help` stays light
+
+    run_eval(EvalConfig(stack_root=args.stack_root, limit=args.limit, concurrency=args.concurrency, seed=args.seed,
+                        timeout_s=args.timeout, output=args.output))
     return 0

@@ -3,6 +3,8 @@
 Febrl columns: given_name, surname, date_of_birth (YYYYMMDD, may be corrupted, missing or not a
 date), soc_sec_id. A record the ingest contract would refuse (a missing name, a dob that is no
 date or an implausible one) is refused here too, with the reason, so evaluations count it.
+``patient_as_sent`` is what a sender that checks nothing sends for the same record: the
+end-to-end evaluation sends every record so, for the service to refuse what it must.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ("EARLIEST_DOB", "Refused", "ingest_patient")
+__all__ = ("EARLIEST_DOB", "Refused", "ingest_patient", "patient_as_sent")
 
 # The plausibility window ingest is about to enforce: no one born before 1900 or in the future.
 EARLIEST_DOB = dt.date(1900, 1, 1)
@@ -46,4 +48,20 @@ def ingest_patient(row: Mapping[str, object], *, today: dt.date) -> dict[str, st
     ssn = _text(row.get("soc_sec_id"))
     if ssn is not None:
         patient["ssn"] = ssn
+    return patient
+
+
+def patient_as_sent(row: Mapping[str, object]) -> dict[str, str]:
+    """The v2 ``patient`` object of a Febrl record, unchecked: present fields as they are, a dob
+    of eight digits written ``YYYY-MM-DD`` (a non-date too), missing fields left out. Where
+    ``ingest_patient`` admits the record, this is its patient."""
+    patient: dict[str, str] = {}
+    for field, column in (("given_name", "given_name"), ("family_name", "surname"), ("dob", "date_of_birth"),
+                          ("ssn", "soc_sec_id")):
+        value = _text(row.get(column))
+        if value is None:
+            continue
+        if field == "dob" and len(value) == 8 and value.isascii() and value.isdigit():
+            value = f"{value[:4]}-{value[4:6]}-{value[6:]}"
+        patient[field] = value
     return patient

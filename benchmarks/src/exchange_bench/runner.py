@@ -11,8 +11,6 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,28 +20,24 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from jose import jwt
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.adapters.kafka import AsyncProducer, delete_topics, ensure_topics, topic_names
-from exchange.adapters.migrations import upgrade_to_head
-from exchange.adapters.objectstore import drop_bucket_sync, ensure_bucket_sync, make_object_store
+from exchange.adapters.kafka import AsyncProducer, ensure_topics
+from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import unnest_columns
 from exchange.events import RawObject, encode_event, make_event, uuid7
 from exchange.settings import load_settings
 from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
+from exchange_bench.machine import machine
+from exchange_bench.scratch import ScratchRun, bucket_name, token
+from exchange_bench.server import Server, stack_pids
 from exchange_stack import Stack
-from exchange_stack._process import free_port
 
 __all__ = ("BenchConfig", "run_bench")
-
-JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,75 +106,6 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _rss_peak_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-class Server:
-    """``exchange serve`` in its own process for one benchmark."""
-
-    def __init__(self, env: dict[str, str], roles: str, log_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
-                    "LOG_LEVEL": "INFO"}
-        self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}.log"
-        self.roles = roles
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.rss_peak_mb = 0.0
-
-    def __enter__(self) -> Server:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )
-        import urllib.request  # noqa: PLC0415
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start; see {self.log}")
-
-    def with_stack(self, stack: Stack) -> dict[str, int | None]:
-        """The CPU meter's components: this server and the stack's servers."""
-        assert self.proc is not None
-        return {"server": self.proc.pid, **_stack_pids(stack)}
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.rss_peak_mb = _rss_peak_mb(self.proc.pid)
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-BENCH_DATABASE_PREFIX = "exchange_bench_"
-BENCH_BUCKET_PREFIX = "exchange-bench-"
-
-
-def _stack_pids(stack: Stack) -> dict[str, int | None]:
-    return {service.name: service.pid for service in stack.status()}
-
-
-def _token() -> str:
-    now = int(time.time())
-    claims = {"iss": "exchange", "aud": "exchange-api", "sub": "bench", "scope": "ingest:write",
-              "iat": now, "exp": now + 3600}
-    return str(jwt.encode(claims, JWT_SECRET, algorithm="HS256"))
-
-
 def _measured(cmd: list[str], components: dict[str, int | None], timeout: float,
               env: dict[str, str] | None = None) -> Window:
     """Run a load process (``loadgen`` or ``floor``); sample every component's CPU when it
@@ -218,9 +143,9 @@ def _measured_loadgen(port: int, source: str, out: Path, *, concurrency: int, du
 
 def _loadgen_cmd(port: int, source: str, out: Path, mode: str, concurrency: int, duration: float, rate: float,
                  warmup: float) -> list[str]:
-    return [sys.executable, "-m", "exchange_bench.loadgen", "--port", str(port), "--token", _token(), "--source",
-            source, "--mode", mode, "--concurrency", str(concurrency), "--duration", str(duration), "--rate",
-            str(rate), "--warmup", str(warmup), "--out", str(out)]
+    return [sys.executable, "-m", "exchange_bench.loadgen", "--port", str(port), "--token",
+            token("bench", "ingest:write"), "--source", source, "--mode", mode, "--concurrency", str(concurrency),
+            "--duration", str(duration), "--rate", str(rate), "--warmup", str(warmup), "--out", str(out)]
 
 
 def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: Path, dsn: str,
@@ -235,9 +160,9 @@ def _bare_load(kind: str, cfg: BenchConfig, stack: Stack, run_id: str, scratch: 
         [sys.executable, "-m", f"exchange_bench.{kind}", "--env-file", str(stack.env_file), "--source",
          f"bench-{kind}-{run_id}", "--topic", topic, "--concurrency", str(cfg.concurrency),
          "--duration", str(duration), "--warmup", str(cfg.warmup_s), "--out", str(out)],
-        _stack_pids(stack), timeout=cfg.warmup_s + duration + 300,
+        stack_pids(stack), timeout=cfg.warmup_s + duration + 300,
         # The run's database and bucket, not the stack file's.
-        env={**os.environ, "DATABASE_URL": dsn, "S3_BUCKET": _bucket(run_id)},
+        env={**os.environ, "DATABASE_URL": dsn, "S3_BUCKET": bucket_name(run_id)},
     )
     result = json.loads(out.read_text())
     asyncio.run(_cleanup_scratch(dsn, topic))
@@ -413,47 +338,15 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
     """Every benchmark, one after the other, on ``stack`` (default: the developer stack, started)."""
     if stack is None:
         stack = Stack(cfg.stack_root)
-        env = stack.up()
-    else:
-        env = stack.env()
-    run_id = uuid.uuid4().hex[:8]
-    # A database of the run's own, dropped after it: every run starts from the same empty
-    # tables, as on a fresh machine. On the shared dev database, each run's records stayed
-    # and later runs measured less with the same code (docs/performance.md).
-    own_name = f"{BENCH_DATABASE_PREFIX}{run_id}"
-    live = asyncio.run(_drop_bench_databases(env["DATABASE_URL"]))
-    own_database = asyncio.run(_create_database(env["DATABASE_URL"], own_name))
-    if own_database is None:
-        report("warning: no CREATEDB privilege; the benchmark runs in the stack's own database")
-    else:
-        env = {**env, "DATABASE_URL": own_database}
-    upgrade_to_head(env["DATABASE_URL"])
-    # A bucket of its own too, dropped after it: each run's raw objects used to stay in the
-    # stack's bucket, and SeaweedFS's data grew run after run. Buckets of runs killed before
-    # their cleanup go now -- not one whose database is still in use (a run going on). In the
-    # shared-database fallback no run has a database to tell it is alive: two runs at once on
-    # such a stack would take each other's bucket (one run at a time there).
-    live_runs = {name.removeprefix(BENCH_DATABASE_PREFIX) for name in live}
-    _drop_stale_buckets(stack, env, live_runs=live_runs)
-    # And their topics: each run makes seven, and a dev stack's Kafka had kept the partition
-    # directories of every old run, every one loaded at its start.
-    delete_topics(env["KAFKA_BROKERS"],
-                  [t for t, run in _bench_topic_runs(env["KAFKA_BROKERS"]).items() if run not in live_runs])
-    ensure_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    env = {**env, "S3_BUCKET": _bucket(run_id)}
-    topics = {
-        "TOPIC_RECORD_INGESTED_V1": f"bench{run_id}.v1", "TOPIC_RECORD_INGESTED_V2": f"bench{run_id}.v2",
-        "KAFKA_DLQ_TOPIC_V1": f"bench{run_id}.v1.dlq", "KAFKA_DLQ_TOPIC_V2": f"bench{run_id}.v2.dlq",
-    }
-    ensure_topics(env["KAFKA_BROKERS"], topics.values(), partitions=6)
-    env = {**env, **topics, "KAFKA_TOPICS": f"bench{run_id}.v1,bench{run_id}.v2",
-           "KAFKA_CONSUMER_GROUP": f"bench{run_id}", "JWT_SECRET": JWT_SECRET,
-           "OBJECT_STORE_CLIENT": os.environ.get("OBJECT_STORE_CLIENT", "obstore")}
+        stack.up()
+    # A database, bucket, topics and consumer group of the run's own, dropped after it.
+    run = ScratchRun.open(stack, report)
+    run_id, env = run.run_id, run.env
     settings = load_settings(env)
     dsn = settings.database.dsn
     results: dict[str, Any] = {
         "run_id": run_id,
-        "database": "own" if own_database else "shared",
+        "database": "own" if run.own_database else "shared",
         "object_store_client": env["OBJECT_STORE_CLIENT"],
         "config": {k: str(v) for k, v in asdict(cfg).items()},
     }
@@ -522,7 +415,7 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         # 6. Normalizer throughput over a pre-published backlog.
         report(f"normalizer: {cfg.normalizer_records} pre-published records ...")
         norm_source = f"bench-norm-{run_id}"
-        norm_topic = topics["TOPIC_RECORD_INGESTED_V1"]
+        norm_topic = env["TOPIC_RECORD_INGESTED_V1"]
         asyncio.run(_prepublish(settings, norm_source, norm_topic, cfg.normalizer_records))
         with Server(env, "normalizer,tokenizer", scratch) as server:
             meter = CpuMeter(server.with_stack(stack))
@@ -558,20 +451,16 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             results[f"{name}_objects_read"] = replayed["read"]
         results["rss_mb_peak"] = max(rss.values())
         results["rss_mb_by_phase"] = rss
-        results["machine"] = _machine()
+        results["machine"] = machine()
         results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         # Every record of the run was valid: a dead letter means the benchmark measured errors.
         results["dead_lettered"] = asyncio.run(
             count("SELECT count(*) FROM dlq_events WHERE source_topic LIKE $1", f"bench{run_id}%"))
 
     finally:
-        if own_database is None:
-            asyncio.run(_cleanup(dsn, run_id))
-        else:
-            asyncio.run(_drop_bench_databases(stack.env()["DATABASE_URL"], ours=own_name))
-        drop_bucket_sync(env["S3_ENDPOINT"], _bucket(run_id), env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-        delete_topics(env["KAFKA_BROKERS"],
-                      [t for t, run in _bench_topic_runs(env["KAFKA_BROKERS"]).items() if run == run_id])
+        if not run.own_database:
+            asyncio.run(_cleanup(dsn))
+        run.close()
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     report(markdown(results))
@@ -717,67 +606,14 @@ async def _stale_cleanup(dsn: str) -> None:
         await conn.close()
 
 
-async def _cleanup(dsn: str, run_id: str) -> None:
-    """Benchmark rows are scratch data: remove them (in the stack's database; the raw objects
-    go with the run's bucket)."""
+async def _cleanup(dsn: str) -> None:
+    """In the stack's own database (no CREATEDB), the bare-load phases' idempotency keys go
+    (the run's outbox rows go with ``ScratchRun.close``; the raw objects with its bucket)."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("DELETE FROM outbox_events WHERE topic LIKE $1", f"bench{run_id}%")
         await conn.execute("DELETE FROM idempotency_keys WHERE client_id IN ('floor', 'bench-core')")
     finally:
         await conn.close()
-
-
-async def _create_database(dsn: str, name: str) -> str | None:
-    """Create database ``name`` beside the one at ``dsn``; its URL, or None without the privilege."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.InsufficientPrivilegeError:
-        return None
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
-async def _drop_bench_databases(dsn: str, *, ours: str | None = None) -> list[str]:
-    """Drop the benchmark's databases: ``ours`` even with a session left behind (a server
-    killed mid-run), and those of runs killed before their cleanup -- but not one in use,
-    which is a run going on now (no FORCE: the drop is refused). Returns those kept."""
-    conn = await asyncpg.connect(dsn)
-    kept: list[str] = []
-    try:
-        names = await conn.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                                 BENCH_DATABASE_PREFIX)
-        for (name,) in names:
-            try:
-                await conn.execute(f'DROP DATABASE "{name}"' + (" WITH (FORCE)" if name == ours else ""))
-            except asyncpg.ObjectInUseError:
-                kept.append(name)
-    finally:
-        await conn.close()
-    return kept
-
-
-def _bucket(run_id: str) -> str:
-    return f"{BENCH_BUCKET_PREFIX}{run_id}"
-
-
-def _drop_stale_buckets(stack: Stack, env: dict[str, str], *, live_runs: set[str]) -> None:
-    """Drop the buckets of benchmark runs that are over (their database is gone)."""
-    credentials = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
-    for name in stack.s3.bucket_names():
-        if name.startswith(BENCH_BUCKET_PREFIX) and name.removeprefix(BENCH_BUCKET_PREFIX) not in live_runs:
-            drop_bucket_sync(env["S3_ENDPOINT"], name, *credentials)
-
-
-_BENCH_TOPIC = re.compile(r"^bench(?P<run_id>[A-Za-z0-9]+)\.")  # bench<run_id>.<purpose>
-
-
-def _bench_topic_runs(brokers: str) -> dict[str, str]:
-    """The benchmark's topics on the broker, each with the run that made it."""
-    return {topic: match.group("run_id") for topic in topic_names(brokers)
-            if (match := _BENCH_TOPIC.match(topic)) is not None}
 
 
 async def _cleanup_scratch(dsn: str, topic: str) -> None:
@@ -791,24 +627,8 @@ async def _cleanup_scratch(dsn: str, topic: str) -> None:
 
 def _stack_uptime_s(stack: Stack) -> float:
     """Seconds since the most recently started of the stack's servers began."""
-    uptimes = [up for pid in _stack_pids(stack).values() if pid is not None and (up := uptime_s(pid)) is not None]
+    uptimes = [up for pid in stack_pids(stack).values() if pid is not None and (up := uptime_s(pid)) is not None]
     return round(min(uptimes), 1) if uptimes else 0.0
-
-
-def _machine() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for dist in ("litestar", "msgspec", "asyncpg", "confluent-kafka", "aiobotocore", "uvicorn", "python-jose"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "packages": versions,
-    }
 
 
 TARGETS = {
