@@ -107,7 +107,8 @@ class Stack:
     def _load_or_make_secrets(self) -> dict[str, str]:
         """This stack's own JWT and token keys: the code has no development credential to fall back on."""
         saved = json.loads(self._config.read_text()).get("secrets", {}) if self._config.is_file() else {}
-        return {name: saved.get(name) or secrets.token_urlsafe(32) for name in ("JWT_SECRET", "TOKENIZER_HMAC_KEY", "LINKAGE_HMAC_KEY")}
+        names = ("JWT_SECRET", "TOKENIZER_HMAC_KEY", "LINKAGE_HMAC_KEY")
+        return {name: saved.get(name) or secrets.token_urlsafe(32) for name in names}
 
     def _save_ports(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
