@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from exchange.runtime.backoff import backoff_delay
 
 __all__ = ("BackgroundComponent", "Supervisor", "TaskStatus", "sleep_unless_stopped")
 
@@ -94,8 +95,7 @@ class Supervisor:
                 status.last_error_type = type(exc).__name__
                 status.last_error_at = time.time()
                 self._set(status, "restarting")
-                delay = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+                delay = backoff_delay(failures, base_s=self._backoff_base, cap_s=self._backoff_cap)
                 _log.warning(
                     "background task crashed; restarting",
                     extra={"task": component.name, "error_type": status.last_error_type,
