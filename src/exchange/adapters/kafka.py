@@ -311,6 +311,8 @@ class AsyncConsumer:
         self._on_assign = on_assign
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: Consumer | None = None
+        self._paused = False  # read and written on the consumer thread only
+        self._paused_set: set[tuple[str, int]] = set()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -338,9 +340,42 @@ class AsyncConsumer:
         # Lost (not revoked): another member may already own them; commit nothing.
         self._on_revoke([(p.topic, p.partition) for p in partitions])
 
+    async def pause(self) -> None:
+        """Stop fetching from every partition we own (and any assigned later) until ``resume``.
+        Keep calling ``poll_batch``: it keeps the membership alive and answers no records. On
+        resume, fetching restarts after the last record handed out, so none is skipped."""
+
+        def pause() -> None:
+            self._paused = True
+            self._pause_assignment()
+
+        await self._call(pause)
+
+    async def resume(self) -> None:
+        def resume() -> None:
+            assert self._consumer is not None
+            self._paused = False
+            owned = self._consumer.assignment()
+            if owned:
+                self._consumer.resume(owned)
+            self._paused_set.clear()
+
+        await self._call(resume)
+
+    def _pause_assignment(self) -> None:
+        """Pause what we own and have not paused yet (a rebalance may have assigned more)."""
+        assert self._consumer is not None
+        owned = self._consumer.assignment()
+        fresh = [tp for tp in owned if (tp.topic, tp.partition) not in self._paused_set]
+        if fresh:
+            self._consumer.pause(fresh)
+        self._paused_set = {(tp.topic, tp.partition) for tp in owned}
+
     async def poll_batch(self, max_messages: int, timeout: float) -> list[ConsumedMessage]:
         def consume() -> list[ConsumedMessage]:
             assert self._consumer is not None
+            if self._paused:
+                self._pause_assignment()
             out: list[ConsumedMessage] = []
             for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout):
                 if msg.error() is not None:

@@ -19,10 +19,13 @@ HealthProbe = Callable[[], Awaitable[dict[str, Any] | None]]
 
 def _tasks(state: State) -> dict[str, Any]:
     supervisor = state.supervisor
-    return {
-        name: {"state": s.state, "restarts": s.restarts, "last_error_type": s.last_error_type}
-        for name, s in supervisor.statuses.items()
-    }
+    tasks: dict[str, Any] = {}
+    for name, s in supervisor.statuses.items():
+        task: dict[str, Any] = {"state": s.state, "restarts": s.restarts, "last_error_type": s.last_error_type}
+        if s.waiting_for:
+            task["waiting_for"] = list(s.waiting_for)
+        tasks[name] = task
+    return tasks
 
 
 @get("/healthz", include_in_schema=True, summary="Liveness")
