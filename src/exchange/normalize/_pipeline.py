@@ -34,7 +34,7 @@ from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
 from exchange.runtime.batcher import Batcher
 from exchange.runtime.gate import Probe
-from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
+from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, dob_problem
 from exchange.web.validation import field_and_rule
 
 __all__ = ("Processed", "RecordProcessor", "StageFailure", "payload_keys")
@@ -228,8 +228,8 @@ class RecordProcessor:
         raw = await self._fetch(event)
         record_span.add_event("raw object fetched", {"size_bytes": len(raw)})
         self._verify(event, raw)
-        record = self._parse(raw)
-        ids = self._identifiers(record)
+        record = self.parse(raw)
+        ids = self.identifiers(record)
         token = await self._tokenize(ids)
         record_span.add_event("patient tokenized", {"token_key_id": self._tokenizer.key_id})
         with tracer.start_as_current_span("canonical write", record_exception=False) as span:
@@ -257,7 +257,7 @@ class RecordProcessor:
                                transient=False)
 
     @staticmethod
-    def _parse(raw: bytes) -> _RawRecord:
+    def parse(raw: bytes) -> _RawRecord:
         try:
             return _raw_decoder.decode(raw)
         except msgspec.ValidationError as exc:
@@ -267,7 +267,7 @@ class RecordProcessor:
             raise StageFailure("parse", "InvalidJson", "raw object is not valid JSON", transient=False) from None
 
     @staticmethod
-    def _identifiers(record: _RawRecord) -> PatientIdentifiers:
+    def identifiers(record: _RawRecord) -> PatientIdentifiers:
         p = record.patient
         given = p.given_name if p.given_name is not None else p.first_name
         family = p.family_name if p.family_name is not None else p.last_name
@@ -278,9 +278,8 @@ class RecordProcessor:
             born = dt.date.fromisoformat(p.dob)
         except ValueError:
             raise StageFailure("quality", "InvalidDob", "patient.dob: not a YYYY-MM-DD date", transient=False) from None
-        if born > dt.datetime.now(dt.UTC).date() or born.year < 1850:
-            raise StageFailure("quality", "ImplausibleDob", "patient.dob: outside the plausible range",
-                               transient=False)
+        if (problem := dob_problem(born)) is not None:
+            raise StageFailure("quality", "ImplausibleDob", f"patient.dob: {problem}", transient=False)
         return PatientIdentifiers(given_name=given, family_name=family, dob=p.dob, ssn=p.ssn)
 
     async def _tokenize(self, ids: PatientIdentifiers) -> str:
