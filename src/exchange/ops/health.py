@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from exchange.ops.metrics import Metrics
 
@@ -45,7 +46,10 @@ async def _probe(name: str, probe: HealthProbe, timeout: float) -> tuple[str, di
     return name, result
 
 
-@get("/health/detailed", summary="Dependencies, backlog and task states (503 when degraded)")
+@get("/health/detailed", summary="Dependencies, backlog and task states (503 when degraded)",
+     responses={503: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+                                  description="Degraded: a dependency is down, or a task is not running "
+                                              "(waiting for a dependency, restarting); the same body")})
 async def health_detailed(state: State) -> Response[dict[str, Any]]:
     probes: dict[str, HealthProbe] = state.health_probes
     results = dict(await asyncio.gather(*(_probe(n, p, 3.0) for n, p in probes.items())))

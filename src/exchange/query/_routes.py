@@ -17,7 +17,10 @@ from exchange.web import authenticated
 
 __all__ = ("query_routes",)
 
-READ: dict[str, Any] = {**authenticated("read"), "tags": ["query"]}
+
+def _read(*errors: int) -> dict[str, Any]:
+    return {**authenticated("read", 400, 503, *errors), "tags": ["query"]}
+
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 
 _RECORD = """
@@ -41,7 +44,7 @@ def _db(state: State) -> Database:
     return db
 
 
-@get("/records/{record_id:str}", summary="One canonical record (token and metadata only)", **READ)
+@get("/records/{record_id:str}", summary="One canonical record (token and metadata only)", **_read(404))
 async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
     try:
         key = uuid.UUID(record_id)
@@ -58,7 +61,7 @@ async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
     return record
 
 
-@get("/patients/{patient_token:str}/records", summary="Records linked to one patient token", **READ)
+@get("/patients/{patient_token:str}/records", summary="Records linked to one patient token", **_read())
 async def records_for_patient(
     state: State,
     patient_token: FromPath[str],
