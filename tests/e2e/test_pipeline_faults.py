@@ -503,8 +503,11 @@ async def test_a_dependency_stopped_under_load_is_waited_out_and_no_record_is_lo
     spending the records' attempts; afterwards every accepted record has exactly one canonical
     row and none was dead-lettered."""
     # The normalizer goes in waves while a request is in flight, so a backlog builds up in Kafka:
-    # the outage then finds records in every stage (ledger start, fetch, tokenize, write).
-    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "NORMALIZER_YIELD_AT": "1"}
+    # the outage then finds records in every stage (ledger start, fetch, tokenize, write). A retry
+    # waits for a wave too (~1 s apart, 64 records each), so two attempts are what a record can
+    # spend during the outage: were outage failures charged, records would be dead-lettered.
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "NORMALIZER_YIELD_AT": "1",
+           "MAX_ATTEMPTS": "2"}
     dsn = stack_env["DATABASE_URL"]
     source = f"{service}down-{unique}"
     server = ServeProcess(env, "all", tmp_path, name="all").start()
@@ -521,7 +524,7 @@ async def test_a_dependency_stopped_under_load_is_waited_out_and_no_record_is_lo
                     await eventually(lambda: _normalizer_waiting_for(http, dependency), timeout=60, interval=0.2)
                     assert await _metric(http, "exchange_task_waiting_for_dependency", task="normalizer",
                                          dependency=dependency) == 1
-                    # Down for longer than a record's five attempts take (~3 s of backoff).
+                    # Down for longer than a record's attempts take.
                     await asyncio.sleep(8)
                 finally:
                     await asyncio.to_thread(stack.start, service)
