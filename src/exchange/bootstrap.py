@@ -203,7 +203,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
 
         def consumer_factory(book: OffsetBook) -> AsyncConsumer:
             return AsyncConsumer(kafka.brokers, kafka.consumer_group, kafka.topics,
-                                 on_revoke=book.revoke, on_assign=book.assign)
+                                 on_revoke=book.revoke, on_assign=book.assign,
+                                 group_instance_id=kafka.group_instance_id)
 
         normalizer = Normalizer(
             RecordProcessor(db, store, tokenizer),

@@ -113,6 +113,10 @@ class KafkaSettings:
     """KAFKA_DLQ_TOPIC_V2 (fallback KAFKA_DLQ_TOPIC): DLQ of v2 events."""
     consumer_group: str = "normalizer"
     """KAFKA_CONSUMER_GROUP: consumer group of the normalizer role."""
+    group_instance_id: str | None = None
+    """KAFKA_GROUP_INSTANCE_ID: the normalizer's static group membership (KIP-345): unique per
+    normalizer process and the same across its restarts (a pod name), so a restarted process takes
+    its partitions back without a rebalance. Unset: dynamic membership."""
     partitions: int = 6
     """KAFKA_PARTITIONS: partitions per topic when the stack creates topics."""
 
@@ -345,6 +349,13 @@ def _topics(reader: _Reader, v1: str, v2: str) -> tuple[str, ...]:
     return topics
 
 
+def _instance_id(r: _Reader) -> str | None:
+    value = r.raw("KAFKA_GROUP_INSTANCE_ID")
+    if value is not None and not _TOPIC_RE.match(value):
+        raise SettingsError("KAFKA_GROUP_INSTANCE_ID", "must be 1-249 characters of A-Z a-z 0-9 . _ -")
+    return value
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build and validate settings; raises :class:`SettingsError` on the first bad value."""
     r = _Reader(environ)
@@ -362,6 +373,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         dlq_v1=r.topic("KAFKA_DLQ_TOPIC_V1", dlq_fallback or f"{topic_v1}.dlq"),
         dlq_v2=r.topic("KAFKA_DLQ_TOPIC_V2", dlq_fallback or f"{topic_v2}.dlq"),
         consumer_group=r.text("KAFKA_CONSUMER_GROUP", "normalizer"),
+        group_instance_id=_instance_id(r),
         partitions=r.integer("KAFKA_PARTITIONS", 6, minimum=1, maximum=1000),
     )
 
