@@ -25,7 +25,7 @@ from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.roles import Role
-from exchange.runtime import BackgroundComponent, RequestLoad, Supervisor, TaskStatus
+from exchange.runtime import BackgroundComponent, DependencyGate, RequestLoad, Supervisor, TaskStatus
 from exchange.settings import Settings, SettingsError
 from exchange.tokenize import HttpTokenizer, InProcessTokenizer, Tokenizer
 
@@ -71,11 +71,28 @@ class Runtime:
 
 def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
     def update(status: TaskStatus) -> None:
-        metrics.task_up.labels(status.name).set(1 if status.state == "running" else 0)
+        # A waiting task is up (alive, probing); exchange_task_waiting_for_dependency says what it waits for.
+        metrics.task_up.labels(status.name).set(1 if status.state in ("running", "waiting") else 0)
         if status.state == "restarting":
             metrics.task_restarts.labels(status.name, status.last_error_type or "unknown").inc()
 
     return update
+
+
+def _report_waits(task: str, gate: DependencyGate, supervisor: Supervisor, metrics: Metrics) -> None:
+    """Health (the task's state ``waiting`` and ``waiting_for``) and metrics follow the task's gate."""
+    shown: set[str] = set()
+
+    def changed(waiting_for: tuple[str, ...]) -> None:
+        supervisor.set_waiting(task, waiting_for)
+        for dependency in shown | set(waiting_for):
+            metrics.task_waiting.labels(task, dependency).set(1 if dependency in waiting_for else 0)
+        shown.update(waiting_for)
+
+    def outage(dependency: str) -> None:
+        metrics.dependency_outages.labels(task, dependency).inc()
+
+    gate.subscribe(changed, outage)
 
 
 def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
@@ -83,6 +100,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     request_load = RequestLoad(busy_at=settings.pipeline.normalizer_yield_at)
     configure_tracing("exchange", settings.observability.otlp_endpoint)
     components: list[BackgroundComponent] = []
+    gates: list[tuple[str, DependencyGate]] = []
     probes: dict[str, HealthProbe] = {}
     hooks: list[Callable[[], Awaitable[None]]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -185,20 +203,28 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
 
         def consumer_factory(book: OffsetBook) -> AsyncConsumer:
             return AsyncConsumer(kafka.brokers, kafka.consumer_group, kafka.topics,
-                                 on_revoke=book.revoke, on_assign=book.assign)
+                                 on_revoke=book.revoke, on_assign=book.assign,
+                                 group_instance_id=kafka.group_instance_id)
 
-        components.append(
-            Normalizer(
-                RecordProcessor(db, store, tokenizer),
-                db,
-                consumer_factory,
-                lambda: AsyncProducer(kafka.brokers),
-                metrics,
-                kafka,
-                settings.pipeline,
-                request_load=request_load,
-            )
+        normalizer = Normalizer(
+            RecordProcessor(db, store, tokenizer),
+            db,
+            consumer_factory,
+            lambda: AsyncProducer(kafka.brokers),
+            metrics,
+            kafka,
+            settings.pipeline,
+            request_load=request_load,
         )
+        components.append(normalizer)
+        gates.append((normalizer.name, normalizer.gate))
+        if local_tokenizer is None:
+
+            async def tokenizer_probe() -> dict[str, Any] | None:
+                await tokenizer.ping()
+                return None
+
+            probes["tokenizer"] = tokenizer_probe
 
     admin_service = None
     if Role.ADMIN in roles:
@@ -208,6 +234,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         closers.append(admin_service.stop)
 
     supervisor = Supervisor(components, on_change=_on_task_change(metrics))
+    for task_name, gate in gates:
+        _report_waits(task_name, gate, supervisor, metrics)
     return Runtime(
         settings=settings,
         roles=roles,

@@ -25,9 +25,10 @@ from exchange.bootstrap import admin_tools
 from exchange.derive import MAX_BATCH, NAMES, DeriveProgress
 from exchange.errors import DependencyUnavailable
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
-from exchange.replay import Progress
+from exchange.replay import MAX_LIMIT, MAX_WINDOW_S, Progress
 from exchange.runtime import eventloop
 from exchange.settings import Settings
+from exchange.web import BIGINT_MAX
 
 __all__ = ("add_ops_commands", "run_ops_command")
 
@@ -89,12 +90,39 @@ class ProgressReporter(contextlib.AbstractContextManager["ProgressReporter"]):
 def _since(text: str | None) -> dt.datetime | None:
     if text is None:
         return None
-    match = re.fullmatch(r"(\d+)([mhd])", text)
-    if match:
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(match.group(1))})
-    moment = dt.datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    try:
+        match = re.fullmatch(r"(\d+)([mhd])", text)
+        if match:
+            unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+            return dt.datetime.now(dt.UTC) - dt.timedelta(**{unit: int(match.group(1))})
+        moment = dt.datetime.fromisoformat(text)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError("an ISO time or a duration like 30m, 2h, 7d, within the calendar") from None
+
+
+# The CLI is a door too: the same bounds as the admin API (admin/_routes.py), refused by argparse.
+def _bounded(kind: type[int] | type[float], low: float, high: float) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind.__name__}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+_WINDOW = _bounded(float, 0, MAX_WINDOW_S)
+_ENTRY_ID = _bounded(int, 1, BIGINT_MAX)
+
+
+def _reason(text: str) -> str:
+    if not 1 <= len(text) <= 500:
+        raise argparse.ArgumentTypeError("1 to 500 characters")
+    return text
 
 
 async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
@@ -195,7 +223,7 @@ async def _dlq(admin: AdminService, args: argparse.Namespace) -> int:
     try:
         if args.dlq_action == "list":
             entries = await admin.dlq.list(topic=args.topic, stage=args.stage, error_type=args.error_type,
-                                           status=args.status, since=_since(args.since), limit=args.limit)
+                                           status=args.status, since=args.since, limit=args.limit)
             await admin.audit(actor, "dlq.list", "dlq_event", None, "ok", {"count": len(entries)})
             if args.json:
                 _print_json(entries)
@@ -225,7 +253,7 @@ async def _dlq(admin: AdminService, args: argparse.Namespace) -> int:
 def add_ops_commands(sub: Any) -> None:
     replay = sub.add_parser("replay", help="re-emit events for a source's raw objects (or --verify)")
     replay.add_argument("--source")
-    replay.add_argument("--limit", type=int, default=None)
+    replay.add_argument("--limit", type=_bounded(int, 1, MAX_LIMIT), default=None)
     replay.add_argument("--emit-version", choices=("v1", "v2", "auto"), default="auto")
     replay.add_argument("--dry-run", action="store_true")
     replay.add_argument("--read-raw", action="store_true",
@@ -238,9 +266,9 @@ def add_ops_commands(sub: Any) -> None:
     rec.add_argument("--source", required=True)
     rec.add_argument("--repair", action="store_true")
     rec.add_argument("--format", choices=("json", "table"), default="json")
-    rec.add_argument("--orphan-grace-seconds", type=float, default=600.0)
-    rec.add_argument("--stuck-after-seconds", type=float, default=900.0)
-    rec.add_argument("--in-flight-seconds", type=float, default=300.0)
+    rec.add_argument("--orphan-grace-seconds", type=_WINDOW, default=600.0)
+    rec.add_argument("--stuck-after-seconds", type=_WINDOW, default=900.0)
+    rec.add_argument("--in-flight-seconds", type=_WINDOW, default=300.0)
     rec.set_defaults(ops="reconcile")
 
     derive = sub.add_parser("derive", help="rebuild a derived dataset from canonical rows (or --verify it)")
@@ -258,17 +286,17 @@ def add_ops_commands(sub: Any) -> None:
     lst.add_argument("--stage")
     lst.add_argument("--error-type")
     lst.add_argument("--status", choices=("open", "reprocessed", "resolved"))
-    lst.add_argument("--since", help="ISO time or a duration like 30m, 2h, 7d")
-    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--since", type=_since, help="ISO time or a duration like 30m, 2h, 7d")
+    lst.add_argument("--limit", type=_bounded(int, 1, 1000), default=50)
     lst.add_argument("--json", action="store_true")
     for name in ("inspect", "reprocess"):
         act = actions.add_parser(name)
-        act.add_argument("id", type=int)
+        act.add_argument("id", type=_ENTRY_ID)
     res = actions.add_parser("resolve")
-    res.add_argument("id", type=int)
-    res.add_argument("--reason", required=True)
+    res.add_argument("id", type=_ENTRY_ID)
+    res.add_argument("--reason", type=_reason, required=True)
     rep = actions.add_parser("report")
-    rep.add_argument("--hours", type=int, default=24)
+    rep.add_argument("--hours", type=_bounded(int, 1, 24 * 90), default=24)
     dlq.set_defaults(ops="dlq")
 
 

@@ -155,6 +155,11 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
         pattern=r"^$|" + _TOPIC)] = ""
     consumer_group: Annotated[str, var("KAFKA_CONSUMER_GROUP", "consumer group of the normalizer role",
                                        pattern=_NAME)] = "normalizer"
+    group_instance_id: Annotated[str, var(
+        "KAFKA_GROUP_INSTANCE_ID", "static group membership: unique per normalizer process and the same across "
+        "its restarts (a pod name), so a restarted normalizer takes its partitions back without a rebalance; "
+        "two processes with one id fence each other", default_text="unset (dynamic membership)",
+        pattern=r"^$|^[A-Za-z0-9._-]{1,249}$")] = ""
     partitions: Annotated[int, var(
         "KAFKA_PARTITIONS", "partitions per topic when `exchange stack up` creates them", ge=1, le=1000)] = 6
 

@@ -25,7 +25,6 @@ from exchange.replay import QUARANTINE_PREFIX
 from exchange.roles import Role
 from tests.support.app import DEV, TEST_JWT_SECRET, bearer, make_settings, running_app
 from tests.support.db import eventually, fetch, fetchval
-from tests.support.process import ServeProcess
 
 INGEST = frozenset({Role.INGEST})
 PIPELINE = frozenset({Role.PUBLISHER, Role.NORMALIZER, Role.TOKENIZER})
@@ -397,40 +396,59 @@ async def test_an_interrupted_replay_resumes_from_its_checkpoint_without_skippin
 
 @pytest.mark.timeout(400)
 async def test_dlq_reprocess_after_fixing_the_cause_and_resolve_with_audit(
-    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, tmp_path: Path
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
 ) -> None:
-    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "MAX_ATTEMPTS": "2",
-           "BACKOFF_BASE_MS": "50", "TOKENIZER_URL": "http://127.0.0.1:9"}
+    # The cause: the records' raw objects are gone when the normalizer reads them (a permanent
+    # failure, dead-lettered at once). The fix: they are put back (restored from a backup).
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
     settings = make_settings(stack_env, **isolated_kafka)
     dsn = stack_env["DATABASE_URL"]
     source = f"dlq-{unique}"
-    broken = ServeProcess(env, "normalizer", tmp_path, name="broken").start()
+    async with running_app(settings, frozenset({Role.INGEST, Role.PUBLISHER})) as client:
+        ids = await ingest_many(client, source, unique, [v2(source, 0), v2(source, 1)])
+
+        async def published() -> bool:
+            n = await fetchval(dsn, "SELECT count(*) FROM outbox_events WHERE key = ANY($1) "
+                                    "AND published_at IS NOT NULL", ids)
+            return bool(n == 2)
+
+        await eventually(published, timeout=30)
+    store = AiobotocoreObjectStore(settings.object_store)
+    backup: dict[str, bytes] = {}
     try:
-        broken.wait_healthy()
-        async with running_app(settings, frozenset({Role.INGEST, Role.PUBLISHER})) as client:
-            ids = await ingest_many(client, source, unique, [v2(source, 0), v2(source, 1)])
-
-            async def both_dead() -> bool:
-                n = await fetchval(dsn, "SELECT count(*) FROM dlq_events WHERE record_id = ANY($1::uuid[])", ids)
-                return bool(n == 2)
-
-            await eventually(both_dead, timeout=60)
+        for record_id in ids:
+            key = f"{source}/{record_id}.json"
+            backup[key] = await store.get(key)
+            await store.delete(key)
     finally:
-        broken.stop()
+        await store.close()
+    async with running_app(settings, frozenset({Role.NORMALIZER, Role.TOKENIZER})):
+        async def both_dead() -> bool:
+            n = await fetchval(dsn, "SELECT count(*) FROM dlq_events WHERE record_id = ANY($1::uuid[])", ids)
+            return bool(n == 2)
+
+        await eventually(both_dead, timeout=60)
     entries = await fetch(dsn, "SELECT id, record_id::text AS rid FROM dlq_events WHERE record_id = ANY($1::uuid[]) "
                                "ORDER BY id", ids)
     first, second = entries[0]["id"], entries[1]["id"]
 
-    listed = cli(env, "dlq", "list", "--stage", "tokenize", "--since", "1h", "--json")
+    listed = cli(env, "dlq", "list", "--stage", "fetch", "--since", "1h", "--json")
     assert listed.returncode == 0
     assert {e["id"] for e in json.loads(listed.stdout)} >= {first, second}
     inspected = json.loads(cli(env, "dlq", "inspect", str(first)).stdout)
-    assert inspected["error_stage"] == "tokenize"
-    assert len(inspected["ledger"]) == 2
+    assert inspected["error_stage"] == "fetch"
+    assert inspected["error_type"] == "RawObjectNotFound"
+    assert len(inspected["ledger"]) == 1  # permanent: not retried
     report = json.loads(cli(env, "dlq", "report", "--hours", "1").stdout)
-    assert report["by_stage"]["tokenize"] >= 2
+    assert report["by_stage"]["fetch"] >= 2
 
-    # Fix the cause: a normalizer with its tokenizer in process. Reprocess via the admin API.
+    # Fix the cause: the objects are back. Reprocess via the admin API.
+    store = AiobotocoreObjectStore(settings.object_store)
+    try:
+        for key, body in backup.items():
+            await store.put(key, body)
+    finally:
+        await store.close()
     async with running_app(settings, frozenset({Role.ADMIN, Role.PUBLISHER, Role.NORMALIZER, Role.TOKENIZER})) as c:
         admin = bearer(settings, sub="ops-alice", scopes="admin")
         r = await c.post(f"/admin/dlq/{first}/reprocess", headers=admin)

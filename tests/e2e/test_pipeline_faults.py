@@ -10,14 +10,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from exchange.adapters.objectstore import AiobotocoreObjectStore
 from exchange.roles import Role
 from exchange_stack import Stack
-from tests.support.app import DEV, TEST_JWT_SECRET, make_settings, running_app
+from tests.support.app import DEV, TEST_JWT_SECRET, LogCapture, make_settings, running_app
 from tests.support.db import eventually, fetch, fetchval
 from tests.support.kafka import committed_total, end_offsets_total, read_all
+from tests.support.load import SteadyIngest
 from tests.support.process import ServeProcess
 
 INGEST_ONLY = frozenset({Role.INGEST})
@@ -76,82 +78,91 @@ async def test_kafka_down_ingest_still_accepts_and_the_outbox_drains_when_it_ret
 
 
 @pytest.mark.timeout(300)
-async def test_tokenizer_down_retries_in_the_ledger_then_a_pii_free_v2_dlq_message(
+async def test_a_remote_tokenizer_killed_and_restarted_is_waited_out_and_nothing_is_dead_lettered(
     stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, canaries: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    """Split roles: the normalizer process calls TOKENIZER_URL, where nothing listens."""
+    """Split roles: the normalizer process calls its tokenizer process over TOKENIZER_URL. The
+    tokenizer is killed mid-flow and started again: the normalizer holds its records (health and
+    metrics say it waits for the tokenizer) and spends none of their three attempts on it; every
+    record ends canonical, none in the DLQ."""
     env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "MAX_ATTEMPTS": "3",
-           "BACKOFF_BASE_MS": "100", "TOKENIZER_URL": "http://127.0.0.1:9"}
+           "BACKOFF_BASE_MS": "100"}
     dsn = stack_env["DATABASE_URL"]
     source = f"tokdown-{unique}"
-    normalizer = ServeProcess(env, "normalizer", tmp_path, name="normalizer").start()
+    tokenizer = ServeProcess(env, "tokenizer", tmp_path, name="tokenizer").start()
+    normalizer = ServeProcess({**env, "TOKENIZER_URL": tokenizer.url}, "normalizer", tmp_path, name="normalizer")
+    restarted: ServeProcess | None = None
     try:
-        normalizer.wait_healthy()
+        tokenizer.wait_healthy()
+        normalizer.start().wait_healthy()
         settings = make_settings(stack_env, **isolated_kafka)
         async with running_app(settings, INGEST_AND_PUBLISH) as client:
-            r = await client.post("/v2/ingest", json=v2_body(source, canaries),
-                                  headers={**DEV, "Idempotency-Key": f"{unique}-t"})
-            assert r.status_code == 202, r.text
-            record_id = r.json()["record_id"]
 
-            async def dead_lettered() -> bool:
-                status = await fetchval(dsn, "SELECT status FROM processing_stage_state WHERE record_id = $1",
-                                        uuid.UUID(record_id))
-                return bool(status == "dlq")
+            async def ingest(n: int) -> str:
+                body = v2_body(source, canaries)
+                body["payload"]["visit"] = n
+                r = await client.post("/v2/ingest", json=body, headers={**DEV, "Idempotency-Key": f"{unique}-{n}"})
+                assert r.status_code == 202, r.text
+                return str(r.json()["record_id"])
 
-            await eventually(dead_lettered, timeout=60, interval=0.3)
+            record_ids = [await ingest(n) for n in range(20)]
 
-        attempts = await fetch(dsn, "SELECT attempt_no, status, error_type, error_stage, transient FROM "
-                                    "processing_attempts WHERE record_id = $1 ORDER BY attempt_no",
-                               uuid.UUID(record_id))
-        assert [a["attempt_no"] for a in attempts] == [1, 2, 3]
-        assert all(a["error_stage"] == "tokenize" and a["transient"] for a in attempts)
-        assert attempts[-1]["status"] == "dlq_published"
+            async def canonical(n: int) -> bool:
+                return await canonical_count(dsn, source) == n
 
-        dlq = read_all(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_DLQ_TOPIC_V2"], expect=1)
-        assert len(dlq) == 1
-        envelope = json.loads(dlq[0][1])
-        assert set(envelope) == {"original_event", "error", "attempts", "failed_at"}
-        assert envelope["error"]["stage"] == "tokenize"
-        assert envelope["error"]["type"] == "TokenizerUnavailable"
-        assert envelope["attempts"] == 3
-        assert envelope["original_event"]["record_id"] == record_id
-        assert envelope["original_event"]["event_version"] == "2"
-        # Nothing on the v1 DLQ; no canonical row.
-        assert read_all(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_DLQ_TOPIC_V1"], timeout=3) == []
-        assert await canonical_count(dsn, source) == 0
+            await eventually(lambda: canonical(20), timeout=60, interval=0.2)
+            tokenizer.signal(signal.SIGKILL)
+            tokenizer.wait(timeout=10)
+            record_ids += [await ingest(n) for n in range(20, 50)]
 
-        # PII-free: envelope, DLQ table, ledger and the normalizer's logs hold no canary.
-        ledger = await fetch(dsn, "SELECT * FROM processing_attempts WHERE record_id = $1", uuid.UUID(record_id))
-        dlq_rows = await fetch(dsn, "SELECT * FROM dlq_events WHERE record_id = $1", uuid.UUID(record_id))
-        assert len(dlq_rows) == 1
-        everything = dlq[0][1].decode() + json.dumps([dict(x) for x in ledger + dlq_rows], default=str)
-        everything += normalizer.logs()
+            async def waiting() -> bool:
+                _, health = await asyncio.to_thread(normalizer.get, "/health/detailed")
+                task = health["tasks"]["normalizer"]
+                return bool(task["state"] == "waiting" and task.get("waiting_for") == ["tokenizer"])
+
+            await eventually(waiting, timeout=60, interval=0.2)
+            _, metrics = await asyncio.to_thread(normalizer.get_text, "/metrics")
+            assert 'exchange_task_waiting_for_dependency{dependency="tokenizer",task="normalizer"} 1.0' in metrics
+            await asyncio.sleep(3)  # ten times what three attempts at 100 ms of backoff would take
+            assert await canonical_count(dsn, source) == 20
+
+            restarted = ServeProcess(env, "tokenizer", tmp_path, name="tokenizer-again", port=tokenizer.port)
+            restarted.start().wait_healthy()
+            await eventually(lambda: canonical(50), timeout=90, interval=0.3)
+
+        await _assert_every_accepted_record_is_canonical_once(
+            dsn, stack_env["KAFKA_BROKERS"], isolated_kafka, source, {str(i): r for i, r in enumerate(record_ids)})
+        # Records did meet the outage (a failed attempt each at most: then they waited for the gate).
+        failed = await fetch(dsn, "SELECT record_id, error_type, error_stage, transient FROM processing_attempts "
+                                  "WHERE record_id = ANY($1::uuid[]) AND status = 'failed'", record_ids)
+        assert failed
+        assert {(f["error_type"], f["error_stage"], f["transient"]) for f in failed} == {
+            ("TokenizerUnavailable", "tokenize", True)}
+        _, health = await asyncio.to_thread(normalizer.get, "/health/detailed")
+        assert health["tasks"]["normalizer"]["state"] == "running"
+        assert health["dependencies"]["tokenizer"]["status"] == "up"
         for value in canaries.values():
-            assert value not in everything
-
-        # The offset was committed after the DLQ publish: nothing left to redeliver.
-        topic = isolated_kafka["TOPIC_RECORD_INGESTED_V2"]
-
-        async def committed() -> bool:
-            return committed_total(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_CONSUMER_GROUP"], topic, 3) == 1
-
-        await eventually(committed, timeout=20, interval=0.5)
+            assert value not in normalizer.logs()
     finally:
         normalizer.stop()
+        tokenizer.stop()
+        if restarted is not None:
+            restarted.stop()
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault", ["missing", "altered"])
-async def test_a_missing_or_altered_raw_object_goes_to_the_dlq_without_retries(
-    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, fault: str
+async def test_a_missing_or_altered_raw_object_goes_to_the_dlq_without_retries_and_pii_free(
+    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, fault: str, canaries: dict[str, str]
 ) -> None:
     settings = make_settings(stack_env, **isolated_kafka, MAX_ATTEMPTS="5")
     dsn = stack_env["DATABASE_URL"]
+    brokers = stack_env["KAFKA_BROKERS"]
     source = f"raw-{fault}-{unique}"
     async with running_app(settings, INGEST_AND_PUBLISH) as client:
-        r = await client.post("/v1/ingest", json=v1_body(source), headers={**DEV, "Idempotency-Key": f"{unique}-r"})
+        r = await client.post("/v2/ingest", json=v2_body(source, canaries),
+                              headers={**DEV, "Idempotency-Key": f"{unique}-r"})
         assert r.status_code == 202
         record_id = r.json()["record_id"]
 
@@ -166,24 +177,48 @@ async def test_a_missing_or_altered_raw_object_goes_to_the_dlq_without_retries(
             await store.delete(key)
         else:
             original = await store.get(key)
-            await store.put(key, original.replace(b"Pat0", b"Pax0"))  # same size, other bytes
+            altered = original.replace(b'"visit":1', b'"visit":2').replace(b'"visit": 1', b'"visit": 2')
+            assert altered != original
+            await store.put(key, altered)  # same size, other bytes
     finally:
         await store.close()
 
-    async with running_app(settings, NORMALIZE):
+    logs = LogCapture()
+    async with running_app(settings, NORMALIZE, logs=logs):
         async def dead() -> bool:
             return await fetchval(dsn, "SELECT status FROM processing_stage_state WHERE record_id=$1",
                                   uuid.UUID(record_id)) == "dlq"
 
         await eventually(dead, timeout=30)
-    attempts = await fetch(dsn, "SELECT error_stage, error_type, transient FROM processing_attempts "
-                                "WHERE record_id = $1", uuid.UUID(record_id))
+
+        # The offset was committed after the DLQ publish and its row: nothing left to redeliver.
+        async def committed() -> bool:
+            topic = isolated_kafka["TOPIC_RECORD_INGESTED_V2"]
+            return committed_total(brokers, isolated_kafka["KAFKA_CONSUMER_GROUP"], topic, 3) == 1
+
+        await eventually(committed, timeout=20, interval=0.5)
+    stage = "fetch" if fault == "missing" else "verify"
+    attempts = await fetch(dsn, "SELECT * FROM processing_attempts WHERE record_id = $1", uuid.UUID(record_id))
     assert len(attempts) == 1, "a permanent error must not be retried"
     assert attempts[0]["transient"] is False
-    assert attempts[0]["error_stage"] == ("fetch" if fault == "missing" else "verify")
-    dlq = read_all(stack_env["KAFKA_BROKERS"], isolated_kafka["KAFKA_DLQ_TOPIC_V1"], expect=1)
-    assert json.loads(dlq[0][1])["error"]["stage"] == attempts[0]["error_stage"]
+    assert attempts[0]["error_stage"] == stage
+    assert attempts[0]["status"] == "dlq_published"
+    dlq = read_all(brokers, isolated_kafka["KAFKA_DLQ_TOPIC_V2"], expect=1)
+    assert len(dlq) == 1
+    envelope = json.loads(dlq[0][1])
+    assert set(envelope) == {"original_event", "error", "attempts", "failed_at"}
+    assert envelope["error"]["stage"] == stage
+    assert envelope["attempts"] == 1
+    assert envelope["original_event"]["record_id"] == record_id
+    assert envelope["original_event"]["event_version"] == "2"
+    assert read_all(brokers, isolated_kafka["KAFKA_DLQ_TOPIC_V1"], timeout=3) == []  # the version's DLQ only
     assert await canonical_count(dsn, source) == 0
+    dlq_rows = await fetch(dsn, "SELECT * FROM dlq_events WHERE record_id = $1", uuid.UUID(record_id))
+    assert len(dlq_rows) == 1
+    # PII-free: envelope, DLQ table, ledger and the normalizer's logs hold no canary.
+    everything = dlq[0][1].decode() + json.dumps([dict(x) for x in attempts + dlq_rows], default=str) + logs.text()
+    for value in canaries.values():
+        assert value not in everything
 
 
 @pytest.mark.timeout(300)
@@ -313,8 +348,6 @@ async def test_two_publishers_on_one_backlog_publish_every_row_exactly_once(
 async def test_rows_for_a_missing_topic_stay_pending_without_blocking_the_others(
     stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str
 ) -> None:
-    from tests.support.app import LogCapture
-
     # Batches of 10 behind 200 older rows (lower ids) for a topic that does not exist: twenty
     # batches in which nothing can be sent. Were that taken for "Kafka is down", the
     # publisher's own backoff (capped at 10 s) would hold the healthy row back for minutes.
@@ -406,3 +439,111 @@ async def test_a_record_in_retry_backoff_does_not_stall_the_records_behind_it(
             await eventually(committed_all, timeout=20, interval=0.5)
     finally:
         await fetch(dsn, f"DROP TRIGGER IF EXISTS stall_{unique} ON canonical_records")
+
+
+# -- dependency outages: the normalizer waits, nothing is dead-lettered, nothing is lost ---------
+
+
+async def _normalizer_waiting_for(http: httpx.AsyncClient, dependency: str) -> bool:
+    health = (await http.get("/health/detailed")).json()
+    task = health["tasks"]["normalizer"]
+    return bool(task["state"] == "waiting" and dependency in task.get("waiting_for", []))
+
+
+async def _metric(http: httpx.AsyncClient, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith(f"{name}{{") and line.split("}")[0].removeprefix(f"{name}{{") == wanted:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _a_backlog_in_kafka(dsn: str, source: str, at_least: int) -> None:
+    """Wait until ``at_least`` records of ``source`` are published and not yet canonical."""
+
+    async def backlog() -> bool:
+        published = await fetchval(
+            dsn, "SELECT count(*) FROM outbox_events o JOIN raw_object_manifest m ON m.record_id::text = o.key "
+                 "WHERE m.source = $1 AND o.published_at IS NOT NULL", source)
+        return bool(published - await canonical_count(dsn, source) >= at_least)
+
+    await eventually(backlog, timeout=120, interval=0.2)
+
+
+async def _assert_every_accepted_record_is_canonical_once(
+    dsn: str, brokers: str, isolated_kafka: dict[str, str], source: str, accepted: dict[str, str]
+) -> None:
+    record_ids = sorted(set(accepted.values()))
+    assert len(record_ids) == len(accepted)  # one record per key, however often it was retried
+
+    async def all_canonical() -> bool:
+        return await canonical_count(dsn, source) >= len(record_ids)
+
+    await eventually(all_canonical, timeout=240, interval=0.5)
+    rows = await fetch(dsn, "SELECT record_id::text AS record_id FROM canonical_records WHERE source = $1", source)
+    assert sorted(r["record_id"] for r in rows) == record_ids  # each exactly once, nothing else
+    dead = await fetchval(dsn, "SELECT count(*) FROM dlq_events WHERE record_id = ANY($1::uuid[])", record_ids)
+    assert dead == 0, "a record was dead-lettered because a dependency was down"
+    states = await fetch(dsn, "SELECT status, count(*) AS n FROM processing_stage_state "
+                              "WHERE record_id = ANY($1::uuid[]) GROUP BY 1", record_ids)
+    assert {s["status"]: s["n"] for s in states} == {"succeeded": len(record_ids)}
+    for topic in (isolated_kafka["KAFKA_DLQ_TOPIC_V1"], isolated_kafka["KAFKA_DLQ_TOPIC_V2"]):
+        assert read_all(brokers, topic, timeout=3) == []
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("service", "dependency"), [("postgres", "database"), ("s3", "object_store")])
+async def test_a_dependency_stopped_under_load_is_waited_out_and_no_record_is_lost_or_dead_lettered(
+    stack: Stack, stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, tmp_path: Path,
+    service: str, dependency: str,
+) -> None:
+    """The probe's fault: PostgreSQL (or S3) stopped for real while a server with every role
+    ingests and normalizes. Every ingest answer is a 202 or a 503 problem+json naming the
+    dependency (never a 500); the normalizer waits for it (health and metrics say so) instead of
+    spending the records' attempts; afterwards every accepted record has exactly one canonical
+    row and none was dead-lettered."""
+    # The normalizer goes in waves while a request is in flight, so a backlog builds up in Kafka:
+    # the outage then finds records in every stage (ledger start, fetch, tokenize, write). A retry
+    # waits for a wave too (~1 s apart, 64 records each), so two attempts are what a record can
+    # spend during the outage: were outage failures charged, records would be dead-lettered.
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "NORMALIZER_YIELD_AT": "1",
+           "MAX_ATTEMPTS": "2"}
+    dsn = stack_env["DATABASE_URL"]
+    source = f"{service}down-{unique}"
+    server = ServeProcess(env, "all", tmp_path, name="all").start()
+    try:
+        server.wait_healthy()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            load = SteadyIngest(http, source, unique)
+            load.start()
+            try:
+                await asyncio.wait_for(load.accepted_at_least(200), timeout=120)
+                await _a_backlog_in_kafka(dsn, source, 50)
+                await asyncio.to_thread(stack.stop, service)
+                try:
+                    await eventually(lambda: _normalizer_waiting_for(http, dependency), timeout=60, interval=0.2)
+                    assert await _metric(http, "exchange_task_waiting_for_dependency", task="normalizer",
+                                         dependency=dependency) == 1
+                    # Down for longer than a record's attempts take.
+                    await asyncio.sleep(8)
+                finally:
+                    await asyncio.to_thread(stack.start, service)
+                await asyncio.wait_for(load.accepted_at_least(len(load.accepted) + 100), timeout=120)
+            finally:
+                await load.stop()
+
+            assert {a.status for a in load.answers} <= {202, 503}, load.statuses()
+            unavailable = [a for a in load.answers if a.status == 503]
+            assert unavailable, "the load never met the outage"
+            for answer in unavailable:
+                assert answer.content_type.startswith("application/problem+json")
+                assert answer.body["dependency"] == dependency
+            await _assert_every_accepted_record_is_canonical_once(
+                dsn, stack_env["KAFKA_BROKERS"], isolated_kafka, source, load.accepted)
+            assert not await _normalizer_waiting_for(http, dependency)
+            assert await _metric(http, "exchange_dependency_outages_total", task="normalizer",
+                                 dependency=dependency) >= 1
+            assert await _metric(http, "exchange_task_waiting_for_dependency", task="normalizer",
+                                 dependency=dependency) == 0
+    finally:
+        server.stop()

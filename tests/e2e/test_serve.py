@@ -30,7 +30,10 @@ def test_role_normalizer_starts_only_that_role(env: dict[str, str], tmp_path: Pa
         assert status in (404, 405)
         assert proc.get("/v1/ingest")[0] in (404, 405)
         status, detailed = proc.get("/health/detailed")
-        assert set(detailed["dependencies"]) == {"database", "object_store", "kafka"}
+        # Its tokenizer is remote, so health probes it too: nothing listens there.
+        assert set(detailed["dependencies"]) == {"database", "object_store", "kafka", "tokenizer"}
+        assert detailed["dependencies"]["tokenizer"]["status"] == "down"
+        assert status == 503
     finally:
         proc.stop()
 

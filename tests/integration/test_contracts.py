@@ -24,8 +24,9 @@ from jsonschema.exceptions import ValidationError
 from litestar.testing import AsyncTestClient
 
 from exchange.events import DlqEnvelope, DlqError, format_timestamp
+from exchange.roles import Role
 from exchange.settings import Settings
-from tests.support.app import DEV
+from tests.support.app import DEV, make_settings, running_app
 from tests.support.db import fetch
 
 pytestmark = pytest.mark.timeout(300)
@@ -189,9 +190,13 @@ class Doc:
             node = {**node, "type": single, "nullable": True}
         return node
 
-    def operation(self, path: str) -> dict[str, Any]:
-        op: dict[str, Any] = self.doc["paths"][path]["post"]
+    def operation(self, path: str, method: str = "post") -> dict[str, Any]:
+        op: dict[str, Any] = self.doc["paths"][path][method]
         return op
+
+    def operations(self) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(path, method): op for path, item in self.doc["paths"].items() for method, op in item.items()
+                if method in ("get", "post", "put", "patch", "delete")}
 
     def headers(self, path: str) -> dict[str, dict[str, Any]]:
         params = [self.resolve(p) for p in self.operation(path).get("parameters", [])]
@@ -202,8 +207,12 @@ class Doc:
         assert request.get("required") is True
         return self.schema(request["content"]["application/json"]["schema"])
 
-    def statuses(self, path: str) -> set[str]:
-        return set(self.operation(path)["responses"])
+    def answer(self, path: str, status: str, media_type: str = "application/json") -> dict[str, Any]:
+        content = self.resolve(self.operation(path)["responses"][status])["content"]
+        return self.schema(content[media_type]["schema"])
+
+    def statuses(self, path: str, method: str = "post") -> set[str]:
+        return set(self.operation(path, method)["responses"])
 
 
 _KEYWORDS = ("type", "format", "pattern", "minLength", "maxLength", "nullable")
@@ -286,6 +295,86 @@ def test_the_served_responses_include_every_status_code_of_the_contract(
         assert "application/problem+json" in served.resolve(served.operation(path)["responses"][status])["content"]
     accepted = served.resolve(served.operation(path)["responses"]["202"])["content"]["application/json"]["schema"]
     assert {"record_id", "correlation_id", "status"} <= set(served.schema(accepted)["properties"])
+
+
+# -- every route's documented answers -------------------------------------------------------------
+
+ERRORS = {"400", "401", "403", "404", "409", "413", "503"}
+# Every route the app serves and the statuses it can answer with. A new route, or a status a
+# route gains, is added here on purpose: the document must say what clients can get.
+ANSWERS: dict[tuple[str, str], set[str]] = {
+    ("/healthz", "get"): {"200"},
+    ("/health/detailed", "get"): {"200", "503"},
+    ("/metrics", "get"): {"200"},
+    ("/v1/ingest", "post"): {"202", "400", "401", "403", "409", "413", "503"},
+    ("/v2/ingest", "post"): {"202", "400", "401", "403", "409", "413", "503"},
+    ("/tokenize", "post"): {"200", "400", "401", "403", "413"},
+    ("/admin/jobs/replay", "post"): {"202", "400", "401", "403", "413", "503"},
+    ("/admin/jobs/verify", "post"): {"202", "400", "401", "403", "413", "503"},
+    ("/admin/jobs/reconcile", "post"): {"202", "400", "401", "403", "413", "503"},
+    ("/admin/jobs/{job_id}", "get"): {"200", "400", "401", "403", "404", "503"},
+    ("/admin/dlq", "get"): {"200", "400", "401", "403", "503"},
+    ("/admin/dlq/report", "get"): {"200", "400", "401", "403", "503"},
+    ("/admin/dlq/{entry_id}", "get"): {"200", "400", "401", "403", "404", "503"},
+    ("/admin/dlq/{entry_id}/reprocess", "post"): {"202", "400", "401", "403", "404", "409", "503"},
+    ("/admin/dlq/{entry_id}/resolve", "post"): {"200", "400", "401", "403", "404", "413", "503"},
+    ("/records/{record_id}", "get"): {"200", "400", "401", "403", "404", "503"},
+    ("/patients/{patient_token}/records", "get"): {"200", "400", "401", "403", "503"},
+}
+
+
+@pytest.fixture(scope="module")
+async def served_all(stack_env: dict[str, str]) -> Doc:
+    """The document of an app with every HTTP role (the background roles add no routes)."""
+    roles = frozenset({Role.INGEST, Role.TOKENIZER, Role.ADMIN, Role.QUERY})
+    async with running_app(make_settings(stack_env), roles) as client:
+        response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    return Doc(response.json())
+
+
+def test_every_route_documents_the_statuses_it_can_answer(served_all: Doc) -> None:
+    documented = {key: set(op["responses"]) for key, op in served_all.operations().items()}
+    assert documented == ANSWERS
+
+
+def test_every_error_answer_is_documented_as_problem_json_with_the_problem_schema(served_all: Doc) -> None:
+    problem = served_all.schema({"$ref": "#/components/schemas/Problem"})
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    checked = 0
+    for (path, method), op in served_all.operations().items():
+        for status, response in op["responses"].items():
+            if status not in ERRORS or path == "/health/detailed":  # its 503 is the health body itself
+                continue
+            content = served_all.resolve(response)["content"]
+            assert set(content) == {"application/problem+json"}, (path, method, status)
+            assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+            checked += 1
+    assert checked > 40
+
+
+def test_every_guarded_route_documents_401_and_403(served_all: Doc) -> None:
+    guarded = {key for key, op in served_all.operations().items() if op.get("security")}
+    assert len(guarded) == 14
+    for key in guarded:
+        assert {"401", "403"} <= set(served_all.operations()[key]["responses"]), key
+
+
+def test_the_served_problem_schema_agrees_with_the_written_one(served_all: Doc, written: Doc) -> None:
+    ref = {"$ref": "#/components/schemas/Problem"}
+    assert _compare(written, ref, served_all, ref, "Problem") == []
+
+
+def test_the_served_tokenize_schemas_agree_with_the_tokenizer_contract(served_all: Doc) -> None:
+    contract = Doc(_load(CONTRACTS / "api" / "tokenizer.openapi.yaml"))
+    assert contract.statuses("/tokenize") <= served_all.statuses("/tokenize")
+    assert served_all.operation("/tokenize").get("security") == [{"bearerAuth": []}]
+    assert contract.body("/tokenize")["properties"]["dob"]["format"] == "date"  # the walk below checks it
+    assert _compare(contract, contract.body("/tokenize"), served_all, served_all.body("/tokenize"), "request") == []
+    # The answer: its field, type and length (its closedness is what the server sends, not a rule
+    # it enforces on anyone; Litestar does not document it for answers).
+    c_ok = {k: v for k, v in contract.answer("/tokenize", "200").items() if k != "additionalProperties"}
+    assert _compare(contract, c_ok, served_all, served_all.answer("/tokenize", "200"), "200") == []
 
 
 # -- the written contract extends the original compatibly --------------------------------------

@@ -6,6 +6,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 
 def read_all(
@@ -65,3 +66,11 @@ def end_offsets_total(brokers: str, topic: str, partitions: int) -> int:
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions))
     finally:
         consumer.close()
+
+
+def group_members(brokers: str, group: str) -> tuple[str, list[tuple[str | None, int]]]:
+    """The group's partition assignor and, per member, its group.instance.id and partition count."""
+    admin = AdminClient({"bootstrap.servers": brokers})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    members = [(m.group_instance_id, len(m.assignment.topic_partitions)) for m in description.members]
+    return str(description.partition_assignor), members

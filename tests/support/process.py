@@ -19,8 +19,10 @@ from exchange_stack._process import free_port
 
 
 class ServeProcess:
-    def __init__(self, env: Mapping[str, str], roles: str, log_dir: Path, *, name: str = "serve") -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: Mapping[str, str], roles: str, log_dir: Path, *, name: str = "serve", port: int | None = None
+    ) -> None:
+        self.port = port or free_port()  # a restarted server keeps its predecessor's port
         self.roles = roles
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self._env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1"}
@@ -58,6 +60,10 @@ class ServeProcess:
                 return resp.status, msgspec.json.decode(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, msgspec.json.decode(exc.read() or b"null")
+
+    def get_text(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(self.url + path, timeout=5) as resp:  # noqa: S310 - loopback test server
+            return resp.status, resp.read().decode()
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None

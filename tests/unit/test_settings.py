@@ -92,6 +92,8 @@ def test_no_development_credential_is_left_in_the_code() -> None:
         ("KAFKA_TOPICS", "bad topic!"),
         ("S3_BUCKET", "Bad_Bucket"),
         ("TOKENIZER_URL", "not a url"),
+        ("KAFKA_GROUP_INSTANCE_ID", "pod 1"),
+        ("KAFKA_GROUP_INSTANCE_ID", "x" * 250),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str | None) -> None:
@@ -142,3 +144,8 @@ def test_env_file_is_parsed_without_shell(tmp_path: Path) -> None:
     f.write_text("# comment\nA=1\nB='two words'\n\nC=\"x=y\"\n")
     assert read_env_file(f) == {"A": "1", "B": "two words", "C": "x=y"}
     assert read_env_file(tmp_path / "missing.env") == {}
+
+
+def test_static_membership_is_off_unless_an_instance_id_is_given() -> None:
+    assert load_settings(dict(BASE)).kafka.group_instance_id == ""
+    assert load_settings({**BASE, "KAFKA_GROUP_INSTANCE_ID": "normalizer-0"}).kafka.group_instance_id == "normalizer-0"

@@ -13,10 +13,9 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ("EARLIEST_DOB", "Refused", "ingest_patient", "patient_as_sent")
+from exchange.tokenize import dob_problem
 
-# The plausibility window ingest is about to enforce: no one born before 1900 or in the future.
-EARLIEST_DOB = dt.date(1900, 1, 1)
+__all__ = ("Refused", "ingest_patient", "patient_as_sent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ def ingest_patient(row: Mapping[str, object], *, today: dt.date) -> dict[str, st
         dob = dt.date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
     except ValueError:
         return Refused("dob not a date")
-    if not EARLIEST_DOB <= dob <= today:
+    if dob_problem(dob, today=today) is not None:  # the rule ingest and the quality gate share
         return Refused("dob implausible")
     patient = {"given_name": given, "family_name": family, "dob": dob.isoformat()}
     ssn = _text(row.get("soc_sec_id"))

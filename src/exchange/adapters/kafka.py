@@ -285,6 +285,7 @@ class AsyncConsumer:
         *,
         on_revoke: RevokeHook,
         on_assign: Callable[[list[TopicPartitionKey]], None] | None = None,
+        group_instance_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         config: dict[str, Any] = {
@@ -302,8 +303,15 @@ class AsyncConsumer:
             # ingested record and left bulk normalizing as fast (docs/performance.md).
             "queued.max.messages.kbytes": 512,
             "max.poll.interval.ms": 300_000,
+            # A rebalance moves only the partitions that change owner; the others are consumed
+            # throughout (the rebalance callbacks get just the partitions added or taken away).
+            "partition.assignment.strategy": "cooperative-sticky",
             **_QUIET,
         }
+        if group_instance_id:
+            # Static membership (KIP-345): a restarted member takes its partitions back at once
+            # instead of the group waiting out the dead member's session and rebalancing.
+            config["group.instance.id"] = group_instance_id
         config.update(extra or {})
         self._config = config
         self._topics = list(topics)
@@ -311,6 +319,8 @@ class AsyncConsumer:
         self._on_assign = on_assign
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: Consumer | None = None
+        self._paused = False  # read and written on the consumer thread only
+        self._paused_set: set[tuple[str, int]] = set()
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -338,9 +348,42 @@ class AsyncConsumer:
         # Lost (not revoked): another member may already own them; commit nothing.
         self._on_revoke([(p.topic, p.partition) for p in partitions])
 
+    async def pause(self) -> None:
+        """Stop fetching from every partition we own (and any assigned later) until ``resume``.
+        Keep calling ``poll_batch``: it keeps the membership alive and answers no records. On
+        resume, fetching restarts after the last record handed out, so none is skipped."""
+
+        def pause() -> None:
+            self._paused = True
+            self._pause_assignment()
+
+        await self._call(pause)
+
+    async def resume(self) -> None:
+        def resume() -> None:
+            assert self._consumer is not None
+            self._paused = False
+            owned = self._consumer.assignment()
+            if owned:
+                self._consumer.resume(owned)
+            self._paused_set.clear()
+
+        await self._call(resume)
+
+    def _pause_assignment(self) -> None:
+        """Pause what we own and have not paused yet (a rebalance may have assigned more)."""
+        assert self._consumer is not None
+        owned = self._consumer.assignment()
+        fresh = [tp for tp in owned if (tp.topic, tp.partition) not in self._paused_set]
+        if fresh:
+            self._consumer.pause(fresh)
+        self._paused_set = {(tp.topic, tp.partition) for tp in owned}
+
     async def poll_batch(self, max_messages: int, timeout: float) -> list[ConsumedMessage]:
         def consume() -> list[ConsumedMessage]:
             assert self._consumer is not None
+            if self._paused:
+                self._pause_assignment()
             out: list[ConsumedMessage] = []
             for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout):
                 if msg.error() is not None:

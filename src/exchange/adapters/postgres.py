@@ -2,6 +2,11 @@
 
 The pool starts with zero connections so the process comes up while Postgres is down;
 requests then fail with ``DatabaseUnavailable`` (HTTP 503) until it is back.
+
+Every error that means "the server is not there for us right now" becomes
+``DatabaseUnavailable`` here, in ``Database.connection`` and ``Database.transaction``, and
+nowhere else (``is_unavailable`` says which); errors in our SQL or in its arguments stay
+what they are, so they surface as bugs or are refused at the door.
 """
 
 from __future__ import annotations
@@ -17,23 +22,47 @@ import msgspec
 from exchange.errors import DatabaseUnavailable
 from exchange.settings import DatabaseSettings
 
-__all__ = ("CONNECTION_ERRORS", "Connection", "Database", "advisory_key", "keep_session", "unnest_columns")
+__all__ = (
+    "CONNECTION_ERRORS",
+    "Connection",
+    "Database",
+    "advisory_key",
+    "is_unavailable",
+    "keep_session",
+    "unnest_columns",
+)
 
 Connection = asyncpg.Connection  # re-exported so contexts type their SQL helpers without importing asyncpg
 
-# Errors meaning "the database is not reachable right now" (retryable), as opposed to
-# errors in our SQL or data, which must surface as bugs.
+# Errors meaning "the database is not reachable right now" (retry later), whatever the
+# moment the server went away: before a connection (refused, reset, timed out, "the
+# database system is starting up / shutting down"), in the middle of a statement or of a
+# transaction (the socket closed, "terminating connection due to administrator command"),
+# or while the client was between two protocol messages (InternalClientError: asyncpg's
+# protocol state no longer matches the server's, seen when the server stops).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.exceptions.ConnectionFailureError,
+    OSError,  # ConnectionRefusedError, ConnectionResetError, BrokenPipeError, socket errors
+    TimeoutError,  # connect and command timeouts (asyncio.TimeoutError is TimeoutError)
+    asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError (closed mid-operation)
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: admin/crash shutdown 57P01/02, cannot connect
+    # now 57P03, database dropped 57P04, idle session timeout 57P05, statement cancelled 57014
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+    asyncpg.InternalClientError,
 )
+
+
+def is_unavailable(exc: BaseException, conn: asyncpg.Connection | None = None) -> bool:
+    """True when ``exc`` means the database cannot serve us now (retry later), not that our
+    statement or its arguments are wrong. ``conn``: the connection it was raised on, if any.
+
+    ``InterfaceError`` itself says "connection is closed" or "pool is closing" as well as
+    "another operation is in progress" (a bug); it counts only when the connection is gone
+    or there was none. Its subclasses (``DataError``: an argument the column type cannot
+    take, ``ClientConfigurationError``, ...) are never outages.
+    """
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    return type(exc) is asyncpg.InterfaceError and (conn is None or conn.is_closed())
 
 _json_encoder = msgspec.json.Encoder()
 
@@ -103,11 +132,18 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        conn: asyncpg.Connection | None = None
         try:
             async with self.pool.acquire() as conn:
-                yield conn
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
+                try:
+                    yield conn
+                except asyncpg.InternalClientError:
+                    conn.terminate()  # its protocol state is unknown: never lend it out again
+                    raise
+        except Exception as exc:
+            if is_unavailable(exc, conn):
+                raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
+            raise
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, advisory_locks: Collection[int] = ()) -> AsyncIterator[asyncpg.Connection]:
@@ -119,21 +155,28 @@ class Database:
         other in one direction only, never in a cycle (no deadlock).
         """
         begin = "BEGIN" + "".join(f"; SELECT pg_advisory_xact_lock({int(k)})" for k in sorted(set(advisory_locks)))
+        conn: asyncpg.Connection | None = None
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(begin)
                 try:
-                    yield conn
-                except BaseException:
-                    # If the connection died mid-transaction, ROLLBACK fails too ("connection is
-                    # closed"); the server has rolled back already, so the first error is the one to
-                    # report.
-                    with contextlib.suppress(asyncpg.InterfaceError, *CONNECTION_ERRORS):
-                        await conn.execute("ROLLBACK")
+                    await conn.execute(begin)
+                    try:
+                        yield conn
+                    except BaseException:
+                        # If the connection died mid-transaction, ROLLBACK fails too ("connection is
+                        # closed"); the server has rolled back already, so the first error is the one
+                        # to report.
+                        with contextlib.suppress(asyncpg.InterfaceError, *CONNECTION_ERRORS):
+                            await conn.execute("ROLLBACK")
+                        raise
+                    await conn.execute("COMMIT")
+                except asyncpg.InternalClientError:
+                    conn.terminate()  # its protocol state is unknown: never lend it out again
                     raise
-                await conn.execute("COMMIT")
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
+        except Exception as exc:
+            if is_unavailable(exc, conn):
+                raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
+            raise
 
     async def ping(self) -> None:
         async with self.connection() as conn:

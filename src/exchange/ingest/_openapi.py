@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-import msgspec
 from litestar import post
 from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
@@ -27,38 +26,21 @@ from exchange.ingest._schemas import (
     PartnerRecordV1,
     PartnerRecordV2,
 )
-from exchange.web import PROBLEM_JSON
+from exchange.web import problem_responses
 
 __all__ = ("ingest_descriptions",)
-
-
-class Problem(msgspec.Struct):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    correlation_id: str | None = None
-
-
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False
-    )
 
 
 _RESPONSES = {
     # Given here, not by a return annotation: the declarations below return nothing.
     202: ResponseSpec(data_container=IngestAccepted, description="Request accepted, processing continues off-line",
                       generate_examples=False),
-    400: _problem("Invalid payload or headers (the field path is named, never its value)"),
-    401: _problem("Unauthorized"),
-    403: _problem("Token lacks the ingest:write scope"),
-    409: _problem("Idempotency conflict: the key was used with a different body"),
-    413: _problem("Body larger than 1 MiB"),
-    503: _problem("Object store or database unavailable; retry with the same Idempotency-Key"),
+    **problem_responses(400, 401, 403, 409, 413, 503, described={
+        400: "Invalid payload or headers (the field path is named, never its value)",
+        403: "Token lacks the ingest:write scope",
+        409: "Idempotency conflict: the key was used with a different body",
+        503: "Object store or database unavailable; retry with the same Idempotency-Key",
+    }),
 }
 
 IdempotencyKey = Annotated[

@@ -14,6 +14,7 @@ import msgspec
 from exchange.errors import ValidationFailed
 from exchange.events import SOURCE_PATTERN, RecordKind
 from exchange.settings import IngestSettings
+from exchange.tokenize import dob_problem
 from exchange.web.validation import field_and_rule
 
 __all__ = (
@@ -120,9 +121,17 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         raise ValidationFailed("body is nested too deeply") from None
 
 
+def _plausible_dob(dob: dt.date) -> None:
+    """The normalizer's quality gate, applied at the door: what it would refuse is a 400 now,
+    not a dead letter later."""
+    if (problem := dob_problem(dob)) is not None:
+        raise ValidationFailed(f"patient.dob: {problem}", field="patient.dob")
+
+
 def decode_v1(body: bytes) -> PartnerRecordV1:
     record: PartnerRecordV1 = _decode(_v1, body)
     _blank_names((("patient.first_name", record.patient.first_name), ("patient.last_name", record.patient.last_name)))
+    _plausible_dob(record.patient.dob)
     return record
 
 
@@ -133,4 +142,5 @@ def decode_v2(body: bytes, schema_hints: tuple[str, ...]) -> PartnerRecordV2:
     _blank_names(
         (("patient.given_name", record.patient.given_name), ("patient.family_name", record.patient.family_name))
     )
+    _plausible_dob(record.patient.dob)
     return record

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.normalize._consumer import Normalizer, backoff_delay
+from exchange.normalize._consumer import Normalizer
 from exchange.normalize._dlq_tools import DlqEntryNotFound, DlqTools, NotReprocessable
 from exchange.normalize._ledger import PIPELINE
 from exchange.normalize._offsets import OffsetBook
@@ -18,7 +18,6 @@ __all__ = (
     "OffsetBook",
     "RecordProcessor",
     "StageFailure",
-    "backoff_delay",
     "canonical_ids_for_source",
     "payload_keys",
 )

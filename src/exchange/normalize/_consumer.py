@@ -10,6 +10,17 @@ duplicates.
 
 Retries do not stall the partition: a record waiting out its backoff gives back its
 processing slot, and the records behind it go on. Only the commit waits for it.
+
+Outages are not the records' fault: a record that failed because the database, the object
+store or the tokenizer was unavailable asks the ``DependencyGate`` whether that dependency
+is down. If it is, the failure is not counted against the record's ``MAX_ATTEMPTS``; the
+gate stays closed, consumption is paused and every record waits until a probe finds the
+dependency back (health shows the task ``waiting`` for it). Only failures of the record
+itself (or of a dependency that answers its probe) spend attempts and lead to the DLQ.
+
+A dead letter is finished only once it is durable: the DLQ topic confirmed the envelope
+AND its ``dlq_events`` row committed. Until then the record is not finished, so its
+offset is never committed past (after a crash it is delivered again).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import random
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,18 +48,18 @@ from exchange.normalize._pipeline import RecordProcessor, StageFailure
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import context_from_headers, tracer
 from exchange.runtime import RequestLoad, sleep_unless_stopped
+from exchange.runtime.backoff import backoff_delay
+from exchange.runtime.gate import DependencyGate
 from exchange.settings import KafkaSettings, PipelineSettings
 
-__all__ = ("Normalizer", "backoff_delay")
+__all__ = ("Normalizer",)
 
 _log = logging.getLogger("exchange.normalizer")
 _encoder = msgspec.json.Encoder()
 
 
-def backoff_delay(attempt: int, base_s: float, cap_s: float = 30.0) -> float:
-    """Exponential backoff with full jitter in [base/2, 1.5 * base * 2**(attempt-1)], capped."""
-    raw = min(cap_s, base_s * 2 ** (attempt - 1))
-    return float(random.uniform(raw * 0.5, raw * 1.5))  # noqa: S311 - jitter, not cryptography
+_RETRY_CAP_S = 30.0  # a record's retry backoff
+_DLQ_RETRY_BASE_S, _DLQ_RETRY_CAP_S = 0.5, 10.0  # the DLQ publish and its row
 
 
 class Normalizer:
@@ -69,6 +80,8 @@ class Normalizer:
         request_load: RequestLoad | None = None,
     ) -> None:
         self._processor = processor
+        self.gate = DependencyGate(processor.probes())
+        """Closed while a dependency is down; the composition root reports it to health and metrics."""
         self._db = db
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
@@ -95,13 +108,19 @@ class Normalizer:
         tasks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
         next_commit = loop.time() + self._commit_interval
+        paused = False
         try:
             while not stop.is_set():
+                if paused == self.gate.is_open():
+                    # Paused while a dependency is down, but still polled: a member that stops
+                    # polling for max.poll.interval.ms is put out of the group.
+                    paused = not paused
+                    await (consumer.pause() if paused else consumer.resume())
                 room = self._max_in_flight - book.in_flight()
-                if room <= 0:
+                if room <= 0 and not paused:
                     await asyncio.sleep(0.05)
                 else:
-                    for msg in await consumer.poll_batch(min(500, room), timeout=0.1):
+                    for msg in await consumer.poll_batch(max(1, min(500, room)), timeout=0.1):
                         if not book.started((msg.topic, msg.partition), msg.offset):
                             continue  # partition revoked since the fetch: its new owner reads it
                         task = asyncio.create_task(self._handle(msg, slots, book, producer, stop))
@@ -120,6 +139,7 @@ class Normalizer:
                     await asyncio.wait(pending, timeout=1.0)
             with contextlib.suppress(Exception):
                 await self._commit(consumer, book)
+            await self.gate.close()
             await consumer.close()
             await producer.close(timeout=2.0)
 
@@ -144,6 +164,8 @@ class Normalizer:
         # requests on the same event loop (measured, docs/performance.md). The span now times
         # the processing, not the queueing before it (the trace still shows the gap after the
         # publish).
+        if not await self.gate.wait_open(stop):
+            return  # stopping: not finished, so never committed past
         held = await self._admit(slots)
         try:
             with tracer.start_as_current_span(
@@ -189,14 +211,16 @@ class Normalizer:
             record_id=event.record_id, correlation_id=event.correlation_id, event_version=_version(event),
             event_id=event.event_id, topic=msg.topic, partition=msg.partition, offset=msg.offset,
         )
-        attempt = 0
+        attempt = 0  # failures charged to the record (MAX_ATTEMPTS); an outage's are not
         turn: contextlib.AsyncExitStack | None = first_turn
         while True:
-            attempt += 1
             ref: AttemptRef | None = None
             failure: StageFailure | None = None
-            if turn is None:  # a retry waits for a turn of its own
+            if turn is None:  # a retry waits for the gate, then for a turn of its own
+                if not await self.gate.wait_open(stop):
+                    return  # abandoned: not finished, so never committed past
                 turn = await self._admit(slots)
+            started = time.monotonic()
             async with turn:
                 try:
                     ref = await self._processor.start(info)
@@ -212,15 +236,15 @@ class Normalizer:
                 self._metrics.normalized.labels(processed.result).inc()
                 book.finished(tp, msg.offset)
                 return
+            if failure.dependency is not None and await self.gate.outage(failure.dependency, since=started):
+                await self._record_failure(ref, failure, final=False, next_retry_at=None)
+                self._metrics.normalizer_retries.labels(failure.stage, failure.error_type).inc()
+                continue  # not charged: the next turn waits for the gate to open
+            attempt += 1
             final = not failure.transient or attempt >= self._max_attempts
-            delay = 0.0 if final else backoff_delay(attempt, self._backoff_base)
-            if ref is not None:
-                next_retry = None if final else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
-                with contextlib.suppress(DatabaseUnavailable):
-                    await self._processor.ledger.failed(
-                        ref, error_type=failure.error_type, message=failure.message, stage=failure.stage,
-                        transient=failure.transient, next_retry_at=next_retry, final=final,
-                    )
+            delay = 0.0 if final else backoff_delay(attempt, base_s=self._backoff_base, cap_s=_RETRY_CAP_S)
+            next_retry = None if final else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+            await self._record_failure(ref, failure, final=final, next_retry_at=next_retry)
             if final:
                 if await self._dead_letter(msg, event, failure, attempt, ref, producer, stop):
                     book.finished(tp, msg.offset)
@@ -235,6 +259,19 @@ class Normalizer:
             if stop.is_set():
                 return  # abandoned: not finished, so never committed past
 
+    async def _record_failure(
+        self, ref: AttemptRef | None, failure: StageFailure, *, final: bool, next_retry_at: dt.datetime | None
+    ) -> None:
+        """The attempt's failure in the ledger, when its start was recorded (best effort: the
+        ledger is a history; a record's fate is its offset, its canonical row or its DLQ row)."""
+        if ref is None:
+            return
+        with contextlib.suppress(DatabaseUnavailable):
+            await self._processor.ledger.failed(
+                ref, error_type=failure.error_type, message=failure.message, stage=failure.stage,
+                transient=failure.transient, next_retry_at=next_retry_at, final=final,
+            )
+
     async def _dead_letter(
         self,
         msg: ConsumedMessage,
@@ -245,7 +282,8 @@ class Normalizer:
         producer: AsyncProducer,
         stop: asyncio.Event,
     ) -> bool:
-        """Publish the envelope to the version's DLQ; True once Kafka confirmed it."""
+        """Publish the envelope to the version's DLQ and write its ``dlq_events`` row; True once
+        both are durable (False: abandoned on stop, the record stays unfinished)."""
         if event is not None:
             original: dict[str, Any] = msgspec.to_builtins(event)
         else:
@@ -271,7 +309,9 @@ class Normalizer:
             except DeliveryFailed as exc:
                 publish_failures += 1
                 _log.warning("dlq publish failed", extra={"error_type": exc.error_type, "record_id": record_id})
-                await sleep_unless_stopped(stop, backoff_delay(publish_failures, 0.5, 10.0))
+                await sleep_unless_stopped(
+                    stop, backoff_delay(publish_failures, base_s=_DLQ_RETRY_BASE_S, cap_s=_DLQ_RETRY_CAP_S)
+                )
                 if stop.is_set():
                     return False
         self._metrics.normalized.labels("dlq").inc()
@@ -280,7 +320,11 @@ class Normalizer:
             extra={"record_id": record_id, "stage": failure.stage, "error_type": failure.error_type,
                    "attempt": attempts, "topic": dlq_topic},
         )
-        if record_id is not None:
+        if record_id is None:
+            return True  # undecodable, no record id: the DLQ topic alone holds it
+        row_failures = 0
+        while True:
+            started = time.monotonic()
             try:
                 await record_dlq_event(
                     self._db, ref, record_id=record_id, event_id=event.event_id if event else None,
@@ -288,10 +332,18 @@ class Normalizer:
                     msg=msg, envelope=envelope,
                 )
             except DatabaseUnavailable:
-                # The DLQ topic holds the envelope; the table is for tooling (best effort).
-                _log.warning("dlq ledger write failed", extra={"record_id": record_id,
-                                                               "error_type": "DatabaseUnavailable"})
-        return True
+                # Not finished without its row: the tooling would never see this record.
+                row_failures += 1
+                _log.warning("dlq row write failed", extra={"record_id": record_id,
+                                                            "error_type": "DatabaseUnavailable"})
+                if not await self.gate.outage("database", since=started):
+                    await sleep_unless_stopped(
+                        stop, backoff_delay(row_failures, base_s=_DLQ_RETRY_BASE_S, cap_s=_DLQ_RETRY_CAP_S)
+                    )
+                if not await self.gate.wait_open(stop):
+                    return False
+            else:
+                return True
 
 
 def _version(event: RecordIngested) -> str:

@@ -1,4 +1,7 @@
-"""``dlq_events``: one row per envelope published to a DLQ topic (for the DLQ tooling)."""
+"""``dlq_events``: one row per envelope published to a DLQ topic (for the DLQ tooling).
+
+A dead letter counts as done only with its row (the normalizer waits for the database
+rather than commit past a record that the tooling would never see)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,16 @@ from exchange.normalize._ledger import AttemptRef, Ledger
 
 __all__ = ("record_dlq_event",)
 
+# One row per dead letter, however often it is written: a write retried after its COMMIT's
+# answer was lost finds the row there (one envelope, one ``failed_at``).
 _INSERT = """
 INSERT INTO dlq_events
     (record_id, event_id, event_version, dlq_topic, source_topic, kafka_partition, kafka_offset,
      original_event, error_type, error_message, error_stage, attempts, failed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13::timestamptz)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13::timestamptz
+WHERE NOT EXISTS (
+    SELECT 1 FROM dlq_events WHERE record_id = $1 AND dlq_topic = $4 AND failed_at = $13::timestamptz
+)
 """
 _STATE_DLQ = """
 INSERT INTO processing_stage_state AS s

@@ -2,11 +2,14 @@
 quality gates -> tokenize -> ONE transaction (canonical insert + ledger success).
 
 Every failure becomes a :class:`StageFailure` with a stage, a stable error type, a
-sanitized message (rules and field paths, never values) and whether it is transient.
+sanitized message (rules and field paths, never values), whether it is transient, and, when
+a dependency was unavailable, which one (the consumer then asks whether that is an outage,
+which no record is charged for, or the record's own failure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -21,6 +24,7 @@ from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database, unnest_columns
 from exchange.errors import (
     DatabaseUnavailable,
+    DependencyUnavailable,
     ObjectNotFound,
     ObjectStoreUnavailable,
     TokenizerUnavailable,
@@ -29,7 +33,8 @@ from exchange.events import RecordIngested, RecordIngestedV2, decode_event
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
 from exchange.runtime.batcher import Batcher
-from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
+from exchange.runtime.gate import Probe
+from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, dob_problem
 from exchange.web.validation import field_and_rule
 
 __all__ = ("Processed", "RecordProcessor", "StageFailure", "payload_keys")
@@ -38,12 +43,20 @@ Stage = Literal["decode", "ledger", "fetch", "verify", "parse", "quality", "toke
 
 
 class StageFailure(Exception):
-    def __init__(self, stage: Stage, error_type: str, message: str, *, transient: bool) -> None:
+    def __init__(
+        self, stage: Stage, error_type: str, message: str, *, transient: bool, dependency: str | None = None
+    ) -> None:
         super().__init__(f"{stage}: {error_type}: {message}")
         self.stage = stage
         self.error_type = error_type
         self.message = message
         self.transient = transient
+        self.dependency = dependency
+        """The dependency that was unavailable (``DependencyUnavailable.dependency``), if that was the failure."""
+
+
+def _unavailable(stage: Stage, exc: DependencyUnavailable, message: str) -> StageFailure:
+    return StageFailure(stage, type(exc).__name__, message, transient=True, dependency=exc.dependency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +180,22 @@ class RecordProcessor:
         self._writes: Batcher[_CanonicalRow, bool] = Batcher(
             self._write_many, key=lambda row: row.record_id.lower(), fail_together=(DatabaseUnavailable,)
         )
+        self._last_read: str | None = None  # the key of the last raw object read, for the store's probe
+
+    def probes(self) -> dict[str, Probe]:
+        """How to tell, per dependency, whether it works for this pipeline right now (``DependencyGate``)."""
+        return {"database": self._db.ping, "object_store": self._probe_store, "tokenizer": self._tokenizer.ping}
+
+    async def _probe_store(self) -> None:
+        """Read an object, not only list the bucket: a store can answer listings while its reads
+        fail (SeaweedFS does for seconds while it stops), and reads are what records need. The
+        last object a record read is one that exists; before the first read, a listing will do."""
+        key = self._last_read
+        if key is None:
+            await self._store.ping()
+            return
+        with contextlib.suppress(ObjectNotFound):  # removed since (a repair): the store answered
+            await self._store.get(key)
 
     @staticmethod
     def decode(value: bytes) -> RecordIngested:
@@ -179,8 +208,8 @@ class RecordProcessor:
     async def start(self, info: DeliveryInfo) -> AttemptRef:
         try:
             return await self.ledger.start(info)
-        except DatabaseUnavailable:
-            raise StageFailure("ledger", "DatabaseUnavailable", "database unavailable", transient=True) from None
+        except DatabaseUnavailable as exc:
+            raise _unavailable("ledger", exc, "database unavailable") from None
 
     async def process(self, event: RecordIngested, attempt: AttemptRef) -> Processed:
         if attempt.already_canonical:
@@ -188,8 +217,8 @@ class RecordProcessor:
             try:
                 async with self._db.connection() as conn:
                     await conn.execute(_DUPLICATE, event.record_id, attempt.attempt_no)
-            except DatabaseUnavailable:
-                raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
+            except DatabaseUnavailable as exc:
+                raise _unavailable("write", exc, "database unavailable") from None
             return Processed("duplicate", attempt)
         # The record's span (the consumer's) marks the fetch and the tokenizer with events and
         # the database write with a child span: each span is a measurable share of the
@@ -199,8 +228,8 @@ class RecordProcessor:
         raw = await self._fetch(event)
         record_span.add_event("raw object fetched", {"size_bytes": len(raw)})
         self._verify(event, raw)
-        record = self._parse(raw)
-        ids = self._identifiers(record)
+        record = self.parse(raw)
+        ids = self.identifiers(record)
         token = await self._tokenize(ids)
         record_span.add_event("patient tokenized", {"token_key_id": self._tokenizer.key_id})
         with tracer.start_as_current_span("canonical write", record_exception=False) as span:
@@ -211,11 +240,13 @@ class RecordProcessor:
         if event.raw_object.bucket != self._store.bucket:
             raise StageFailure("fetch", "UnknownBucket", "raw object is in an unknown bucket", transient=False)
         try:
-            return await self._store.get(event.raw_object.key)
+            raw = await self._store.get(event.raw_object.key)
         except ObjectNotFound:
             raise StageFailure("fetch", "RawObjectNotFound", "raw object not found", transient=False) from None
-        except ObjectStoreUnavailable:
-            raise StageFailure("fetch", "ObjectStoreUnavailable", "object store unavailable", transient=True) from None
+        except ObjectStoreUnavailable as exc:
+            raise _unavailable("fetch", exc, "object store unavailable") from None
+        self._last_read = event.raw_object.key
+        return raw
 
     @staticmethod
     def _verify(event: RecordIngested, raw: bytes) -> None:
@@ -226,7 +257,7 @@ class RecordProcessor:
                                transient=False)
 
     @staticmethod
-    def _parse(raw: bytes) -> _RawRecord:
+    def parse(raw: bytes) -> _RawRecord:
         try:
             return _raw_decoder.decode(raw)
         except msgspec.ValidationError as exc:
@@ -236,7 +267,7 @@ class RecordProcessor:
             raise StageFailure("parse", "InvalidJson", "raw object is not valid JSON", transient=False) from None
 
     @staticmethod
-    def _identifiers(record: _RawRecord) -> PatientIdentifiers:
+    def identifiers(record: _RawRecord) -> PatientIdentifiers:
         p = record.patient
         given = p.given_name if p.given_name is not None else p.first_name
         family = p.family_name if p.family_name is not None else p.last_name
@@ -247,9 +278,8 @@ class RecordProcessor:
             born = dt.date.fromisoformat(p.dob)
         except ValueError:
             raise StageFailure("quality", "InvalidDob", "patient.dob: not a YYYY-MM-DD date", transient=False) from None
-        if born > dt.datetime.now(dt.UTC).date() or born.year < 1850:
-            raise StageFailure("quality", "ImplausibleDob", "patient.dob: outside the plausible range",
-                               transient=False)
+        if (problem := dob_problem(born)) is not None:
+            raise StageFailure("quality", "ImplausibleDob", f"patient.dob: {problem}", transient=False)
         return PatientIdentifiers(given_name=given, family_name=family, dob=p.dob, ssn=p.ssn)
 
     async def _tokenize(self, ids: PatientIdentifiers) -> str:
@@ -260,7 +290,7 @@ class RecordProcessor:
                                transient=False) from None
         except TokenizerUnavailable as exc:
             # Our own message ("tokenizer non-200 (503)"): never echoes the request.
-            raise StageFailure("tokenize", "TokenizerUnavailable", str(exc), transient=True) from None
+            raise _unavailable("tokenize", exc, str(exc)) from None
 
     async def _write(self, event: RecordIngested, record: _RawRecord, token: str, attempt: AttemptRef) -> Processed:
         is_v2 = isinstance(event, RecordIngestedV2)
@@ -288,8 +318,8 @@ class RecordProcessor:
         )
         try:
             inserted = await self._writes.submit(row)
-        except DatabaseUnavailable:
-            raise StageFailure("write", "DatabaseUnavailable", "database unavailable", transient=True) from None
+        except DatabaseUnavailable as exc:
+            raise _unavailable("write", exc, "database unavailable") from None
         result: Literal["inserted", "duplicate"] = "inserted" if inserted else "duplicate"
         return Processed(result, attempt)
 

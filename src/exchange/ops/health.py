@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from exchange.ops.metrics import Metrics
 
@@ -19,10 +20,13 @@ HealthProbe = Callable[[], Awaitable[dict[str, Any] | None]]
 
 def _tasks(state: State) -> dict[str, Any]:
     supervisor = state.supervisor
-    return {
-        name: {"state": s.state, "restarts": s.restarts, "last_error_type": s.last_error_type}
-        for name, s in supervisor.statuses.items()
-    }
+    tasks: dict[str, Any] = {}
+    for name, s in supervisor.statuses.items():
+        task: dict[str, Any] = {"state": s.state, "restarts": s.restarts, "last_error_type": s.last_error_type}
+        if s.waiting_for:
+            task["waiting_for"] = list(s.waiting_for)
+        tasks[name] = task
+    return tasks
 
 
 @get("/healthz", include_in_schema=True, summary="Liveness")
@@ -42,7 +46,10 @@ async def _probe(name: str, probe: HealthProbe, timeout: float) -> tuple[str, di
     return name, result
 
 
-@get("/health/detailed", summary="Dependencies, backlog and task states (503 when degraded)")
+@get("/health/detailed", summary="Dependencies, backlog and task states (503 when degraded)",
+     responses={503: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
+                                  description="Degraded: a dependency is down, or a task is not running "
+                                              "(waiting for a dependency, restarting); the same body")})
 async def health_detailed(state: State) -> Response[dict[str, Any]]:
     probes: dict[str, HealthProbe] = state.health_probes
     results = dict(await asyncio.gather(*(_probe(n, p, 3.0) for n, p in probes.items())))

@@ -57,6 +57,16 @@ class Metrics:
         self.normalized = Counter(
             "exchange_normalizer_records_total", "Records finished by the normalizer.", ["outcome"], registry=r
         )
+        self.task_waiting = Gauge(
+            "exchange_task_waiting_for_dependency",
+            "1 while a background task holds its work until the dependency is back, else 0.",
+            ["task", "dependency"], registry=r,
+        )
+        self.dependency_outages = Counter(
+            "exchange_dependency_outages_total",
+            "Outages of a dependency confirmed by a background task's probe (it then waits instead of retrying).",
+            ["task", "dependency"], registry=r,
+        )
         self.normalizer_retries = Counter(
             "exchange_normalizer_retries_total", "Transient failures retried.", ["stage", "error_type"], registry=r
         )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -30,15 +29,17 @@ from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
 from exchange.ops.metrics import Metrics
 from exchange.runtime import RequestLoad, sleep_unless_stopped
+from exchange.runtime.backoff import backoff_delay
 
 __all__ = ("OutboxPublisher", "outbox_stats")
 
 _log = logging.getLogger("exchange.outbox")
 
 _MISSING_TOPIC = "UNKNOWN_TOPIC_OR_PART"  # librdkafka's name for it
+_ROW_BACKOFF_BASE_S = 0.2
 
 _CLAIM = """
-SELECT id, topic, key, payload::text AS payload, headers
+SELECT id, topic, key, payload::text AS payload, headers, attempts
 FROM outbox_events
 WHERE published_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
 ORDER BY id
@@ -50,13 +51,13 @@ UPDATE outbox_events
 SET published_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE id = ANY($1::bigint[])
 """
-# A failed row waits before it is claimed again (exponential by its attempts, capped), so
-# rows that cannot be sent (e.g. their topic is missing) never block the rows behind them.
+# A failed row waits before it is claimed again (its own backoff, by its attempts), so rows
+# that cannot be sent (e.g. their topic is missing) never block the rows behind them.
 _MARK_FAILED = """
-UPDATE outbox_events
-SET attempts = attempts + 1, last_error = $2,
-    next_attempt_at = now() + make_interval(secs => least($3::float8, 0.2 * power(2, least(attempts, 20))))
-WHERE id = ANY($1::bigint[])
+UPDATE outbox_events o
+SET attempts = o.attempts + 1, last_error = $3, next_attempt_at = now() + make_interval(secs => f.delay_s)
+FROM unnest($1::bigint[], $2::float8[]) AS f(id, delay_s)
+WHERE o.id = f.id
 """
 _PURGE = """
 DELETE FROM outbox_events
@@ -140,8 +141,8 @@ class OutboxPublisher:
                     # schedule (next_attempt_at) -- counting them stalled every topic for ~10 s a
                     # batch behind a backlog of such rows.
                     failures += 1
-                    delay = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
-                    await sleep_unless_stopped(stop, delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+                    delay = backoff_delay(failures, base_s=self._backoff_base, cap_s=self._backoff_cap)
+                    await sleep_unless_stopped(stop, delay)
                     continue
                 failures = 0
                 if loop.time() >= next_purge:
@@ -170,25 +171,27 @@ class OutboxPublisher:
             ])
             published: list[int] = []
             per_topic: dict[str, int] = {}
-            failed: dict[str, list[int]] = {}
+            failed: dict[str, list[Any]] = {}
             for row, outcome in zip(sendable, outcomes, strict=True):
                 if isinstance(outcome, DeliveryFailed):
-                    failed.setdefault(outcome.error_type, []).append(row["id"])
+                    failed.setdefault(outcome.error_type, []).append(row)
                 else:
                     published.append(row["id"])
                     per_topic[row["topic"]] = per_topic.get(row["topic"], 0) + 1
-            missing = [row["id"] for row in rows if row["topic"] not in known]
+            missing = [row for row in rows if row["topic"] not in known]
             if missing:
                 failed.setdefault(_MISSING_TOPIC, []).extend(missing)
             for topic, count in per_topic.items():
                 self._metrics.outbox_published.labels(topic).inc(count)
             if published:
                 await conn.execute(_MARK_PUBLISHED, published)
-            for error_type, ids in failed.items():
-                await conn.execute(_MARK_FAILED, ids, error_type, self._row_backoff_cap)
-                self._metrics.outbox_failures.labels(error_type).inc(len(ids))
-                _log.warning("outbox publish failed", extra={"error_type": error_type, "count": len(ids)})
-        return len(published), sum(len(ids) for error, ids in failed.items() if error != _MISSING_TOPIC)
+            for error_type, failed_rows in failed.items():
+                delays = [backoff_delay(row["attempts"] + 1, base_s=_ROW_BACKOFF_BASE_S, cap_s=self._row_backoff_cap)
+                          for row in failed_rows]
+                await conn.execute(_MARK_FAILED, [row["id"] for row in failed_rows], delays, error_type)
+                self._metrics.outbox_failures.labels(error_type).inc(len(failed_rows))
+                _log.warning("outbox publish failed", extra={"error_type": error_type, "count": len(failed_rows)})
+        return len(published), sum(len(r) for error, r in failed.items() if error != _MISSING_TOPIC)
 
     async def _topics(self, producer: AsyncProducer, wanted: set[str]) -> set[str]:
         """Known topics, refreshed when stale or when a batch names one we have not seen."""

@@ -18,7 +18,11 @@ from exchange.web import authenticated
 
 __all__ = ("query_routes",)
 
-READ: dict[str, Any] = {**authenticated("read"), "tags": ["query"]}
+
+def _read(*errors: int) -> dict[str, Any]:
+    return {**authenticated("read", 400, 503, *errors), "tags": ["query"]}
+
+
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 MAX_PAGE = 1000
 
@@ -43,7 +47,7 @@ def _db(state: State) -> Database:
     return db
 
 
-@get("/records/{record_id:str}", summary="One canonical record (token and metadata only)", **READ)
+@get("/records/{record_id:str}", summary="One canonical record (token and metadata only)", **_read(404))
 async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
     try:
         key = uuid.UUID(record_id)
@@ -60,7 +64,7 @@ async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
     return record
 
 
-@get("/patients/{patient_token:str}/records", summary="Records linked to one patient token", **READ)
+@get("/patients/{patient_token:str}/records", summary="Records linked to one patient token", **_read())
 async def records_for_patient(
     state: State,
     patient_token: FromPath[str],
@@ -80,7 +84,7 @@ def _uuid(value: str, field: str) -> str:
         raise ValidationFailed(f"{field}: must be a UUID", field=field) from None
 
 
-@get("/records/{record_id:str}/linkage", summary="A record's person and the token agreements behind it", **READ)
+@get("/records/{record_id:str}/linkage", summary="A record's person and the token agreements behind it", **_read(404))
 async def record_linkage_route(state: State, record_id: FromPath[str]) -> dict[str, Any]:
     key = _uuid(record_id, "record_id")
     async with _db(state).connection() as conn:
@@ -93,7 +97,7 @@ async def record_linkage_route(state: State, record_id: FromPath[str]) -> dict[s
             "threshold_bits": round(model.threshold, 2), "agreements": found.agreements}
 
 
-@get("/persons/{person_id:str}/records", summary="A person's records, a page at a time", **READ)
+@get("/persons/{person_id:str}/records", summary="A person's records, a page at a time", **_read(404))
 async def records_for_person(
     state: State,
     person_id: FromPath[str],

@@ -30,9 +30,12 @@ from exchange.outbox import enqueue, outbox_status_for_keys
 from exchange.replay._raw import parse_key, raw_records
 from exchange.replay._replay import events_for, outbox_message
 
-__all__ = ("QUARANTINE_PREFIX", "ReconcileOptions", "Reconciler")
+__all__ = ("MAX_WINDOW_S", "QUARANTINE_PREFIX", "ReconcileOptions", "Reconciler")
 
 QUARANTINE_PREFIX = "_quarantine/"  # no source can start with "_", so no listing of a source sees it
+MAX_WINDOW_S = 10 * 365 * 24 * 3600.0
+"""The longest grace, stuck or in-flight window a reconcile takes (ten years): longer says
+nothing more, and ``now - window`` must stay a date."""
 _SHOW = 100
 
 

@@ -35,9 +35,11 @@ from exchange.replay._raw import (
     stored_shape,
 )
 
-__all__ = ("Progress", "ReplayParams", "ReplayService", "events_for")
+__all__ = ("MAX_LIMIT", "Progress", "ReplayParams", "ReplayService", "events_for")
 
 BATCH = 500
+MAX_LIMIT = 1_000_000_000
+"""The largest ``limit`` a replay takes (a bound for the door, beyond any source's size)."""
 FETCH_CONCURRENCY = 32
 
 

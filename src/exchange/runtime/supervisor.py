@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from exchange.runtime.backoff import backoff_delay
+
 __all__ = ("BackgroundComponent", "Supervisor", "TaskStatus", "sleep_unless_stopped")
 
 _log = logging.getLogger("exchange.runtime")
 
-TaskState = Literal["starting", "running", "restarting", "stopped"]
+TaskState = Literal["starting", "running", "waiting", "restarting", "stopped"]
+"""``waiting``: running, but holding its work until the dependencies in ``waiting_for`` are back."""
 
 
 async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
@@ -43,6 +45,7 @@ class TaskStatus:
     restarts: int = 0
     last_error_type: str | None = None
     last_error_at: float | None = None
+    waiting_for: tuple[str, ...] = ()
 
 
 class Supervisor:
@@ -77,6 +80,7 @@ class Supervisor:
         status = self.statuses[component.name]
         failures = 0
         while not self._stop.is_set():
+            status.waiting_for = ()
             self._set(status, "running")
             started = time.monotonic()
             try:
@@ -94,8 +98,7 @@ class Supervisor:
                 status.last_error_type = type(exc).__name__
                 status.last_error_at = time.time()
                 self._set(status, "restarting")
-                delay = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
-                delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+                delay = backoff_delay(failures, base_s=self._backoff_base, cap_s=self._backoff_cap)
                 _log.warning(
                     "background task crashed; restarting",
                     extra={"task": component.name, "error_type": status.last_error_type,
@@ -103,6 +106,14 @@ class Supervisor:
                 )
                 await sleep_unless_stopped(self._stop, delay)
         self._set(status, "stopped")
+
+    def set_waiting(self, name: str, dependencies: tuple[str, ...]) -> None:
+        """A running component holds its work until ``dependencies`` are back (none: it works again)."""
+        status = self.statuses[name]
+        if status.state not in ("running", "waiting"):
+            return  # it crashed or stopped meanwhile: that state says more
+        status.waiting_for = dependencies
+        self._set(status, "waiting" if dependencies else "running")
 
     async def stop(self, timeout: float) -> None:
         """Ask every component to stop; cancel those still running after ``timeout`` seconds."""

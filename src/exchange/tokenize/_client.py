@@ -28,7 +28,16 @@ class Tokenizer(Protocol):
         """Raises ``InvalidIdentifiers`` (permanent) or ``TokenizerUnavailable`` (transient)."""
         ...
 
+    async def ping(self) -> None:
+        """Returns when ``tokenize`` would work; raises ``TokenizerUnavailable`` otherwise."""
+        ...
+
     async def close(self) -> None: ...
+
+
+# What a probe tokenizes: a made-up person, so the probe takes the path a record takes
+# (the route, the bearer token and its scope) and no one's identifiers leave the process.
+_PROBE = PatientIdentifiers(given_name="probe", family_name="probe", dob="2000-01-01")
 
 
 class InProcessTokenizer:
@@ -38,6 +47,9 @@ class InProcessTokenizer:
 
     async def tokenize(self, ids: PatientIdentifiers) -> str:
         return patient_token(self._key, ids)
+
+    async def ping(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None
@@ -96,6 +108,14 @@ class HttpTokenizer:
             return self._decoder.decode(response.content).patient_token
         except msgspec.DecodeError:
             raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+
+    async def ping(self) -> None:
+        """A whole tokenize call (not ``/healthz``): a tokenizer that is up but refuses our token is
+        as unusable as one that is down."""
+        try:
+            await self.tokenize(_PROBE)
+        except InvalidIdentifiers:
+            raise TokenizerUnavailable("tokenizer refused the probe identifiers") from None
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -15,12 +15,14 @@ routes, ADR 0004) call ``authorize`` themselves, first thing after the method ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
 
 from exchange.adapters.jwt import Principal, TokenVerifier
+from exchange.web.openapi import problem_responses
 
 __all__ = ("authenticated", "authorize", "principal_of", "require_scope")
 
@@ -41,9 +43,11 @@ async def require_scope(request: Request[Any, Any, Any]) -> None:
     )
 
 
-def authenticated(scope: str) -> dict[str, Any]:
-    """Route-decorator keywords for a route that needs a bearer token carrying ``scope``."""
-    return {"before_request": require_scope, "opt": {"scope": scope}, "security": [{"bearerAuth": []}]}
+def authenticated(scope: str, *errors: int, described: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """Route-decorator keywords for a route that needs a bearer token carrying ``scope``; its
+    documented error answers are 401, 403 and ``errors`` (problem+json, ``described`` words some)."""
+    return {"before_request": require_scope, "opt": {"scope": scope}, "security": [{"bearerAuth": []}],
+            "responses": problem_responses(*sorted({401, 403, *errors}), described=described)}
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

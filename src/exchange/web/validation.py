@@ -1,10 +1,18 @@
-"""Turn msgspec validation messages into (field path, rule) without the offending value."""
+"""Turn msgspec validation messages into (field path, rule) without the offending value; bounds
+shared by the routes' parameters."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ("field_and_rule",)
+__all__ = ("BIGINT_MAX", "NO_NUL", "field_and_rule")
+
+NO_NUL = r"^[^\x00]*$"
+"""Pattern for text bound for PostgreSQL, which cannot store NUL (U+0000): refused at the door (400
+naming the field) instead of failing in the database."""
+BIGINT_MAX = 2**63 - 1
+"""The largest id a ``bigint``/``bigserial`` column holds: a larger one cannot exist, and asyncpg
+cannot even send it."""
 
 _AT = re.compile(r" - at `\$\.?([^`]*)`$")
 _FIELD_IN_MSG = re.compile(r"field `([^`]*)`")

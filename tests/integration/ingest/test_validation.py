@@ -147,6 +147,7 @@ REQUIRED = {
 }
 FIRST_NAME = {1: "patient.first_name", 2: "patient.given_name"}
 BAD_SOURCES = ["../x", "A/B", "", "s" * 65, "a..b"]
+_IN_TWO_DAYS = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)).isoformat()
 
 
 def _cases() -> list[Any]:
@@ -158,7 +159,8 @@ def _cases() -> list[Any]:
     for version in (1, 2):
         for name in REQUIRED[version]:
             add(f"v{version}-missing-{name}", Case(version, _drop(version, name), field=name))
-        for value in ("1990-13-01", "01/02/1990"):
+        # Not a date; then dates the normalizer's quality gate would dead-letter (implausible).
+        for value in ("1990-13-01", "01/02/1990", "1849-12-31", "0001-01-01", "9999-12-31", _IN_TWO_DAYS):
             add(f"v{version}-dob-{value}", Case(version, _set(version, "patient.dob", value), field="patient.dob",
                                                 hidden=(value,)))
         for value in BAD_SOURCES:

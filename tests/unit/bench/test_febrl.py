@@ -31,7 +31,7 @@ def test_a_missing_ssn_is_left_out() -> None:
         ({"date_of_birth": float("nan")}, "dob not a date"),
         ({"date_of_birth": "19319924"}, "dob not a date"),
         ({"date_of_birth": "1931092"}, "dob not a date"),
-        ({"date_of_birth": "18991231"}, "dob implausible"),
+        ({"date_of_birth": "18491231"}, "dob implausible"),
         ({"date_of_birth": "20261206"}, "dob implausible"),
     ],
 )

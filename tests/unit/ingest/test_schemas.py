@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from exchange.errors import ValidationFailed
 from exchange.ingest._schemas import PartnerRecordV1, PartnerRecordV2, decode_v1, decode_v2, idempotency_key
 from exchange.settings import IngestSettings
+from exchange.tokenize import EARLIEST_DOB
 
 HINTS = IngestSettings().schema_hints
 
@@ -254,9 +255,10 @@ _json_values = st.recursive(
 _payloads = st.dictionaries(st.text(max_size=12), _json_values, max_size=5)
 _kinds = st.sampled_from(["encounter", "claim", "lab_result"])
 _ssns = st.one_of(st.none(), st.text(max_size=64))
+_dobs = st.dates(min_value=EARLIEST_DOB, max_value=dt.date(2020, 12, 31))  # plausible: ingest takes them
 
 
-@given(source=_sources, kind=_kinds, first=_names, last=_names, dob=st.dates(), ssn=_ssns, payload=_payloads)
+@given(source=_sources, kind=_kinds, first=_names, last=_names, dob=_dobs, ssn=_ssns, payload=_payloads)
 def test_a_v1_body_round_trips(
     source: str, kind: str, first: str, last: str, dob: dt.date, ssn: str | None, payload: dict[str, Any]
 ) -> None:
@@ -268,7 +270,7 @@ def test_a_v1_body_round_trips(
 
 
 @given(
-    source=_sources, kind=_kinds, hint=st.sampled_from(HINTS), given_name=_names, family=_names, dob=st.dates(),
+    source=_sources, kind=_kinds, hint=st.sampled_from(HINTS), given_name=_names, family=_names, dob=_dobs,
     ssn=_ssns, payload=_payloads,
 )
 def test_a_v2_body_round_trips(
@@ -303,3 +305,46 @@ def test_a_bad_idempotency_key_is_a_400_naming_the_header_and_rule_not_the_value
     assert rule in str(caught.value)
     if key:
         assert key not in str(caught.value)
+
+
+# -- the quality gate's date-of-birth rule, at the door ------------------------------------------
+
+
+def _utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+@pytest.mark.parametrize("dob", ["1849-12-31", "0001-01-01", "9999-12-31", "future"])
+def test_an_implausible_date_of_birth_is_a_400_naming_patient_dob_not_the_value(dob: str) -> None:
+    value = (_utc_today() + dt.timedelta(days=2)).isoformat() if dob == "future" else dob
+    for error in (v1_error(v1_body(patient={"first_name": "Sam", "last_name": "Lee", "dob": value})),
+                  v2_error(v2_body(patient={"given_name": "Sam", "family_name": "Lee", "dob": value}))):
+        assert error.field == "patient.dob"
+        assert value not in error.detail
+
+
+@pytest.mark.parametrize("dob", ["1850-01-01", "today"])
+def test_the_edges_of_the_plausible_range_are_accepted(dob: str) -> None:
+    value = _utc_today().isoformat() if dob == "today" else dob
+    assert decode_v1(encode(v1_body(patient={"first_name": "S", "last_name": "L", "dob": value}))).patient.dob
+    assert decode_v2(encode(v2_body(patient={"given_name": "S", "family_name": "L", "dob": value})), HINTS)
+
+
+@given(st.dates())
+def test_ingest_refuses_exactly_the_dates_of_birth_the_quality_gate_would_dead_letter(dob: dt.date) -> None:
+    from exchange.normalize import RecordProcessor, StageFailure
+
+    raw = encode(v1_body(patient={"first_name": "Sam", "last_name": "Lee", "dob": dob.isoformat()}))
+    try:
+        decode_v1(raw)
+        at_the_door = None
+    except ValidationFailed as exc:
+        at_the_door = exc.field
+    try:
+        RecordProcessor.identifiers(RecordProcessor.parse(raw))  # the gate itself: no I/O
+        at_the_gate = None
+    except StageFailure as exc:
+        at_the_gate = exc.error_type
+    assert (at_the_door is None) == (at_the_gate is None), (at_the_door, at_the_gate)
+    if at_the_gate is not None:
+        assert (at_the_door, at_the_gate) == ("patient.dob", "ImplausibleDob")

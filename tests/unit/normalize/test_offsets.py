@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exchange.normalize import OffsetBook, backoff_delay
+from exchange.normalize import OffsetBook
 
 TP = ("record.ingested.v1", 0)
 
@@ -62,10 +62,3 @@ def test_the_committed_offset_never_passes_unfinished_work(offsets: list[int], r
         if safe is not None:
             assert all(u >= safe for u in unfinished)
 
-
-def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
-    for attempt in range(1, 6):
-        raw = 0.2 * 2 ** (attempt - 1)
-        for _ in range(50):
-            assert raw * 0.5 <= backoff_delay(attempt, 0.2) <= raw * 1.5
-    assert backoff_delay(30, 0.2, cap_s=5.0) <= 7.5
