@@ -24,6 +24,7 @@ from exchange.ops.health import HealthProbe
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
+from exchange.persons import PersonLinker
 from exchange.roles import Role
 from exchange.runtime import BackgroundComponent, DependencyGate, RequestLoad, Supervisor, TaskStatus
 from exchange.settings import Settings, SettingsError
@@ -183,7 +184,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
 
     local_tokenizer: Tokenizer | None = None
     if Role.TOKENIZER in roles:
-        local_tokenizer = InProcessTokenizer(settings.tokenizer.hmac_key.reveal().encode(), settings.tokenizer.key_id)
+        local_tokenizer = InProcessTokenizer(settings.tokenizer.hmac_key.reveal().encode(), settings.tokenizer.key_id,
+                                             settings.linkage.keys())
 
     if Role.NORMALIZER in roles:
         assert db is not None
@@ -207,7 +209,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
                                  group_instance_id=kafka.group_instance_id)
 
         normalizer = Normalizer(
-            RecordProcessor(db, store, tokenizer),
+            RecordProcessor(db, store, tokenizer, PersonLinker(db)),
             db,
             consumer_factory,
             lambda: AsyncProducer(kafka.brokers),

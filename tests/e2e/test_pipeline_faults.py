@@ -133,6 +133,12 @@ async def test_a_remote_tokenizer_killed_and_restarted_is_waited_out_and_nothing
 
         await _assert_every_accepted_record_is_canonical_once(
             dsn, stack_env["KAFKA_BROKERS"], isolated_kafka, source, {str(i): r for i, r in enumerate(record_ids)})
+        # The remote tokenizer sent linkage tokens too: the one canary patient is one person.
+        persons = await fetch(dsn, "SELECT DISTINCT person_id FROM record_persons WHERE record_id = ANY($1::uuid[])",
+                              record_ids)
+        assert len(persons) == 1
+        assert await fetchval(dsn, "SELECT count(DISTINCT record_id) FROM linkage_tokens "
+                                   "WHERE record_id = ANY($1::uuid[])", record_ids) == 50
         # Records did meet the outage (a failed attempt each at most: then they waited for the gate).
         failed = await fetch(dsn, "SELECT record_id, error_type, error_stage, transient FROM processing_attempts "
                                   "WHERE record_id = ANY($1::uuid[]) AND status = 'failed'", record_ids)

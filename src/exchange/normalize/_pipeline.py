@@ -30,11 +30,13 @@ from exchange.errors import (
     TokenizerUnavailable,
 )
 from exchange.events import RecordIngested, RecordIngestedV2, decode_event
+from exchange.linkage import Field
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
+from exchange.persons import LinkRequest, PersonLinker, StoredToken
 from exchange.runtime.batcher import Batcher
 from exchange.runtime.gate import Probe
-from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, dob_problem
+from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, TokenSet, dob_problem
 from exchange.web.validation import field_and_rule
 
 __all__ = ("Processed", "RecordProcessor", "StageFailure", "payload_keys")
@@ -172,13 +174,14 @@ WHERE record_id = $1 AND pipeline = 'normalizer' AND attempt_no = $2
 
 
 class RecordProcessor:
-    def __init__(self, db: Database, store: ObjectStore, tokenizer: Tokenizer) -> None:
+    def __init__(self, db: Database, store: ObjectStore, tokenizer: Tokenizer, linker: PersonLinker) -> None:
         self._db = db
         self._store = store
         self._tokenizer = tokenizer
+        self._linker = linker
         self.ledger = Ledger(db)
-        self._writes: Batcher[_CanonicalRow, bool] = Batcher(
-            self._write_many, key=lambda row: row.record_id.lower(), fail_together=(DatabaseUnavailable,)
+        self._writes: Batcher[_Write, bool] = Batcher(
+            self._write_many, key=lambda w: w.row.record_id.lower(), fail_together=(DatabaseUnavailable,)
         )
         self._last_read: str | None = None  # the key of the last raw object read, for the store's probe
 
@@ -230,11 +233,11 @@ class RecordProcessor:
         self._verify(event, raw)
         record = self.parse(raw)
         ids = self.identifiers(record)
-        token = await self._tokenize(ids)
+        tokens = await self._tokenize(ids)
         record_span.add_event("patient tokenized", {"token_key_id": self._tokenizer.key_id})
         with tracer.start_as_current_span("canonical write", record_exception=False) as span:
             span.set_attribute("db.system", "postgresql")
-            return await self._write(event, record, token, attempt)
+            return await self._write(event, record, tokens, attempt)
 
     async def _fetch(self, event: RecordIngested) -> bytes:
         if event.raw_object.bucket != self._store.bucket:
@@ -282,9 +285,9 @@ class RecordProcessor:
             raise StageFailure("quality", "ImplausibleDob", f"patient.dob: {problem}", transient=False)
         return PatientIdentifiers(given_name=given, family_name=family, dob=p.dob, ssn=p.ssn)
 
-    async def _tokenize(self, ids: PatientIdentifiers) -> str:
+    async def _tokenize(self, ids: PatientIdentifiers) -> TokenSet:
         try:
-            return await self._tokenizer.tokenize(ids)
+            return await self._tokenizer.tokens(ids)
         except InvalidIdentifiers as exc:
             raise StageFailure("tokenize", "InvalidIdentifiers", f"{exc.field}: {exc.problem}",
                                transient=False) from None
@@ -292,7 +295,9 @@ class RecordProcessor:
             # Our own message ("tokenizer non-200 (503)"): never echoes the request.
             raise _unavailable("tokenize", exc, str(exc)) from None
 
-    async def _write(self, event: RecordIngested, record: _RawRecord, token: str, attempt: AttemptRef) -> Processed:
+    async def _write(self, event: RecordIngested, record: _RawRecord, tokens: TokenSet,
+                     attempt: AttemptRef) -> Processed:
+        token = tokens.patient_token
         is_v2 = isinstance(event, RecordIngestedV2)
         version = "2" if is_v2 else "1"
         record_kind = event.record_kind if isinstance(event, RecordIngestedV2) else None
@@ -316,17 +321,31 @@ class RecordProcessor:
             event_version=version, record_kind=record_kind, schema_hint=schema_hint,
             token_key_id=self._tokenizer.key_id, patient_token=token, attempt_no=attempt.attempt_no,
         )
+        link = LinkRequest(
+            record_id=event.record_id,
+            tokens=tuple(StoredToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in tokens.linkage),
+            fields=frozenset(Field(f) for f in tokens.fields),
+        )
         try:
-            inserted = await self._writes.submit(row)
+            inserted = await self._writes.submit(_Write(row, link))
         except DatabaseUnavailable as exc:
             raise _unavailable("write", exc, "database unavailable") from None
         result: Literal["inserted", "duplicate"] = "inserted" if inserted else "duplicate"
         return Processed(result, attempt)
 
-    async def _write_many(self, rows: Sequence[_CanonicalRow]) -> list[bool]:
-        async with self._db.connection() as conn:
-            result = await conn.fetch(_WRITE, *unnest_columns(rows))  # answers in the order of ``rows``
+    async def _write_many(self, writes: Sequence[_Write]) -> list[bool]:
+        # One transaction: the canonical rows, then their persons (a record is never canonical
+        # without its person, and a redelivery finds the person it already has).
+        async with self._db.transaction() as conn:
+            result = await conn.fetch(_WRITE, *unnest_columns([w.row for w in writes]))  # in the order given
+            await self._linker.link(conn, [w.link for w in writes])
         return [bool(r["inserted"]) for r in result]
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    row: _CanonicalRow
+    link: LinkRequest
 
 
 @dataclass(frozen=True, slots=True)

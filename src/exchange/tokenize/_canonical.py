@@ -12,7 +12,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-__all__ = ("InvalidIdentifiers", "PatientIdentifiers", "canonical_string", "patient_token")
+__all__ = ("InvalidIdentifiers", "PatientIdentifiers", "canonical_dob", "canonical_string", "patient_token")
 
 # Go's unicode.IsSpace: Latin-1 '\t' '\n' '\v' '\f' '\r' ' ' U+0085 U+00A0, then the
 # White_Space property. Python's str.split/isspace also splits on U+001C-U+001F; Go does not.
@@ -67,6 +67,11 @@ def _name(value: str, field: str) -> str:
     if not canonical:
         raise InvalidIdentifiers(field, "must not be empty")
     return canonical
+
+
+def canonical_dob(value: str) -> str:
+    """The dob as the seed token sees it (``YYYY-MM-DD``); raises ``InvalidIdentifiers``."""
+    return _dob(value)
 
 
 def _dob(value: str) -> str:

@@ -1,12 +1,15 @@
 """One interface for the normalizer: tokenize in this process, or over HTTP.
 
 Which one is chosen by the composition root: in-process when the tokenizer role runs
-in the same process, ``TOKENIZER_URL`` otherwise.
+in the same process, ``TOKENIZER_URL`` otherwise. ``tokens`` gives a record's seed token and its
+linkage tokens under every key of the ring (ADR 0006), so the keys stay with the tokenizer role.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
@@ -14,11 +17,52 @@ import msgspec
 from jose import jwt
 
 from exchange.errors import TokenizerUnavailable
+from exchange.linkage import PatientIdentifiers as LinkageIdentifiers
+from exchange.linkage import fields_present, linkage_tokens
 from exchange.ops.tracing import inject_headers
 from exchange.settings import AuthSettings
-from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, patient_token
+from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, canonical_dob, patient_token
 
-__all__ = ("HttpTokenizer", "InProcessTokenizer", "Tokenizer")
+__all__ = ("HttpTokenizer", "InProcessTokenizer", "KeyedToken", "TokenSet", "Tokenizer")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedToken:
+    """A linkage token (hex) with the key id it was made under."""
+
+    key_id: str
+    recipe: str
+    token: str
+
+    def __repr__(self) -> str:  # tokens are not secrets, but logs have no use for them
+        return f"KeyedToken({self.key_id!r}, {self.recipe!r}, <token>)"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    """Everything the normalizer keeps of a patient: the seed token, the linkage tokens, and which
+    fields the record has (the names of the fields, never their values)."""
+
+    patient_token: str
+    linkage: tuple[KeyedToken, ...]
+    fields: frozenset[str]
+
+
+def token_set(key: bytes, ring: tuple[tuple[str, bytes], ...], ids: PatientIdentifiers) -> TokenSet:
+    """The pure computation behind both clients and the ``/tokenize/linkage`` route."""
+    seed = patient_token(key, ids)  # validates the identifiers first: InvalidIdentifiers
+    try:
+        born = dt.date.fromisoformat(canonical_dob(ids.dob))
+    except ValueError:  # year 0000: a date to Go's parser and the seed token, none to Python's
+        raise InvalidIdentifiers("dob", "must be a date from year 0001") from None
+    linkage_ids = LinkageIdentifiers(ids.given_name, ids.family_name, born, ids.ssn)
+    keyed: list[KeyedToken] = []
+    recipes: set[str] = set()
+    for key_id, linkage_key in ring:
+        for t in linkage_tokens(key_id, linkage_key, linkage_ids):
+            keyed.append(KeyedToken(key_id, t.recipe, t.token))
+            recipes.add(t.recipe)
+    return TokenSet(seed, tuple(keyed), frozenset(f.value for f in fields_present(recipes)))
 
 
 class Tokenizer(Protocol):
@@ -26,6 +70,10 @@ class Tokenizer(Protocol):
 
     async def tokenize(self, ids: PatientIdentifiers) -> str:
         """Raises ``InvalidIdentifiers`` (permanent) or ``TokenizerUnavailable`` (transient)."""
+        ...
+
+    async def tokens(self, ids: PatientIdentifiers) -> TokenSet:
+        """The seed token and the linkage tokens; raises as ``tokenize`` does."""
         ...
 
     async def ping(self) -> None:
@@ -41,12 +89,16 @@ _PROBE = PatientIdentifiers(given_name="probe", family_name="probe", dob="2000-0
 
 
 class InProcessTokenizer:
-    def __init__(self, key: bytes, key_id: str) -> None:
+    def __init__(self, key: bytes, key_id: str, linkage_ring: tuple[tuple[str, bytes], ...]) -> None:
         self._key = key
         self.key_id = key_id
+        self._ring = linkage_ring
 
     async def tokenize(self, ids: PatientIdentifiers) -> str:
         return patient_token(self._key, ids)
+
+    async def tokens(self, ids: PatientIdentifiers) -> TokenSet:
+        return token_set(self._key, self._ring, ids)
 
     async def ping(self) -> None:
         return None
@@ -57,6 +109,18 @@ class InProcessTokenizer:
 
 class _TokenResponse(msgspec.Struct):
     patient_token: str
+
+
+class _Keyed(msgspec.Struct):
+    key_id: str
+    recipe: str
+    token: str
+
+
+class _TokenSetResponse(msgspec.Struct):
+    patient_token: str
+    linkage_tokens: list[_Keyed]
+    fields: list[str]
 
 
 class HttpTokenizer:
@@ -71,6 +135,7 @@ class HttpTokenizer:
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
         self._token: tuple[str, float] | None = None
         self._decoder = msgspec.json.Decoder(_TokenResponse)
+        self._set_decoder = msgspec.json.Decoder(_TokenSetResponse)
 
     def _bearer(self) -> str:
         if self._use_dev:
@@ -84,12 +149,29 @@ class HttpTokenizer:
         return self._token[0]
 
     async def tokenize(self, ids: PatientIdentifiers) -> str:
+        body = await self._post("/tokenize", ids)
+        try:
+            return self._decoder.decode(body).patient_token
+        except msgspec.DecodeError:
+            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+
+    async def tokens(self, ids: PatientIdentifiers) -> TokenSet:
+        body = await self._post("/tokenize/linkage", ids)
+        try:
+            got = self._set_decoder.decode(body)
+        except msgspec.DecodeError:
+            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+        return TokenSet(got.patient_token, tuple(KeyedToken(t.key_id, t.recipe, t.token) for t in got.linkage_tokens),
+                        frozenset(got.fields))
+
+    async def _post(self, path: str, ids: PatientIdentifiers) -> bytes:
+        """The answer's body; raises ``InvalidIdentifiers`` on a 400, ``TokenizerUnavailable`` else."""
         body = {"given_name": ids.given_name, "family_name": ids.family_name, "dob": ids.dob}
         if ids.ssn is not None:
             body["ssn"] = ids.ssn
         try:
             response = await self._client.post(
-                "/tokenize", json=body, headers=inject_headers({"Authorization": f"Bearer {self._bearer()}"})
+                path, json=body, headers=inject_headers({"Authorization": f"Bearer {self._bearer()}"})
             )
         except httpx.HTTPError as exc:
             raise TokenizerUnavailable(f"tokenizer unreachable ({type(exc).__name__})") from None
@@ -104,16 +186,13 @@ class HttpTokenizer:
         if response.status_code != 200:
             # Conservative on purpose (the original: "tokenizer non-200").
             raise TokenizerUnavailable(f"tokenizer non-200 ({response.status_code})")
-        try:
-            return self._decoder.decode(response.content).patient_token
-        except msgspec.DecodeError:
-            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+        return response.content
 
     async def ping(self) -> None:
         """A whole tokenize call (not ``/healthz``): a tokenizer that is up but refuses our token is
         as unusable as one that is down."""
         try:
-            await self.tokenize(_PROBE)
+            await self.tokens(_PROBE)
         except InvalidIdentifiers:
             raise TokenizerUnavailable("tokenizer refused the probe identifiers") from None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import post
@@ -35,6 +35,20 @@ class TokenizeResponse(msgspec.Struct):
     patient_token: Annotated[str, msgspec.Meta(min_length=16)]
 
 
+class LinkageToken(msgspec.Struct):
+    key_id: str
+    recipe: str
+    token: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class LinkageTokensResponse(msgspec.Struct):
+    """The seed token, the linkage tokens under every key of the ring, and the fields the record has."""
+
+    patient_token: Annotated[str, msgspec.Meta(min_length=16)]
+    linkage_tokens: list[LinkageToken]
+    fields: list[Literal["dob", "family", "given", "ssn"]]
+
+
 @post(
     "/tokenize",
     **authenticated("tokenize", 400, 413, described={400: "Invalid payload (the field is named, never its value)"}),
@@ -53,4 +67,25 @@ async def tokenize(data: Annotated[TokenizeRequest, Body(schema_extra=_CLOSED)],
     return TokenizeResponse(patient_token=token)
 
 
-tokenize_routes = (tokenize,)
+@post(
+    "/tokenize/linkage",
+    **authenticated("tokenize", 400, 413, described={400: "Invalid payload (the field is named, never its value)"}),
+    status_code=200,
+    summary="Tokenize for linkage: the seed token and the linkage tokens (ADR 0006)",
+    response_description="The seed token, linkage tokens and the fields present",
+)
+async def tokenize_linkage(data: Annotated[TokenizeRequest, Body(schema_extra=_CLOSED)],
+                           state: State) -> LinkageTokensResponse:
+    tokenizer: Tokenizer = state.runtime.local_tokenizer
+    try:
+        got = await tokenizer.tokens(PatientIdentifiers(data.given_name, data.family_name, data.dob, data.ssn))
+    except InvalidIdentifiers as exc:
+        raise ValidationFailed(f"{exc.field}: {exc.problem}", field=exc.field) from None
+    return LinkageTokensResponse(
+        patient_token=got.patient_token,
+        linkage_tokens=[LinkageToken(t.key_id, t.recipe, t.token) for t in got.linkage],
+        fields=sorted(got.fields),  # type: ignore[arg-type]  # the field names of exchange.linkage.Field
+    )
+
+
+tokenize_routes = (tokenize, tokenize_linkage)
