@@ -117,12 +117,17 @@ def test_the_evaluation_sends_febrl4_through_the_service_and_scores_what_it_read
     times = results["times"]
     assert times["ingest_s"] > 0 and times["run_s"] > 0 and times["records_per_s"] > 0 and times["read_s"] > 0
 
-    # Persons: this service has no GET /records/{id}/linkage and this CLI no `derive persons`
-    # yet, so the evaluation reports them as absent (null), not as zero.
-    assert results["linkage_route"] is False and results["derive_persons"] is False
-    assert results["persons"] is None and results["persons_after_rederive"] is None
-    assert counts["persons_read_back"] is None and times["rederive_s"] is None and times["rederive_job_s"] is None
-    assert results["rederive_output"] is None
+    # Persons: read back through GET /records/{id}/linkage, before and after `exchange derive persons`.
+    assert results["linkage_route"] is True and results["derive_persons"] is True
+    assert counts["persons_read_back"] == counts["accepted"]
+    assert times["rederive_s"] > 0
+    for got in (results["persons"], results["persons_after_rederive"]):
+        assert set(got) == SCORES
+        assert all(_in_unit_interval(got[k]) for k in ("precision", "recall_admitted", "recall_all",
+                                                        "f1_admitted", "f1_all"))
+        # Equal fields give every recipe's token equal: persons contain every seed-token pair, and more.
+        assert got["true_positive_pairs"] >= seed["true_positive_pairs"]
+        assert got["recall_admitted"] > seed["recall_admitted"]
 
     # The run's database, bucket and topics are gone.
     run_id = results["run_id"]
