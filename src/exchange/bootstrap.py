@@ -19,12 +19,13 @@ from exchange.adapters.objectstore import ObjectStore, make_object_store
 from exchange.adapters.postgres import Database
 from exchange.admin import AdminService
 from exchange.ingest import IdempotencyJanitor, IngestService
-from exchange.normalize import Normalizer, OffsetBook, RecordProcessor
+from exchange.normalize import Normalizer, OffsetBook, RecordProcessor, identifiers_from_raw
 from exchange.ops.health import HealthProbe
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
-from exchange.persons import PersonLinker
+from exchange.persons import KeyRotation, PersonLinker
+from exchange.replay import Jobs
 from exchange.roles import Role
 from exchange.runtime import BackgroundComponent, DependencyGate, RequestLoad, Supervisor, TaskStatus
 from exchange.settings import Settings, SettingsError
@@ -232,7 +233,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     if Role.ADMIN in roles:
         assert db is not None
         assert store is not None
-        admin_service = AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2)
+        admin_service = _admin_service(settings, db, store)
         closers.append(admin_service.stop)
 
     supervisor = Supervisor(components, on_change=_on_task_change(metrics))
@@ -255,6 +256,16 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     )
 
 
+def _admin_service(settings: Settings, db: Database, store: ObjectStore) -> AdminService:
+    # The key rotation job tokenizes raw objects itself: the operator's process holds the keys.
+    tokenizer = InProcessTokenizer(settings.tokenizer.hmac_key.reveal().encode(), settings.tokenizer.key_id,
+                                   settings.linkage.keys())
+    rotation = KeyRotation(db, store, tokenizer, PersonLinker(db), Jobs(db), active_key_id=settings.linkage.key_id,
+                           identifiers=identifiers_from_raw)
+    return AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2,
+                        rotation=rotation)
+
+
 @contextlib.asynccontextmanager
 async def admin_tools(settings: Settings) -> AsyncIterator[AdminService]:
     """The admin service for one CLI command (replay, reconcile, dlq), closed afterwards."""
@@ -262,7 +273,7 @@ async def admin_tools(settings: Settings) -> AsyncIterator[AdminService]:
     store = make_object_store(settings.object_store)
     await db.start()
     try:
-        yield AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2)
+        yield _admin_service(settings, db, store)
     finally:
         await store.close()
         await db.close()

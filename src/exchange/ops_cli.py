@@ -13,7 +13,7 @@ import json
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
@@ -25,7 +25,7 @@ from exchange.bootstrap import admin_tools
 from exchange.derive import MAX_BATCH, NAMES, DeriveProgress
 from exchange.errors import DependencyUnavailable
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
-from exchange.replay import MAX_LIMIT, MAX_WINDOW_S, Progress
+from exchange.replay import MAX_LIMIT, MAX_WINDOW_S
 from exchange.runtime import eventloop
 from exchange.settings import Settings
 from exchange.web import BIGINT_MAX
@@ -51,15 +51,28 @@ class _RateColumn(ProgressColumn):
         return Text(f"{task.speed or 0:,.0f}/s")
 
 
+class Counted(Protocol):
+    """What a job reports as it goes: items done of a total, and how many it emitted or wrote."""
+
+    total: int
+    done: int
+    emitted: int
+
+    @property
+    def rate(self) -> float: ...
+
+
 class ProgressReporter(contextlib.AbstractContextManager["ProgressReporter"]):
     """rich's bar with count, rate and ETA on a TTY; a plain line at most once a second otherwise
     (logs and CI read those)."""
 
-    def __init__(self, stream: Any = sys.stderr) -> None:
+    def __init__(self, stream: Any = sys.stderr, *, label: str = "replay", emitted: str = "emitted") -> None:
         self._stream = stream
+        self._label = label
+        self._emitted = emitted
         self._tty = bool(getattr(stream, "isatty", lambda: False)())
         self._bar = RichProgress(
-            TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("emitted {task.fields[emitted]}"),
+            TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(emitted + " {task.fields[emitted]}"),
             _RateColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=Console(file=stream),
         )
         self._task: TaskID | None = None
@@ -74,17 +87,17 @@ class ProgressReporter(contextlib.AbstractContextManager["ProgressReporter"]):
         if self._tty:
             self._bar.stop()
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p: Counted) -> None:
         if self._tty:
             if self._task is None:
-                self._task = self._bar.add_task("replay", total=p.total, completed=p.done, emitted=p.emitted)
+                self._task = self._bar.add_task(self._label, total=p.total, completed=p.done, emitted=p.emitted)
             self._bar.update(self._task, total=p.total, completed=p.done, emitted=p.emitted)
         elif time.monotonic() - self._last >= 1.0 or p.done >= p.total:
             self._last = time.monotonic()
             rate = p.rate
             eta = max(p.total - p.done, 0) / rate if rate > 0 else 0.0
-            print(f"replay progress: {p.done}/{p.total} emitted={p.emitted} rate={rate:.0f}/s eta={eta:.0f}s",
-                  file=self._stream, flush=True)
+            print(f"{self._label} progress: {p.done}/{p.total} {self._emitted}={p.emitted} rate={rate:.0f}/s "
+                  f"eta={eta:.0f}s", file=self._stream, flush=True)
 
 
 def _since(text: str | None) -> dt.datetime | None:
@@ -186,6 +199,28 @@ async def _derive(admin: AdminService, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _linkage(admin: AdminService, args: argparse.Namespace) -> int:
+    actor = _actor()
+    if args.resume:
+        found = await admin.jobs.get(args.resume)
+        if found is None or found.job_name != "linkage-rotate":
+            print(f"exchange linkage rotate: no rotation job {args.resume}", file=sys.stderr)
+            return 2
+        job = found
+        await admin.audit(actor, "job.linkage-rotate.resume", "job", job.job_run_id, "accepted", job.params)
+    else:
+        job = await admin.create_job("linkage-rotate", {"batch_size": args.batch_size, "retire": not args.keep_old},
+                                     actor)
+    print(f"linkage rotation job {job.job_run_id}", file=sys.stderr, flush=True)
+    with ProgressReporter(label="re-tokenize", emitted="tokenized") as progress:
+        result = await admin.run_job(job, on_progress=progress)
+    await admin.audit(actor, "job.linkage-rotate.finish", "job", job.job_run_id,
+                      "verified" if result["verified"] else "incomplete",
+                      {k: result[k] for k in ("records", "incomplete", "retired_key_ids", "tokens_removed")})
+    _print_json({"job_id": job.job_run_id, **result})
+    return 0 if result["verified"] else 1
+
+
 def _batch_size(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_BATCH}")
@@ -279,6 +314,16 @@ def add_ops_commands(sub: Any) -> None:
     derive.add_argument("--resume", metavar="JOB_ID", help="continue an interrupted derive job")
     derive.set_defaults(ops="derive")
 
+    linkage = sub.add_parser("linkage", help="linkage keys: re-tokenize every record under the active key")
+    linkage_actions = linkage.add_subparsers(dest="linkage_action", required=True)
+    rotate = linkage_actions.add_parser(
+        "rotate", help="tokenize every record under LINKAGE_KEY_ID from raw storage (and backfill persons), "
+                       "then remove the other keys' tokens once verified; exit 1 if incomplete")
+    rotate.add_argument("--batch-size", type=_batch_size, default=500)
+    rotate.add_argument("--resume", metavar="JOB_ID", help="continue an interrupted rotation job")
+    rotate.add_argument("--keep-old", action="store_true", help="verify, but keep the other keys' tokens")
+    linkage.set_defaults(ops="linkage")
+
     dlq = sub.add_parser("dlq", help="DLQ tooling: list, inspect, reprocess, resolve, report")
     actions = dlq.add_subparsers(dest="dlq_action", required=True)
     lst = actions.add_parser("list")
@@ -309,6 +354,8 @@ def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
                 return await _reconcile(admin, args)
             if args.ops == "derive":
                 return await _derive(admin, args)
+            if args.ops == "linkage":
+                return await _linkage(admin, args)
             return await _dlq(admin, args)
 
     try:

@@ -18,22 +18,25 @@ from exchange.adapters.postgres import Database
 from exchange.derive import Deriver
 from exchange.normalize import DlqTools
 from exchange.ops.audit import write_audit
+from exchange.persons import KeyRotation
 from exchange.replay import JobRun, Jobs, ReconcileOptions, Reconciler, ReplayService
 
 __all__ = ("AdminService", "JobKind")
 
-JobKind = Literal["replay", "verify", "reconcile", "derive", "derive-verify"]
+JobKind = Literal["replay", "verify", "reconcile", "derive", "derive-verify", "linkage-rotate"]
 _log = logging.getLogger("exchange.admin")
 
 
 class AdminService:
-    def __init__(self, db: Database, store: ObjectStore, *, topic_v1: str, topic_v2: str) -> None:
+    def __init__(self, db: Database, store: ObjectStore, *, topic_v1: str, topic_v2: str,
+                 rotation: KeyRotation) -> None:
         self.db = db
         self.jobs = Jobs(db)
         self.replay = ReplayService(db, store, self.jobs, topic_v1=topic_v1, topic_v2=topic_v2)
         self.reconciler = Reconciler(db, store, topic_v1=topic_v1, topic_v2=topic_v2)
         self.dlq = DlqTools(db, topic_v1=topic_v1, topic_v2=topic_v2)
         self.deriver = Deriver(db, self.jobs)
+        self.rotation = rotation
         self._background: set[asyncio.Task[None]] = set()
 
     async def audit(self, actor: str, action: str, entity_type: str, entity_id: str | None, status: str,
@@ -63,6 +66,9 @@ class AdminService:
         return result
 
     async def _execute(self, job: JobRun, on_progress: Callable[[Any], None] | None) -> dict[str, Any]:
+        if job.job_name == "linkage-rotate":
+            return await self.rotation.run(job, batch_size=int(job.params.get("batch_size", 500)),
+                                           retire=bool(job.params.get("retire", True)), on_progress=on_progress)
         if job.job_name == "derive":
             return await self.deriver.run(job, on_progress=on_progress)
         if job.job_name == "derive-verify":

@@ -6,7 +6,7 @@ from exchange.normalize._consumer import Normalizer
 from exchange.normalize._dlq_tools import DlqEntryNotFound, DlqTools, NotReprocessable
 from exchange.normalize._ledger import PIPELINE
 from exchange.normalize._offsets import OffsetBook
-from exchange.normalize._pipeline import RecordProcessor, StageFailure, payload_keys
+from exchange.normalize._pipeline import RecordProcessor, StageFailure, identifiers_from_raw, payload_keys
 from exchange.normalize._queries import canonical_ids_for_source
 
 __all__ = (
@@ -19,5 +19,6 @@ __all__ = (
     "RecordProcessor",
     "StageFailure",
     "canonical_ids_for_source",
+    "identifiers_from_raw",
     "payload_keys",
 )

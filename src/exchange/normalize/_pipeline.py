@@ -39,7 +39,7 @@ from exchange.runtime.gate import Probe
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, TokenSet, dob_problem
 from exchange.web.validation import field_and_rule
 
-__all__ = ("Processed", "RecordProcessor", "StageFailure", "payload_keys")
+__all__ = ("Processed", "RecordProcessor", "StageFailure", "identifiers_from_raw", "payload_keys")
 
 Stage = Literal["decode", "ledger", "fetch", "verify", "parse", "quality", "tokenize", "write"]
 
@@ -365,3 +365,12 @@ class _CanonicalRow:
     token_key_id: str
     patient_token: str
     attempt_no: int
+
+
+def identifiers_from_raw(raw: bytes) -> PatientIdentifiers | str:
+    """A raw object's patient identifiers as the normalizer reads them, or the error type that
+    keeps it from them (for jobs that re-tokenize from raw storage)."""
+    try:
+        return RecordProcessor.identifiers(RecordProcessor.parse(raw))
+    except StageFailure as failure:
+        return failure.error_type

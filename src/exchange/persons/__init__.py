@@ -6,14 +6,17 @@ from __future__ import annotations
 from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker, StoredToken
 from exchange.persons._queries import RecordLinkage, latest_model, person_records, record_linkage, surviving_person
 from exchange.persons._rebuild import PersonsRebuild
+from exchange.persons._rotation import KeyRotation, RotationProgress
 
 __all__ = (
     "LINKAGE_LOCK",
+    "KeyRotation",
     "LinkRequest",
     "Linked",
     "PersonLinker",
     "PersonsRebuild",
     "RecordLinkage",
+    "RotationProgress",
     "StoredToken",
     "latest_model",
     "person_records",

@@ -1,0 +1,176 @@
+"""``exchange linkage rotate``: every record tokenized under the active linkage key, from raw
+storage, then the other keys' tokens removed once that is verified complete.
+
+Key rotation: an operator adds the new key as ``LINKAGE_HMAC_KEY``/``LINKAGE_KEY_ID`` and keeps the
+old one as ``LINKAGE_PREVIOUS_*`` (normalizers then write tokens under both, so new records link to
+old ones throughout), and runs this job. It walks the records in ``record_id`` order; each batch
+reads the raw objects of the records lacking active-key tokens, tokenizes them and stores the
+tokens in one transaction with the job's checkpoint, so a killed run resumes after its last batch.
+Persons do not change: the same identifiers agree on the same recipes under any key. A record
+with no person yet (canonical before linkage existed) is linked as the normalizer would link it:
+the same job backfills. Only when every record has active-key tokens for the recipes it had under
+the others are the others' tokens deleted; then the previous key can leave the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exchange.adapters.objectstore import ObjectStore
+from exchange.adapters.postgres import Database
+from exchange.errors import ObjectNotFound
+from exchange.linkage import Field
+from exchange.persons._linker import LinkRequest, PersonLinker, StoredToken
+from exchange.replay import JobRun, Jobs
+from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
+
+__all__ = ("KeyRotation", "RotationProgress")
+
+_FIRST = "00000000-0000-0000-0000-000000000000"
+_TODO_COUNT = """
+SELECT count(*) FROM canonical_records c
+WHERE NOT EXISTS (SELECT 1 FROM linkage_tokens t WHERE t.record_id = c.record_id AND t.key_id = $1)
+"""
+_TODO = """
+SELECT c.record_id::text AS record_id, c.raw_object_key, rp.person_id IS NOT NULL AS has_person
+FROM canonical_records c LEFT JOIN record_persons rp ON rp.record_id = c.record_id
+WHERE c.record_id > $1::uuid
+  AND NOT EXISTS (SELECT 1 FROM linkage_tokens t WHERE t.record_id = c.record_id AND t.key_id = $2)
+ORDER BY c.record_id LIMIT $3
+"""
+_INSERT = """
+INSERT INTO linkage_tokens (record_id, key_id, recipe, token)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])
+ON CONFLICT DO NOTHING
+"""
+# A record is complete when every recipe it has a token for under another key has one under the
+# active key (the recipes are what the identifiers allow; a key changes the tokens, not the recipes).
+_INCOMPLETE = """
+SELECT count(*) AS n, ARRAY(SELECT DISTINCT o.record_id::text FROM linkage_tokens o
+                            WHERE o.key_id <> $1 AND NOT EXISTS (
+                                SELECT 1 FROM linkage_tokens a
+                                WHERE a.record_id = o.record_id AND a.key_id = $1 AND a.recipe = o.recipe)
+                            LIMIT 20) AS examples
+FROM (SELECT DISTINCT o.record_id FROM linkage_tokens o
+      WHERE o.key_id <> $1 AND NOT EXISTS (
+          SELECT 1 FROM linkage_tokens a WHERE a.record_id = o.record_id AND a.key_id = $1 AND a.recipe = o.recipe)
+     ) AS missing
+"""
+_RETIRE = "WITH gone AS (DELETE FROM linkage_tokens WHERE key_id <> $1 RETURNING 1) SELECT count(*) FROM gone"
+_OTHER_KEYS = "SELECT DISTINCT key_id FROM linkage_tokens WHERE key_id <> $1"
+
+
+@dataclass(slots=True)
+class RotationProgress:
+    total: int
+    done: int = 0
+    tokenized: int = 0
+    linked: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    last: str = _FIRST
+    started: float = field(default_factory=time.monotonic)
+    emitted: int = 0  # for the shared progress bar: records tokenized so far
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "done": self.done, "tokenized": self.tokenized, "linked": self.linked,
+                "skipped": dict(self.skipped), "last": self.last}
+
+
+class KeyRotation:
+    def __init__(self, db: Database, store: ObjectStore, tokenizer: Tokenizer, linker: PersonLinker, jobs: Jobs, *,
+                 active_key_id: str, identifiers: Callable[[bytes], PatientIdentifiers | str],
+                 concurrency: int = 32) -> None:
+        self._db = db
+        self._store = store
+        self._tokenizer = tokenizer
+        self._linker = linker
+        self._jobs = jobs
+        self._active = active_key_id
+        self._identifiers = identifiers
+        self._reads = asyncio.Semaphore(concurrency)
+
+    async def _tokens_of(self, raw_key: str, progress: RotationProgress) -> tuple[list[StoredToken], frozenset[Field]]:
+        """The record's active-key tokens and fields; none (counted as skipped, with why) when its raw
+        object is gone or no longer yields identifiers."""
+        try:
+            async with self._reads:
+                raw = await self._store.get(raw_key)
+            ids = self._identifiers(raw)
+            if isinstance(ids, str):
+                progress.skipped[ids] = progress.skipped.get(ids, 0) + 1
+                return [], frozenset()
+            tokens = await self._tokenizer.tokens(ids)
+        except ObjectNotFound:
+            progress.skipped["RawObjectNotFound"] = progress.skipped.get("RawObjectNotFound", 0) + 1
+            return [], frozenset()
+        except InvalidIdentifiers:
+            progress.skipped["InvalidIdentifiers"] = progress.skipped.get("InvalidIdentifiers", 0) + 1
+            return [], frozenset()
+        keyed = [StoredToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in tokens.linkage
+                 if t.key_id == self._active]
+        return keyed, frozenset(Field(f) for f in tokens.fields)
+
+    async def run(self, job: JobRun, *, batch_size: int = 500, retire: bool = True,
+                  on_progress: Callable[[RotationProgress], None] | None = None) -> dict[str, Any]:
+        saved = await self._jobs.load_checkpoint(job) or {}
+        async with self._db.connection() as conn:
+            remaining = int(await conn.fetchval(_TODO_COUNT, self._active))
+        progress = RotationProgress(total=int(saved.get("done", 0)) + remaining, done=int(saved.get("done", 0)),
+                                    tokenized=int(saved.get("tokenized", 0)), linked=int(saved.get("linked", 0)),
+                                    skipped=dict(saved.get("skipped", {})), last=str(saved.get("last", _FIRST)))
+        progress.emitted = progress.tokenized + progress.linked
+        while True:
+            async with self._db.connection() as conn:
+                rows = await conn.fetch(_TODO, progress.last, self._active, batch_size)
+            if not rows:
+                break
+            computed = await asyncio.gather(*(self._tokens_of(row["raw_object_key"], progress) for row in rows))
+            async with self._db.transaction() as conn:
+                cols: tuple[list[str], list[str], list[str], list[bytes]] = ([], [], [], [])
+                to_link: list[LinkRequest] = []
+                for row, (tokens, fields) in zip(rows, computed, strict=True):
+                    if not tokens:
+                        continue
+                    if row["has_person"]:
+                        for t in tokens:
+                            cols[0].append(row["record_id"])
+                            cols[1].append(t.key_id)
+                            cols[2].append(t.recipe)
+                            cols[3].append(t.token)
+                        progress.tokenized += 1
+                    else:  # canonical before linkage existed: link it as the normalizer would
+                        to_link.append(LinkRequest(row["record_id"], tuple(tokens), fields))
+                        progress.linked += 1
+                await conn.execute(_INSERT, *cols)
+                if to_link:
+                    await self._linker.link(conn, to_link)
+                progress.done += len(rows)
+                progress.last = rows[-1]["record_id"]
+                progress.emitted = progress.tokenized + progress.linked
+                await Jobs.save_checkpoint(conn, job, progress.as_dict())
+            if on_progress is not None:
+                on_progress(progress)
+        async with self._db.connection() as conn:
+            check = await conn.fetchrow(_INCOMPLETE, self._active)
+            others = [r["key_id"] for r in await conn.fetch(_OTHER_KEYS, self._active)]
+        assert check is not None
+        incomplete = int(check["n"])
+        removed = 0
+        if retire and incomplete == 0 and others:
+            async with self._db.transaction() as conn:
+                removed = int(await conn.fetchval(_RETIRE, self._active))
+        return {
+            "active_key_id": self._active, "records": progress.done, "tokenized": progress.tokenized,
+            "linked": progress.linked, "skipped": progress.skipped, "incomplete": incomplete,
+            "incomplete_examples": list(check["examples"]), "retired_key_ids": others if removed else [],
+            "tokens_removed": removed, "verified": incomplete == 0,
+        }
