@@ -113,8 +113,8 @@ def var(
 
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: Annotated[str, var(
-        "HTTP_HOST", "interface the HTTP server binds; unset: 127.0.0.1 when `ENV=local` (the dev token has "
-        "every scope), else 0.0.0.0", default_text="127.0.0.1 / 0.0.0.0")] = ""
+        "HTTP_HOST", "interface the HTTP server binds (loopback in local mode: the dev token has every scope)",
+        default_text="127.0.0.1 / 0.0.0.0")] = ""
     port: Annotated[int, var("HTTP_PORT", "TCP port of the HTTP server", ge=1, le=65535)] = 8080
     max_body_bytes: int = 1024 * 1024
     """Request bodies above this are refused with 413 (SPEC: 1 MiB); not configurable."""
@@ -126,8 +126,7 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
         url_schemes=("postgresql", "postgres"))]
     pool_min: Annotated[int, var("DB_POOL_MIN", "connections the asyncpg pool opens at start", ge=1, le=100)] = 2
     pool_max: Annotated[int, var(
-        "DB_POOL_MAX", "upper bound of the asyncpg pool (an ingest request holds its connection across the S3 PUT, "
-        "a normalizer batch across its writes)", ge=1, le=500)] = 40
+        "DB_POOL_MAX", "upper bound of the asyncpg pool", ge=1, le=500)] = 40
 
     @property
     def dsn(self) -> str:
@@ -156,9 +155,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     consumer_group: Annotated[str, var("KAFKA_CONSUMER_GROUP", "consumer group of the normalizer role",
                                        pattern=_NAME)] = "normalizer"
     group_instance_id: Annotated[str, var(
-        "KAFKA_GROUP_INSTANCE_ID", "static group membership: unique per normalizer process and the same across "
-        "its restarts (a pod name), so a restarted normalizer takes its partitions back without a rebalance; "
-        "two processes with one id fence each other", default_text="unset (dynamic membership)",
+        "KAFKA_GROUP_INSTANCE_ID", "static group membership: unique per normalizer process, stable across its restarts",
+        default_text="unset (dynamic membership)",
         pattern=r"^$|^[A-Za-z0-9._-]{1,249}$")] = ""
     partitions: Annotated[int, var(
         "KAFKA_PARTITIONS", "partitions per topic when `exchange stack up` creates them", ge=1, le=1000)] = 6
@@ -202,13 +200,12 @@ class TokenizerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class LinkageSettings(msgspec.Struct, frozen=True, kw_only=True):
     hmac_key: Annotated[Secret, var(
-        "LINKAGE_HMAC_KEY", f"key of the linkage tokens (ADR 0006), at least {SECRET_MIN_BYTES} bytes; apart from "
-        "the seed token's key, so it can rotate on its own", min_bytes=SECRET_MIN_BYTES)]
+        "LINKAGE_HMAC_KEY", f"key of the linkage tokens (ADR 0006), at least {SECRET_MIN_BYTES} bytes",
+        min_bytes=SECRET_MIN_BYTES)]
     key_id: Annotated[str, var("LINKAGE_KEY_ID", "id of `LINKAGE_HMAC_KEY`, stored with every linkage token",
                                pattern=_NAME)] = "l1"
     previous_hmac_key: Annotated[Secret, var(
-        "LINKAGE_PREVIOUS_HMAC_KEY", "the key being rotated out: records get tokens under both until "
-        "`exchange linkage rotate` has re-tokenized every record", default_text="unset",
+        "LINKAGE_PREVIOUS_HMAC_KEY", "the key being rotated out (`exchange linkage rotate`)", default_text="unset",
         min_bytes=SECRET_MIN_BYTES)] = Secret("")
     previous_key_id: Annotated[str, var("LINKAGE_PREVIOUS_KEY_ID", "id of `LINKAGE_PREVIOUS_HMAC_KEY`",
                                         default_text="unset", pattern=r"^$|" + _NAME)] = ""
@@ -231,11 +228,11 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     outbox_retention_hours: Annotated[int, var("OUTBOX_RETENTION_HOURS", "published outbox rows are deleted after this",
                                                ge=0, le=24 * 365)] = 24
     normalizer_concurrency: Annotated[int, var(
-        "NORMALIZER_CONCURRENCY", "records one normalizer processes at once (their database writes are batched)",
+        "NORMALIZER_CONCURRENCY", "records one normalizer processes at once",
         ge=1, le=1024)] = 128
     normalizer_yield_at: Annotated[int, var(
-        "NORMALIZER_YIELD_AT", "HTTP requests in flight in this process from which background work goes in waves "
-        "(requests first, runtime/load.py); 0 = never", ge=0, le=100_000)] = 16
+        "NORMALIZER_YIELD_AT", "requests in flight from which background work yields to them; 0 = never",
+        ge=0, le=100_000)] = 16
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,8 +256,7 @@ class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Annotated[Environment, var(
-        "ENV", "`local`, `test` or `production`; only an explicit `local` accepts `Bearer dev` and binds 127.0.0.1 "
-        "by default")] = "production"
+        "ENV", "`local`, `test` or `production`; only `local` accepts `Bearer dev`")] = "production"
     http: HttpSettings
     database: DatabaseSettings
     kafka: KafkaSettings
