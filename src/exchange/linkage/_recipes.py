@@ -14,7 +14,7 @@ input under two recipes, two recipe versions or two keys never gives the same to
 from __future__ import annotations
 
 import enum
-import hashlib
+import functools
 import hmac
 import itertools
 from collections.abc import Callable, Iterable
@@ -186,15 +186,25 @@ RECIPES: tuple[Recipe, ...] = (
 )
 
 
-def _message_key(key: bytes, key_id: str, rec: Recipe) -> bytes:
-    """Per key id, recipe and version: domain separation, so tokens of two recipes never collide."""
-    label = f"exchange.linkage\x1f{key_id}\x1f{rec.id}\x1f{rec.version}".encode()
-    return hmac.new(key, label, hashlib.sha256).digest()
+@functools.lru_cache(maxsize=512)
+def _message_key(key: bytes, key_id: str, rec_id: str, version: int) -> bytes:
+    """Per key id, recipe and version: domain separation, so tokens of two recipes never collide.
+    Cached: the same few keys are derived for every record."""
+    label = f"exchange.linkage\x1f{key_id}\x1f{rec_id}\x1f{version}".encode()
+    return hmac.digest(key, label, "sha256")
 
 
-def recipe_tokens(rec: Recipe, fields: LinkageFields) -> frozenset[str]:
-    """The plain values a recipe would key (tests and research; never stored)."""
-    values: Iterable[tuple[str, ...]] = itertools.product(*(sorted(part.encode(fields)) for part in rec.parts))
+def recipe_tokens(rec: Recipe, fields: LinkageFields,
+                  encoded: dict[str, list[str]] | None = None) -> frozenset[str]:
+    """The plain values a recipe would key (never stored). ``encoded`` memoizes each part's values
+    across the recipes of one record (several recipes share a part)."""
+    memo = {} if encoded is None else encoded
+    columns = []
+    for part in rec.parts:
+        if part.name not in memo:
+            memo[part.name] = sorted(part.encode(fields))
+        columns.append(memo[part.name])
+    values: Iterable[tuple[str, ...]] = itertools.product(*columns)
     return frozenset("\x1e".join(combo) for combo in values)
 
 
@@ -206,13 +216,12 @@ def linkage_tokens(
     Deterministic for (key id, key, identifiers); sorted, so callers can compare lists.
     """
     fields = linkage_fields(identifiers)
+    encoded: dict[str, list[str]] = {}
     out: list[LinkageToken] = []
     for rec in recipes:
-        values = recipe_tokens(rec, fields)
+        values = recipe_tokens(rec, fields, encoded)
         if not values:
             continue
-        mac_key = _message_key(key, key_id, rec)
-        out.extend(
-            LinkageToken(rec.id, hmac.new(mac_key, value.encode(), hashlib.sha256).hexdigest()) for value in values
-        )
+        mac_key = _message_key(key, key_id, rec.id, rec.version)
+        out.extend(LinkageToken(rec.id, hmac.digest(mac_key, value.encode(), "sha256").hex()) for value in values)
     return sorted(out, key=lambda t: (t.recipe, t.token))
