@@ -16,12 +16,13 @@ from typing import Any
 
 from exchange.runtime.eventloop import install_uvloop
 from exchange_bench._http import Connection, mark_window
+from exchange_bench.people import patient_v1
 
 
 def body(source: str, n: int) -> bytes:
     return json.dumps({
         "source": source, "record_type": "encounter",
-        "patient": {"first_name": f"Bench{n}", "last_name": "Load", "dob": "1980-01-01", "ssn": "123-45-6789"},
+        "patient": patient_v1(n),
         "payload": {"n": n, "kind": "bench"},
     }).encode()
 

@@ -33,6 +33,7 @@ from exchange.events import RawObject, encode_event, make_event, uuid7
 from exchange.settings import load_settings
 from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
 from exchange_bench.machine import machine
+from exchange_bench.people import patient_v1
 from exchange_bench.scratch import ScratchRun, bucket_name, token
 from exchange_bench.server import Server, stack_pids
 from exchange_stack import Stack
@@ -563,7 +564,7 @@ async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
     async def one(i: int) -> None:
         record_id = str(uuid7())
         raw = json.dumps({"source": source, "record_type": "claim",
-                          "patient": {"first_name": f"N{i}", "last_name": "Bench", "dob": "1985-03-04"},
+                          "patient": patient_v1(i),
                           "payload": {"i": i}}).encode()
         key = f"{source}/{record_id}.json"
         sha256 = hashlib.sha256(raw).hexdigest()

@@ -21,10 +21,14 @@ from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL, Candidate, Field, Model, assign
 from exchange.persons._queries import latest_model
 
-__all__ = ("LINKAGE_LOCK", "LinkRequest", "Linked", "PersonLinker", "StoredToken")
+__all__ = ("LINKAGE_LOCK", "MAX_TOKEN_RECORDS", "LinkRequest", "Linked", "PersonLinker", "StoredToken")
 
 # pg_advisory_xact_lock key of the linkage step (an arbitrary constant of this application).
 LINKAGE_LOCK = 0x6C696E6B61676531  # "linkage1"
+# A token shared by more records than this is too common to tell people apart (test data naming
+# one patient thousands of times, a placeholder value): it makes no candidates, so a record's
+# lookup reads at most this many rows a token. The rebuild applies the same rule.
+MAX_TOKEN_RECORDS = 200
 MODEL_REFRESH_S = 60.0
 
 
@@ -58,13 +62,21 @@ class Linked:
 
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
 _ALREADY = "SELECT record_id::text, person_id::text FROM record_persons WHERE record_id = ANY($1::uuid[])"
-_CANDIDATES = """
-SELECT q.n, t.record_id::text AS record_id, array_agg(DISTINCT t.recipe) AS recipes, rp.person_id::text AS person_id,
-       rp.fields
-FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[]) AS q(n, key_id, recipe, token)
-JOIN linkage_tokens t ON t.key_id = q.key_id AND t.recipe = q.recipe AND t.token = q.token
-JOIN record_persons rp ON rp.record_id = t.record_id
-GROUP BY q.n, t.record_id, rp.person_id, rp.fields
+_CANDIDATES = f"""
+WITH q AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[]) AS q(n, key_id, recipe, token)),
+shared AS (
+    SELECT q.n, q.recipe, s.record_id, count(*) OVER (PARTITION BY q.n, q.key_id, q.recipe, q.token) AS sharing
+    FROM q CROSS JOIN LATERAL (
+        SELECT t.record_id FROM linkage_tokens t
+        WHERE t.key_id = q.key_id AND t.recipe = q.recipe AND t.token = q.token
+        LIMIT {MAX_TOKEN_RECORDS + 1}
+    ) s
+)
+SELECT sh.n, sh.record_id::text AS record_id, array_agg(DISTINCT sh.recipe) AS recipes,
+       rp.person_id::text AS person_id, rp.fields
+FROM shared sh JOIN record_persons rp ON rp.record_id = sh.record_id
+WHERE sh.sharing <= {MAX_TOKEN_RECORDS}
+GROUP BY sh.n, sh.record_id, rp.person_id, rp.fields
 """
 _INSERT_TOKENS = """
 INSERT INTO linkage_tokens (record_id, key_id, recipe, token)

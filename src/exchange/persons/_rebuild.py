@@ -24,15 +24,21 @@ from typing import Any
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
 from exchange.linkage import Field, Model, estimate, pattern
-from exchange.persons._linker import LINKAGE_LOCK
+from exchange.persons._linker import LINKAGE_LOCK, MAX_TOKEN_RECORDS
 from exchange.persons._queries import latest_model
 
 __all__ = ("Partition", "PersonsRebuild", "RebuildProgress")
 
-_PAIRS = """
+# Tokens shared by more than MAX_TOKEN_RECORDS records make no pairs, as in the incremental step.
+_PAIRS = f"""
+WITH usable AS (
+    SELECT key_id, recipe, token FROM linkage_tokens GROUP BY key_id, recipe, token
+    HAVING count(*) BETWEEN 2 AND {MAX_TOKEN_RECORDS}
+)
 SELECT a.record_id::text AS r1, b.record_id::text AS r2, array_agg(DISTINCT a.recipe) AS recipes
-FROM linkage_tokens a
-JOIN linkage_tokens b ON b.key_id = a.key_id AND b.recipe = a.recipe AND b.token = a.token
+FROM usable u
+JOIN linkage_tokens a ON a.key_id = u.key_id AND a.recipe = u.recipe AND a.token = u.token
+JOIN linkage_tokens b ON b.key_id = u.key_id AND b.recipe = u.recipe AND b.token = u.token
                      AND b.record_id > a.record_id
 GROUP BY a.record_id, b.record_id
 """

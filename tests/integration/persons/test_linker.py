@@ -132,3 +132,20 @@ async def test_records_of_one_batch_link_to_each_other(db: Database, unique: str
                         request("Yuri", "Orlov", "1950-10-10", key_id=kid))
     assert people[0] == people[1] != people[2]
     assert all(uuid.UUID(p).version == 7 for p in people)
+
+
+async def test_a_token_shared_by_too_many_records_makes_no_candidates(db: Database, unique: str) -> None:
+    # Test data naming one patient again and again: past MAX_TOKEN_RECORDS records, the shared
+    # tokens tell nobody apart, and a record's lookup does not read them all.
+    from exchange.persons._linker import MAX_TOKEN_RECORDS
+
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    crowd = await link(db, linker, *(request("John", "Doe", "1970-01-01", key_id=kid)
+                                     for _ in range(MAX_TOKEN_RECORDS + 1)))
+    assert len(set(crowd)) == 1  # linked while they were few enough (in one batch)
+    [late] = await link(db, linker, request("John", "Doe", "1970-01-01", key_id=kid))
+    assert late != crowd[0]
+    [other] = await link(db, linker, request("Jane", "Roe", "1971-02-02", "123-77-4444", key_id=kid))
+    [again] = await link(db, linker, request("Jane", "Roe", "1971-02-02", "123-77-4444", key_id=kid))
+    assert other == again  # rare tokens still link
