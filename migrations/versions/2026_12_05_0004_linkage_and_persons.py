@@ -1,7 +1,12 @@
 """Linkage tokens and persons (ADR 0006).
 
-``linkage_tokens``: each record's keyed tokens, one row per (key id, recipe, token); the lookup
-index finds the records sharing a token. ``record_persons``: the person each record belongs to
+``linkage_tokens``: one narrow row per (token, record), found by a hash index on the token (a
+token is unique to its key id and recipe, so it alone is the lookup key; equality is the only
+question asked of it, and a hash index measured cheaper to insert into and to probe than a
+B-tree over random 16-byte keys). No primary key: the person step writes a record's tokens once,
+in the transaction that gives it its person. ``record_linkage``:
+a record's tokens under one key id (``tokens``: the 16-byte digests one after the other; the i-th
+is ``recipes[i]``'s), for the reads, the rebuild and the key rotation: one row a record and key. ``record_persons``: the person each record belongs to
 and the fields it has (what its tokens show; the resolution rule needs them). ``person_merges``:
 an absorbed person id -> the person it was merged into, so an id once handed out keeps
 answering. ``linkage_models``: the fitted Fellegi-Sunter models, the newest one in use.
@@ -26,15 +31,24 @@ depends_on: str | Sequence[str] | None = None
 _STATEMENTS: tuple[str, ...] = (
     """
     CREATE TABLE linkage_tokens (
-        record_id  uuid  NOT NULL,
-        key_id     text  NOT NULL,
-        recipe     text  NOT NULL,
         token      bytea NOT NULL,
-        CONSTRAINT pk_linkage_tokens PRIMARY KEY (record_id, key_id, recipe, token)
+        record_id  uuid  NOT NULL
     )
     """,
     """
-    CREATE INDEX ix_linkage_tokens_lookup ON linkage_tokens (key_id, recipe, token)
+    CREATE INDEX ix_linkage_tokens_token ON linkage_tokens USING hash (token)
+    """,
+    """
+    CREATE TABLE record_linkage (
+        record_id  uuid    NOT NULL,
+        key_id     text    NOT NULL,
+        recipes    text[]  NOT NULL,
+        tokens     bytea   NOT NULL,
+        CONSTRAINT pk_record_linkage PRIMARY KEY (record_id, key_id)
+    )
+    """,
+    """
+    CREATE INDEX ix_record_linkage_key_id ON record_linkage (key_id, record_id)
     """,
     """
     CREATE TABLE record_persons (
@@ -77,5 +91,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("linkage_models", "person_merges", "record_persons", "linkage_tokens"):
+    for table in ("linkage_models", "person_merges", "record_persons", "record_linkage", "linkage_tokens"):
         op.execute(f"DROP TABLE {table}")

@@ -104,7 +104,7 @@ async def test_a_rotation_killed_midway_resumes_keeps_persons_and_retires_the_ol
     first.communicate(timeout=30)  # reaps it and closes its pipes
     assert first.returncode == -signal.SIGKILL, "the job ended before it could be killed midway"
     assert 10 <= done < PEOPLE * RECORDS_EACH
-    assert await fetchval(own_db, "SELECT count(*) FROM linkage_tokens WHERE key_id = $1", old_id) > 0
+    assert await fetchval(own_db, "SELECT count(*) FROM record_linkage WHERE key_id = $1", old_id) > 0
     job_id = await fetchval(own_db, "SELECT job_run_id::text FROM job_runs WHERE job_name = 'linkage-rotate'")
     assert await fetchval(own_db, "SELECT status FROM job_runs WHERE job_run_id = $1::uuid", job_id) == "running"
 
@@ -117,8 +117,10 @@ async def test_a_rotation_killed_midway_resumes_keeps_persons_and_retires_the_ol
     assert result["retired_key_ids"] == [old_id] and result["tokens_removed"] > 0
     assert "re-tokenize progress" in err  # plain progress lines when not on a TTY
 
-    keys = await fetch(own_db, "SELECT key_id, count(DISTINCT record_id) AS n FROM linkage_tokens GROUP BY key_id")
+    keys = await fetch(own_db, "SELECT key_id, count(DISTINCT record_id) AS n FROM record_linkage GROUP BY key_id")
     assert {(r["key_id"], r["n"]) for r in keys} == {("l2", PEOPLE * RECORDS_EACH)}
+    tokens = await fetchval(own_db, "SELECT count(*) FROM linkage_tokens")
+    assert tokens == await fetchval(own_db, "SELECT sum(length(tokens) / 16) FROM record_linkage")
     assert await _persons(own_db) == before  # persons keep their ids
     actions = {r["action"] for r in await fetch(own_db, "SELECT action FROM audit_log")}
     assert {"job.linkage-rotate.start", "job.linkage-rotate.resume", "job.linkage-rotate.finish"} <= actions

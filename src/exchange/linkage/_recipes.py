@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import hmac
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from exchange.linkage._normalize import LinkageFields, PatientIdentifiers, linkage_fields, phonetic
 
@@ -30,7 +32,10 @@ __all__ = (
     "LinkageToken",
     "Part",
     "Recipe",
+    "TOKEN_BYTES",
+    "linkage_digests",
     "linkage_tokens",
+    "present",
     "parts",
     "recipe",
     "recipe_tokens",
@@ -75,6 +80,15 @@ class Recipe:
     @property
     def certifies(self) -> tuple[tuple[Field, Level], ...]:
         return tuple(dict.fromkeys(c for part in self.parts for c in part.certifies))
+
+
+TOKEN_BYTES = 16
+
+
+def present(fields: LinkageFields) -> frozenset[Field]:
+    """The fields a record has (the ones a recipe can use)."""
+    values = {Field.GIVEN: fields.given, Field.FAMILY: fields.family, Field.DOB: fields.dob, Field.SSN: fields.ssn}
+    return frozenset(f for f, v in values.items() if v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +208,23 @@ def _message_key(key: bytes, key_id: str, rec_id: str, version: int) -> bytes:
     return hmac.digest(key, label, "sha256")
 
 
+@functools.lru_cache(maxsize=512)
+def _mac(key: bytes, key_id: str, rec_id: str, version: int) -> tuple[Any, Any]:
+    """HMAC-SHA256 under the recipe's key with its two padded-key blocks hashed once (RFC 2104):
+    each token then costs two hash copies instead of a fresh HMAC (half the time)."""
+    block = _message_key(key, key_id, rec_id, version).ljust(64, b"\0")
+    return (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
+
+
+def _digest(states: tuple[Any, Any], message: bytes) -> bytes:
+    inner = states[0].copy()
+    inner.update(message)
+    outer = states[1].copy()
+    outer.update(inner.digest())
+    digest: bytes = outer.digest()
+    return digest[:TOKEN_BYTES]
+
+
 def recipe_tokens(rec: Recipe, fields: LinkageFields,
                   encoded: dict[str, list[str]] | None = None) -> frozenset[str]:
     """The plain values a recipe would key (never stored). ``encoded`` memoizes each part's values
@@ -208,20 +239,29 @@ def recipe_tokens(rec: Recipe, fields: LinkageFields,
     return frozenset("\x1e".join(combo) for combo in values)
 
 
-def linkage_tokens(
-    key_id: str, key: bytes, identifiers: PatientIdentifiers, recipes: tuple[Recipe, ...] = RECIPES
-) -> list[LinkageToken]:
-    """Every recipe's tokens for one record; a recipe whose fields are missing yields none.
-
-    Deterministic for (key id, key, identifiers); sorted, so callers can compare lists.
-    """
-    fields = linkage_fields(identifiers)
+def linkage_digests(
+    key_id: str, key: bytes, identifiers: PatientIdentifiers | LinkageFields, recipes: tuple[Recipe, ...] = RECIPES
+) -> list[tuple[str, bytes]]:
+    """Every recipe's tokens for one record as (recipe id, digest); a recipe whose fields are
+    missing yields none. A digest is the HMAC-SHA256 truncated to ``TOKEN_BYTES``: a chance
+    collision between two tokens stays ~2^-128, and the lookup index is half as wide. Takes the
+    normalized fields too, so a caller tokenizing under several keys normalizes once."""
+    fields = identifiers if isinstance(identifiers, LinkageFields) else linkage_fields(identifiers)
     encoded: dict[str, list[str]] = {}
-    out: list[LinkageToken] = []
+    out: list[tuple[str, bytes]] = []
     for rec in recipes:
         values = recipe_tokens(rec, fields, encoded)
         if not values:
             continue
-        mac_key = _message_key(key, key_id, rec.id, rec.version)
-        out.extend(LinkageToken(rec.id, hmac.digest(mac_key, value.encode(), "sha256").hex()) for value in values)
-    return sorted(out, key=lambda t: (t.recipe, t.token))
+        states = _mac(key, key_id, rec.id, rec.version)
+        out.extend((rec.id, _digest(states, value.encode())) for value in values)
+    return out
+
+
+def linkage_tokens(
+    key_id: str, key: bytes, identifiers: PatientIdentifiers, recipes: tuple[Recipe, ...] = RECIPES
+) -> list[LinkageToken]:
+    """``linkage_digests`` as hex tokens, sorted (deterministic: callers can compare lists)."""
+    return sorted((LinkageToken(rid, digest.hex()) for rid, digest in linkage_digests(key_id, key, identifiers,
+                                                                                        recipes)),
+                  key=lambda t: (t.recipe, t.token))

@@ -33,7 +33,7 @@ from exchange.events import RecordIngested, RecordIngestedV2, decode_event
 from exchange.linkage import Field
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
-from exchange.persons import LinkRequest, PersonLinker, StoredToken
+from exchange.persons import LinkRequest, PersonLinker
 from exchange.runtime.batcher import Batcher
 from exchange.runtime.gate import Probe
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, TokenSet, dob_problem
@@ -323,7 +323,7 @@ class RecordProcessor:
         )
         link = LinkRequest(
             record_id=event.record_id,
-            tokens=tuple(StoredToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in tokens.linkage),
+            tokens=tokens.linkage,
             fields=frozenset(Field(f) for f in tokens.fields),
         )
         try:

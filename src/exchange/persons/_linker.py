@@ -15,13 +15,15 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
-from exchange.linkage import DEFAULT_MODEL, Candidate, Field, Model, assign
+from exchange.linkage import DEFAULT_MODEL, TOKEN_BYTES, Candidate, Field, Model, assign
 from exchange.persons._queries import latest_model
 
-__all__ = ("LINKAGE_LOCK", "MAX_TOKEN_RECORDS", "LinkRequest", "Linked", "PersonLinker", "StoredToken")
+__all__ = ("LINKAGE_LOCK", "MAX_TOKEN_RECORDS", "LinkRequest", "Linked", "PersonLinker", "StoredToken", "Token",
+           "store_tokens")
 
 # pg_advisory_xact_lock key of the linkage step (an arbitrary constant of this application).
 LINKAGE_LOCK = 0x6C696E6B61676531  # "linkage1"
@@ -32,8 +34,7 @@ MAX_TOKEN_RECORDS = 200
 MODEL_REFRESH_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class StoredToken:
+class StoredToken(NamedTuple):
     key_id: str
     recipe: str
     token: bytes
@@ -42,12 +43,25 @@ class StoredToken:
         return f"StoredToken({self.key_id!r}, {self.recipe!r}, <token>)"
 
 
+class Token(Protocol):
+    """A linkage token as the tokenizer gives it (``tokenize.KeyedToken``) or as stored."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def recipe(self) -> str: ...
+
+    @property
+    def token(self) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LinkRequest:
     """A record that just became canonical, with its tokens (every key of the ring) and fields."""
 
     record_id: str
-    tokens: tuple[StoredToken, ...]
+    tokens: Sequence[Token]
     fields: frozenset[Field]
 
 
@@ -62,26 +76,33 @@ class Linked:
 
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
 _ALREADY = "SELECT record_id::text, person_id::text FROM record_persons WHERE record_id = ANY($1::uuid[])"
+# The records holding any of these tokens (each token unique to its key id and recipe), with
+# their persons; a token held by more than MAX_TOKEN_RECORDS records is dropped (``sharing``).
 _CANDIDATES = f"""
-WITH q AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::bytea[]) AS q(n, key_id, recipe, token)),
-shared AS (
-    SELECT q.n, q.recipe, s.record_id, count(*) OVER (PARTITION BY q.n, q.key_id, q.recipe, q.token) AS sharing
-    FROM q CROSS JOIN LATERAL (
-        SELECT t.record_id FROM linkage_tokens t
-        WHERE t.key_id = q.key_id AND t.recipe = q.recipe AND t.token = q.token
-        LIMIT {MAX_TOKEN_RECORDS + 1}
+WITH hit AS (
+    SELECT q.token, s.record_id, count(*) OVER (PARTITION BY q.token) AS sharing
+    FROM unnest($1::bytea[]) AS q(token)
+    CROSS JOIN LATERAL (
+        SELECT t.record_id FROM linkage_tokens t WHERE t.token = q.token LIMIT {MAX_TOKEN_RECORDS + 1}
     ) s
 )
-SELECT sh.n, sh.record_id::text AS record_id, array_agg(DISTINCT sh.recipe) AS recipes,
-       rp.person_id::text AS person_id, rp.fields
-FROM shared sh JOIN record_persons rp ON rp.record_id = sh.record_id
-WHERE sh.sharing <= {MAX_TOKEN_RECORDS}
-GROUP BY sh.n, sh.record_id, rp.person_id, rp.fields
+SELECT hit.token, hit.record_id::text AS record_id, rp.person_id::text AS person_id, rp.fields
+FROM hit JOIN record_persons rp ON rp.record_id = hit.record_id
+WHERE hit.sharing <= {MAX_TOKEN_RECORDS}
 """
-_INSERT_TOKENS = """
-INSERT INTO linkage_tokens (record_id, key_id, recipe, token)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])
-ON CONFLICT DO NOTHING
+# A record's tokens under one key (one row), and from it the lookup rows: only for rows this
+# statement inserted, so storing a record twice stores its tokens once.
+_STORE = f"""
+WITH stored AS (
+    INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
+    SELECT r, k, string_to_array(rs, ','), ts
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) AS u(r, k, rs, ts)
+    ON CONFLICT (record_id, key_id) DO NOTHING
+    RETURNING record_id, tokens
+)
+INSERT INTO linkage_tokens (token, record_id)
+SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
+FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
 """
 _INSERT_PERSONS = """
 INSERT INTO record_persons (record_id, person_id, fields)
@@ -102,6 +123,19 @@ ON CONFLICT (person_id) DO UPDATE SET merged_into = EXCLUDED.merged_into, merged
 """
 
 
+async def store_tokens(conn: Connection, records: Sequence[tuple[str, Sequence[Token]]]) -> None:
+    """Each record's tokens: per key id, its row of recipes and digests, and the lookup rows."""
+    per_key: dict[tuple[str, str], tuple[list[str], list[bytes]]] = {}
+    for record_id, tokens in records:
+        for t in tokens:
+            recipes, digests = per_key.setdefault((record_id, t.key_id), ([], []))
+            recipes.append(t.recipe)
+            digests.append(t.token)
+    keys = list(per_key)
+    await conn.execute(_STORE, [k[0] for k in keys], [k[1] for k in keys],
+                       [",".join(per_key[k][0]) for k in keys], [b"".join(per_key[k][1]) for k in keys])
+
+
 def fields_text(fields: frozenset[Field]) -> str:
     return ",".join(sorted(f.value for f in fields))
 
@@ -110,7 +144,7 @@ def fields_text(fields: frozenset[Field]) -> str:
 class _Batch:
     """What the batch has decided so far: tokens of its records, persons, merges made in it."""
 
-    index: dict[tuple[str, str, bytes], list[str]] = field(default_factory=lambda: defaultdict(list))
+    index: dict[bytes, list[str]] = field(default_factory=lambda: defaultdict(list))
     person: dict[str, str] = field(default_factory=dict)
     fields: dict[str, frozenset[Field]] = field(default_factory=dict)
     merged_into: dict[str, str] = field(default_factory=dict)
@@ -150,31 +184,29 @@ class PersonLinker:
         ids = [r.record_id for r in requests]
         done = {row["record_id"]: row["person_id"] for row in await conn.fetch(_ALREADY, ids)}
         todo = [(n, r) for n, r in enumerate(requests) if r.record_id not in done]
-        found: dict[int, list[Candidate]] = defaultdict(list)
+        holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
         if todo:
-            cols: tuple[list[int], list[str], list[str], list[bytes]] = ([], [], [], [])
-            for n, r in todo:
-                for t in r.tokens:
-                    cols[0].append(n)
-                    cols[1].append(t.key_id)
-                    cols[2].append(t.recipe)
-                    cols[3].append(t.token)
-            for row in await conn.fetch(_CANDIDATES, *cols):
-                found[row["n"]].append(Candidate(
-                    row["record_id"], row["person_id"], frozenset(row["recipes"]),
-                    frozenset(Field(f) for f in row["fields"])))
+            wanted = sorted({t.token for _n, r in todo for t in r.tokens})
+            for row in await conn.fetch(_CANDIDATES, wanted):
+                holders[row["token"]].append(
+                    (row["record_id"], row["person_id"], frozenset(Field(f) for f in row["fields"])))
         batch = _Batch()
         answers: dict[int, Linked] = {}
         new_rows: list[tuple[str, str, str]] = []
         merges: list[tuple[str, tuple[str, ...]]] = []
         for n, r in todo:
-            candidates = [Candidate(c.record_id, batch.resolve(c.person_id), c.agreeing, c.fields) for c in found[n]]
-            in_batch: dict[str, set[str]] = defaultdict(set)
+            # The recipes each other record agrees on: a shared token's recipe is this record's.
+            agreeing: dict[str, set[str]] = defaultdict(set)
+            seen: dict[str, tuple[str, frozenset[Field]]] = {}
             for t in r.tokens:
-                for other in batch.index.get((t.key_id, t.recipe, t.token), ()):
-                    in_batch[other].add(t.recipe)
-            candidates += [Candidate(o, batch.resolve(batch.person[o]), frozenset(rs), batch.fields[o])
-                           for o, rs in in_batch.items()]
+                for other, person, fields in holders.get(t.token, ()):
+                    agreeing[other].add(t.recipe)
+                    seen[other] = (person, fields)
+                for other in batch.index.get(t.token, ()):
+                    agreeing[other].add(t.recipe)
+                    seen[other] = (batch.person[other], batch.fields[other])
+            candidates = [Candidate(o, batch.resolve(seen[o][0]), frozenset(rs), seen[o][1])
+                          for o, rs in agreeing.items()]
             decision = assign(r.fields, candidates, model)
             person = decision.person_id or str(uuid7())
             if decision.merged:
@@ -184,19 +216,12 @@ class PersonLinker:
             batch.person[r.record_id] = person
             batch.fields[r.record_id] = r.fields
             for t in r.tokens:
-                batch.index[(t.key_id, t.recipe, t.token)].append(r.record_id)
+                batch.index[t.token].append(r.record_id)
             new_rows.append((r.record_id, person, fields_text(r.fields)))
             answers[n] = Linked(r.record_id, person, decision.merged, decision.linked_records,
                                 new_person=decision.person_id is None)
         if todo:
-            token_cols: tuple[list[str], list[str], list[str], list[bytes]] = ([], [], [], [])
-            for _n, r in todo:
-                for t in r.tokens:
-                    token_cols[0].append(r.record_id)
-                    token_cols[1].append(t.key_id)
-                    token_cols[2].append(t.recipe)
-                    token_cols[3].append(t.token)
-            await conn.execute(_INSERT_TOKENS, *token_cols)
+            await store_tokens(conn, [(r.record_id, r.tokens) for _n, r in todo])
             # Rows name the person each record joined; a later record of the batch may have merged it.
             await conn.execute(_INSERT_PERSONS, [row[0] for row in new_rows],
                                [batch.resolve(row[1]) for row in new_rows], [row[2] for row in new_rows])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.adapters.postgres import Connection
-from exchange.linkage import DEFAULT_MODEL, Field, Model, pattern
+from exchange.linkage import DEFAULT_MODEL, TOKEN_BYTES, Field, Model, pattern
 
 __all__ = ("RecordLinkage", "latest_model", "person_records", "record_linkage", "surviving_person")
 
@@ -24,17 +24,21 @@ ORDER BY rp.record_id LIMIT $3
 """
 _RECORD_PERSON = """
 SELECT person_id::text AS person_id, fields, linked_at,
-       ARRAY(SELECT DISTINCT key_id FROM linkage_tokens WHERE record_id = $1::uuid) AS key_ids
+       ARRAY(SELECT key_id FROM record_linkage WHERE record_id = $1::uuid ORDER BY key_id) AS key_ids
 FROM record_persons WHERE record_id = $1::uuid
 """
-# Records of the same person sharing a token with this one, and the recipes they share.
-_AGREEMENTS = """
-SELECT o.record_id::text AS record_id, array_agg(DISTINCT o.recipe ORDER BY o.recipe) AS recipes, rp.fields
-FROM linkage_tokens t
-JOIN linkage_tokens o
-    ON o.key_id = t.key_id AND o.recipe = t.recipe AND o.token = t.token AND o.record_id <> t.record_id
+# Records of the same person sharing a token with this one, and the recipes they share (a shared
+# token's recipe is this record's recipe for it).
+_AGREEMENTS = f"""
+SELECT o.record_id::text AS record_id, array_agg(DISTINCT u.recipe ORDER BY u.recipe) AS recipes, rp.fields
+FROM record_linkage r
+CROSS JOIN LATERAL (
+    SELECT substring(r.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token, r.recipes[g.i + 1] AS recipe
+    FROM generate_series(0, length(r.tokens) / {TOKEN_BYTES} - 1) AS g(i)
+) u
+JOIN linkage_tokens o ON o.token = u.token AND o.record_id <> r.record_id
 JOIN record_persons rp ON rp.record_id = o.record_id AND rp.person_id = $2::uuid
-WHERE t.record_id = $1::uuid
+WHERE r.record_id = $1::uuid
 GROUP BY o.record_id, rp.fields
 ORDER BY o.record_id
 LIMIT $3

@@ -23,7 +23,7 @@ from typing import Any
 
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
-from exchange.linkage import Field, Model, estimate, pattern
+from exchange.linkage import TOKEN_BYTES, Field, Model, estimate, pattern
 from exchange.persons._linker import LINKAGE_LOCK, MAX_TOKEN_RECORDS
 from exchange.persons._queries import latest_model
 
@@ -31,15 +31,17 @@ __all__ = ("Partition", "PersonsRebuild", "RebuildProgress")
 
 # Tokens shared by more than MAX_TOKEN_RECORDS records make no pairs, as in the incremental step.
 _PAIRS = f"""
-WITH usable AS (
-    SELECT key_id, recipe, token FROM linkage_tokens GROUP BY key_id, recipe, token
-    HAVING count(*) BETWEEN 2 AND {MAX_TOKEN_RECORDS}
+WITH flat AS (
+    SELECT r.record_id, substring(r.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token,
+           r.recipes[g.i + 1] AS recipe
+    FROM record_linkage r CROSS JOIN LATERAL generate_series(0, length(r.tokens) / {TOKEN_BYTES} - 1) AS g(i)
+), usable AS (
+    SELECT token FROM flat GROUP BY token HAVING count(*) BETWEEN 2 AND {MAX_TOKEN_RECORDS}
 )
 SELECT a.record_id::text AS r1, b.record_id::text AS r2, array_agg(DISTINCT a.recipe) AS recipes
 FROM usable u
-JOIN linkage_tokens a ON a.key_id = u.key_id AND a.recipe = u.recipe AND a.token = u.token
-JOIN linkage_tokens b ON b.key_id = u.key_id AND b.recipe = u.recipe AND b.token = u.token
-                     AND b.record_id > a.record_id
+JOIN flat a ON a.token = u.token
+JOIN flat b ON b.token = u.token AND b.record_id > a.record_id
 GROUP BY a.record_id, b.record_id
 """
 _RECORDS = "SELECT record_id::text AS record_id, person_id::text AS person_id, fields FROM record_persons"

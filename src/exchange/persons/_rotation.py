@@ -23,8 +23,8 @@ from typing import Any
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database
 from exchange.errors import ObjectNotFound
-from exchange.linkage import Field
-from exchange.persons._linker import LinkRequest, PersonLinker, StoredToken
+from exchange.linkage import TOKEN_BYTES, Field
+from exchange.persons._linker import LinkRequest, PersonLinker, Token, store_tokens
 from exchange.replay import JobRun, Jobs
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 
@@ -33,35 +33,39 @@ __all__ = ("KeyRotation", "RotationProgress")
 _FIRST = "00000000-0000-0000-0000-000000000000"
 _TODO_COUNT = """
 SELECT count(*) FROM canonical_records c
-WHERE NOT EXISTS (SELECT 1 FROM linkage_tokens t WHERE t.record_id = c.record_id AND t.key_id = $1)
+WHERE NOT EXISTS (SELECT 1 FROM record_linkage r WHERE r.record_id = c.record_id AND r.key_id = $1)
 """
 _TODO = """
 SELECT c.record_id::text AS record_id, c.raw_object_key, rp.person_id IS NOT NULL AS has_person
 FROM canonical_records c LEFT JOIN record_persons rp ON rp.record_id = c.record_id
 WHERE c.record_id > $1::uuid
-  AND NOT EXISTS (SELECT 1 FROM linkage_tokens t WHERE t.record_id = c.record_id AND t.key_id = $2)
+  AND NOT EXISTS (SELECT 1 FROM record_linkage r WHERE r.record_id = c.record_id AND r.key_id = $2)
 ORDER BY c.record_id LIMIT $3
 """
-_INSERT = """
-INSERT INTO linkage_tokens (record_id, key_id, recipe, token)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])
-ON CONFLICT DO NOTHING
-"""
-# A record is complete when every recipe it has a token for under another key has one under the
-# active key (the recipes are what the identifiers allow; a key changes the tokens, not the recipes).
+# A record is complete when, under the active key, it has a token for every recipe it has one for
+# under another key (the recipes are what the identifiers allow; a key changes tokens, not recipes).
 _INCOMPLETE = """
-SELECT count(*) AS n, ARRAY(SELECT DISTINCT o.record_id::text FROM linkage_tokens o
-                            WHERE o.key_id <> $1 AND NOT EXISTS (
-                                SELECT 1 FROM linkage_tokens a
-                                WHERE a.record_id = o.record_id AND a.key_id = $1 AND a.recipe = o.recipe)
-                            LIMIT 20) AS examples
-FROM (SELECT DISTINCT o.record_id FROM linkage_tokens o
-      WHERE o.key_id <> $1 AND NOT EXISTS (
-          SELECT 1 FROM linkage_tokens a WHERE a.record_id = o.record_id AND a.key_id = $1 AND a.recipe = o.recipe)
-     ) AS missing
+WITH missing AS (
+    SELECT DISTINCT o.record_id FROM record_linkage o
+    WHERE o.key_id <> $1 AND NOT EXISTS (
+        SELECT 1 FROM record_linkage a WHERE a.record_id = o.record_id AND a.key_id = $1 AND a.recipes @> o.recipes)
+)
+SELECT (SELECT count(*) FROM missing) AS n,
+       ARRAY(SELECT record_id::text FROM missing ORDER BY record_id LIMIT 20) AS examples
 """
-_RETIRE = "WITH gone AS (DELETE FROM linkage_tokens WHERE key_id <> $1 RETURNING 1) SELECT count(*) FROM gone"
-_OTHER_KEYS = "SELECT DISTINCT key_id FROM linkage_tokens WHERE key_id <> $1"
+_RETIRE = f"""
+WITH old AS (
+    DELETE FROM record_linkage WHERE key_id <> $1 RETURNING record_id, tokens
+), gone AS (
+    DELETE FROM linkage_tokens t
+    USING (SELECT o.record_id, substring(o.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token
+           FROM old o CROSS JOIN LATERAL generate_series(0, length(o.tokens) / {TOKEN_BYTES} - 1) AS g(i)) x
+    WHERE t.token = x.token AND t.record_id = x.record_id
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+_OTHER_KEYS = "SELECT DISTINCT key_id FROM record_linkage WHERE key_id <> $1 ORDER BY key_id"
 
 
 @dataclass(slots=True)
@@ -98,7 +102,7 @@ class KeyRotation:
         self._identifiers = identifiers
         self._reads = asyncio.Semaphore(concurrency)
 
-    async def _tokens_of(self, raw_key: str, progress: RotationProgress) -> tuple[list[StoredToken], frozenset[Field]]:
+    async def _tokens_of(self, raw_key: str, progress: RotationProgress) -> tuple[list[Token], frozenset[Field]]:
         """The record's active-key tokens and fields; none (counted as skipped, with why) when its raw
         object is gone or no longer yields identifiers."""
         try:
@@ -115,8 +119,7 @@ class KeyRotation:
         except InvalidIdentifiers:
             progress.skipped["InvalidIdentifiers"] = progress.skipped.get("InvalidIdentifiers", 0) + 1
             return [], frozenset()
-        keyed = [StoredToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in tokens.linkage
-                 if t.key_id == self._active]
+        keyed: list[Token] = [t for t in tokens.linkage if t.key_id == self._active]
         return keyed, frozenset(Field(f) for f in tokens.fields)
 
     async def run(self, job: JobRun, *, batch_size: int = 500, retire: bool = True,
@@ -135,22 +138,19 @@ class KeyRotation:
                 break
             computed = await asyncio.gather(*(self._tokens_of(row["raw_object_key"], progress) for row in rows))
             async with self._db.transaction() as conn:
-                cols: tuple[list[str], list[str], list[str], list[bytes]] = ([], [], [], [])
+                to_store: list[tuple[str, list[Token]]] = []
                 to_link: list[LinkRequest] = []
                 for row, (tokens, fields) in zip(rows, computed, strict=True):
                     if not tokens:
                         continue
                     if row["has_person"]:
-                        for t in tokens:
-                            cols[0].append(row["record_id"])
-                            cols[1].append(t.key_id)
-                            cols[2].append(t.recipe)
-                            cols[3].append(t.token)
+                        to_store.append((row["record_id"], tokens))
                         progress.tokenized += 1
                     else:  # canonical before linkage existed: link it as the normalizer would
                         to_link.append(LinkRequest(row["record_id"], tuple(tokens), fields))
                         progress.linked += 1
-                await conn.execute(_INSERT, *cols)
+                if to_store:
+                    await store_tokens(conn, to_store)
                 if to_link:
                     await self._linker.link(conn, to_link)
                 progress.done += len(rows)

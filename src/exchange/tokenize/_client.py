@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import httpx
 import msgspec
@@ -18,7 +18,7 @@ from jose import jwt
 
 from exchange.errors import TokenizerUnavailable
 from exchange.linkage import PatientIdentifiers as LinkageIdentifiers
-from exchange.linkage import fields_present, linkage_tokens
+from exchange.linkage import linkage_digests, linkage_fields, present
 from exchange.ops.tracing import inject_headers
 from exchange.settings import AuthSettings
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, canonical_dob, patient_token
@@ -26,13 +26,13 @@ from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers,
 __all__ = ("HttpTokenizer", "InProcessTokenizer", "KeyedToken", "TokenSet", "Tokenizer")
 
 
-@dataclass(frozen=True, slots=True)
-class KeyedToken:
-    """A linkage token (hex) with the key id it was made under."""
+class KeyedToken(NamedTuple):
+    """A linkage token (its digest) with the key id it was made under. A named tuple: a record has
+    dozens, and a frozen dataclass costs several times as much to build."""
 
     key_id: str
     recipe: str
-    token: str
+    token: bytes
 
     def __repr__(self) -> str:  # tokens are not secrets, but logs have no use for them
         return f"KeyedToken({self.key_id!r}, {self.recipe!r}, <token>)"
@@ -55,14 +55,10 @@ def token_set(key: bytes, ring: tuple[tuple[str, bytes], ...], ids: PatientIdent
         born = dt.date.fromisoformat(canonical_dob(ids.dob))
     except ValueError:  # year 0000: a date to Go's parser and the seed token, none to Python's
         raise InvalidIdentifiers("dob", "must be a date from year 0001") from None
-    linkage_ids = LinkageIdentifiers(ids.given_name, ids.family_name, born, ids.ssn)
-    keyed: list[KeyedToken] = []
-    recipes: set[str] = set()
-    for key_id, linkage_key in ring:
-        for t in linkage_tokens(key_id, linkage_key, linkage_ids):
-            keyed.append(KeyedToken(key_id, t.recipe, t.token))
-            recipes.add(t.recipe)
-    return TokenSet(seed, tuple(keyed), frozenset(f.value for f in fields_present(recipes)))
+    fields = linkage_fields(LinkageIdentifiers(ids.given_name, ids.family_name, born, ids.ssn))
+    keyed = tuple(KeyedToken(key_id, recipe, digest) for key_id, linkage_key in ring
+                  for recipe, digest in linkage_digests(key_id, linkage_key, fields))
+    return TokenSet(seed, keyed, frozenset(f.value for f in present(fields)))
 
 
 class Tokenizer(Protocol):
@@ -161,8 +157,11 @@ class HttpTokenizer:
             got = self._set_decoder.decode(body)
         except msgspec.DecodeError:
             raise TokenizerUnavailable("tokenizer returned an invalid body") from None
-        return TokenSet(got.patient_token, tuple(KeyedToken(t.key_id, t.recipe, t.token) for t in got.linkage_tokens),
-                        frozenset(got.fields))
+        try:
+            linkage = tuple(KeyedToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in got.linkage_tokens)
+        except ValueError:
+            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+        return TokenSet(got.patient_token, linkage, frozenset(got.fields))
 
     async def _post(self, path: str, ids: PatientIdentifiers) -> bytes:
         """The answer's body; raises ``InvalidIdentifiers`` on a 400, ``TokenizerUnavailable`` else."""

@@ -38,7 +38,7 @@ class TokenizeResponse(msgspec.Struct):
 class LinkageToken(msgspec.Struct):
     key_id: str
     recipe: str
-    token: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    token: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
 
 
 class LinkageTokensResponse(msgspec.Struct):
@@ -83,7 +83,7 @@ async def tokenize_linkage(data: Annotated[TokenizeRequest, Body(schema_extra=_C
         raise ValidationFailed(f"{exc.field}: {exc.problem}", field=exc.field) from None
     return LinkageTokensResponse(
         patient_token=got.patient_token,
-        linkage_tokens=[LinkageToken(t.key_id, t.recipe, t.token) for t in got.linkage],
+        linkage_tokens=[LinkageToken(t.key_id, t.recipe, t.token.hex()) for t in got.linkage],
         fields=sorted(got.fields),  # type: ignore[arg-type]  # the field names of exchange.linkage.Field
     )
 

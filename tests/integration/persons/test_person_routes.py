@@ -95,12 +95,13 @@ async def test_no_identifier_reaches_the_linkage_tables(
     # Every column but the tokens themselves (HMAC output: random bytes, in which a short canary
     # such as a zip code would turn up by chance in hex).
     rows = await fetch(dsn, """
-        SELECT concat_ws('|', t.record_id, t.key_id, t.recipe, length(t.token)) AS row
-        FROM linkage_tokens t WHERE t.record_id = $1::uuid
+        SELECT concat_ws('|', t.record_id, length(t.token)) AS row FROM linkage_tokens t WHERE t.record_id = $1::uuid
+        UNION ALL SELECT concat_ws('|', r.record_id, r.key_id, r.recipes::text, length(r.tokens) / 16)
+        FROM record_linkage r WHERE r.record_id = $1::uuid
         UNION ALL SELECT concat_ws('|', rp.person_id, rp.fields) FROM record_persons rp
         WHERE rp.record_id = $1::uuid""", rid)
     assert len(rows) > 10
     text = "\n".join(r["row"] for r in rows).lower()
     for value in canaries.values():
         assert value.lower() not in text
-    assert {len(r["row"].rsplit("|", 1)[-1]) for r in rows if r["row"].endswith("|32")}  # 32-byte tokens
+    assert any(r["row"].endswith("|16") for r in rows)  # 16-byte digests

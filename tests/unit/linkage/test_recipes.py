@@ -54,7 +54,7 @@ def test_tokens_are_deterministic_sorted_hex() -> None:
     first, second = linkage_tokens("k1", KEY, SAM), linkage_tokens("k1", KEY, SAM)
     assert first == second
     assert first == sorted(first, key=lambda t: (t.recipe, t.token))
-    assert all(re.fullmatch(r"[0-9a-f]{64}", t.token) for t in first)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t.token) for t in first)
 
 
 def test_the_same_values_under_two_recipes_give_different_tokens() -> None:
@@ -114,3 +114,19 @@ def test_identifiers_fields_and_tokens_never_show_in_repr() -> None:
     assert "sam" not in shown.lower()
     assert "lee" not in shown.lower()
     assert tokens[0].token not in shown
+
+
+def test_a_token_is_the_truncated_hmac_of_its_recipe_key() -> None:
+    # The precomputed-pad HMAC (RFC 2104) must equal the standard library's.
+    import hmac as std_hmac
+
+    from exchange.linkage import TOKEN_BYTES, linkage_digests, linkage_fields, recipe_tokens
+    from exchange.linkage._recipes import _message_key
+
+    fields = linkage_fields(SAM)
+    expected = sorted(
+        (rec.id, std_hmac.digest(_message_key(KEY, "k1", rec.id, rec.version), value.encode(), "sha256")[:TOKEN_BYTES])
+        for rec in RECIPES for value in recipe_tokens(rec, fields)
+    )
+    assert sorted(linkage_digests("k1", KEY, SAM)) == expected
+    assert len(expected) > 20
