@@ -22,7 +22,7 @@ from exchange_bench.people import patient_v1
 def body(source: str, n: int) -> bytes:
     return json.dumps({
         "source": source, "record_type": "encounter",
-        "patient": patient_v1(n),
+        "patient": patient_v1(n, source),
         "payload": {"n": n, "kind": "bench"},
     }).encode()
 

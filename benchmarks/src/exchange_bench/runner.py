@@ -564,7 +564,7 @@ async def _prepublish(settings: Any, source: str, topic: str, n: int) -> None:
     async def one(i: int) -> None:
         record_id = str(uuid7())
         raw = json.dumps({"source": source, "record_type": "claim",
-                          "patient": patient_v1(i),
+                          "patient": patient_v1(i, source),
                           "payload": {"i": i}}).encode()
         key = f"{source}/{record_id}.json"
         sha256 = hashlib.sha256(raw).hexdigest()
