@@ -19,13 +19,13 @@ from exchange.adapters.objectstore import ObjectStore, make_object_store
 from exchange.adapters.postgres import Database
 from exchange.admin import AdminService
 from exchange.ingest import IdempotencyJanitor, IngestService
+from exchange.jobs import Jobs
 from exchange.normalize import Normalizer, OffsetBook, RecordProcessor, identifiers_from_raw
 from exchange.ops.health import HealthProbe
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.persons import KeyRotation, PersonLinker
-from exchange.replay import Jobs
 from exchange.roles import Role
 from exchange.runtime import BackgroundComponent, DependencyGate, RequestLoad, Supervisor, TaskStatus
 from exchange.settings import Settings, SettingsError

@@ -16,10 +16,11 @@ from typing import Any, Literal
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database
 from exchange.derive import Deriver
+from exchange.jobs import JobRun, Jobs
 from exchange.normalize import DlqTools
 from exchange.ops.audit import write_audit
 from exchange.persons import KeyRotation
-from exchange.replay import JobRun, Jobs, ReconcileOptions, Reconciler, ReplayService
+from exchange.replay import ReconcileOptions, Reconciler, ReplayService
 
 __all__ = ("AdminService", "JobKind")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from exchange.adapters.postgres import Database
 from exchange.derive._datasets import DATASETS, FIRST, Dataset
+from exchange.jobs import JobRun, Jobs
 from exchange.persons import PersonsRebuild
-from exchange.replay import JobRun, Jobs
 
 __all__ = ("NAMES", "DeriveParams", "DeriveProgress", "Deriver")
 

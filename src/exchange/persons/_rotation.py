@@ -23,9 +23,9 @@ from typing import Any
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database
 from exchange.errors import ObjectNotFound
+from exchange.jobs import JobRun, Jobs
 from exchange.linkage import TOKEN_BYTES, Field
 from exchange.persons._linker import LinkRequest, PersonLinker, Token, store_tokens
-from exchange.replay import JobRun, Jobs
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 
 __all__ = ("KeyRotation", "RotationProgress")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from exchange.replay._jobs import JobRun, Jobs
 from exchange.replay._raw import EmitVersion, infer_version
 from exchange.replay._reconcile import MAX_WINDOW_S, QUARANTINE_PREFIX, ReconcileOptions, Reconciler
 from exchange.replay._replay import MAX_LIMIT, Progress, ReplayParams, ReplayService
@@ -12,8 +11,6 @@ __all__ = (
     "MAX_WINDOW_S",
     "QUARANTINE_PREFIX",
     "EmitVersion",
-    "JobRun",
-    "Jobs",
     "Progress",
     "ReconcileOptions",
     "Reconciler",

@@ -22,9 +22,9 @@ from exchange.adapters.objectstore import ObjectInfo, ObjectStore
 from exchange.adapters.postgres import Database
 from exchange.events import RecordIngested, RecordIngestedV2, encode_event
 from exchange.ingest import StoredObject, stored_objects
+from exchange.jobs import JobRun, Jobs
 from exchange.normalize import canonical_ids_for_source
 from exchange.outbox import OutboxMessage, enqueue
-from exchange.replay._jobs import JobRun, Jobs
 from exchange.replay._raw import (
     EmitVersion,
     RawRef,
