@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "exchange"
-CONTEXTS = {"ingest", "outbox", "tokenize", "linkage", "normalize", "replay", "query", "admin", "derive", "persons", "jobs"}
+CONTEXTS = {"ingest", "outbox", "tokenize", "linkage", "normalize", "replay", "query", "admin", "derive", "persons",
+            "jobs"}
 
 
 def _imports(path: Path) -> list[str]:
