@@ -344,7 +344,7 @@ def reference_markdown() -> str:
 def _dec_hook(kind: type, value: Any) -> Any:
     if kind is Secret and isinstance(value, str):
         return Secret(value)
-    raise NotImplementedError(kind)
+    raise TypeError(f"not a settings type: {kind}")
 
 
 def _raw(environ: Mapping[str, str], setting: Setting) -> Any:

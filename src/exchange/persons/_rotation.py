@@ -31,11 +31,11 @@ from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 __all__ = ("KeyRotation", "RotationProgress")
 
 _FIRST = "00000000-0000-0000-0000-000000000000"
-_TODO_COUNT = """
+_PENDING_COUNT = """
 SELECT count(*) FROM canonical_records c
 WHERE NOT EXISTS (SELECT 1 FROM record_linkage r WHERE r.record_id = c.record_id AND r.key_id = $1)
 """
-_TODO = """
+_PENDING = """
 SELECT c.record_id::text AS record_id, c.raw_object_key, rp.person_id IS NOT NULL AS has_person
 FROM canonical_records c LEFT JOIN record_persons rp ON rp.record_id = c.record_id
 WHERE c.record_id > $1::uuid
@@ -126,14 +126,14 @@ class KeyRotation:
                   on_progress: Callable[[RotationProgress], None] | None = None) -> dict[str, Any]:
         saved = await self._jobs.load_checkpoint(job) or {}
         async with self._db.connection() as conn:
-            remaining = int(await conn.fetchval(_TODO_COUNT, self._active))
+            remaining = int(await conn.fetchval(_PENDING_COUNT, self._active))
         progress = RotationProgress(total=int(saved.get("done", 0)) + remaining, done=int(saved.get("done", 0)),
                                     tokenized=int(saved.get("tokenized", 0)), linked=int(saved.get("linked", 0)),
                                     skipped=dict(saved.get("skipped", {})), last=str(saved.get("last", _FIRST)))
         progress.emitted = progress.tokenized + progress.linked
         while True:
             async with self._db.connection() as conn:
-                rows = await conn.fetch(_TODO, progress.last, self._active, batch_size)
+                rows = await conn.fetch(_PENDING, progress.last, self._active, batch_size)
             if not rows:
                 break
             computed = await asyncio.gather(*(self._tokens_of(row["raw_object_key"], progress) for row in rows))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,7 +13,6 @@ from exchange.adapters.postgres import Database
 from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL, PatientIdentifiers, fields_present, linkage_tokens
 from exchange.persons import LinkRequest, PersonLinker, StoredToken, person_records, surviving_person
-from exchange.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 KEY = b"persons-test-linkage-key-0123456789abcdef"
@@ -30,16 +28,6 @@ def request(given: str, family: str, dob: str, ssn: str | None = None, *, key_id
         tokens=tuple(StoredToken(kid, t.recipe, bytes.fromhex(t.token)) for t in tokens),
         fields=fields_present({t.recipe for t in tokens}),
     )
-
-
-@pytest.fixture
-async def db(app_settings: Settings) -> AsyncIterator[Database]:
-    database = Database(app_settings.database)
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def link(db: Database, linker: PersonLinker, *requests: LinkRequest) -> list[str]:

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from exchange.adapters.postgres import Database
 from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL
 from exchange.persons import PersonLinker, PersonsRebuild, surviving_person
-from exchange.settings import Settings
 from tests.integration.persons.test_linker import link, request
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-async def db(app_settings: Settings) -> AsyncIterator[Database]:
-    database = Database(app_settings.database)
-    await database.start()
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_a_rebuild_repairs_a_split_person_keeps_its_id_and_a_second_run_changes_nothing(
