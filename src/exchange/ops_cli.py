@@ -22,8 +22,9 @@ from rich.text import Text
 
 from exchange.admin import AdminService
 from exchange.bootstrap import admin_tools
-from exchange.derive import MAX_BATCH, NAMES, DeriveProgress
+from exchange.derive import MAX_BATCH, NAMES
 from exchange.errors import DependencyUnavailable
+from exchange.jobs import JobRun
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.replay import MAX_LIMIT, MAX_WINDOW_S
 from exchange.runtime import eventloop
@@ -49,6 +50,20 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         return Text(f"{task.speed or 0:,.0f}/s")
+
+
+class _Throttled:
+    """A job's progress (its ``as_dict``) as a plain line, at most once a second."""
+
+    def __init__(self, label: str, stream: Any = sys.stderr) -> None:
+        self._label = label
+        self._stream = stream
+        self._last = float("-inf")
+
+    def __call__(self, progress: Any) -> None:
+        if time.monotonic() - self._last >= 1.0:
+            self._last = time.monotonic()
+            print(f"{self._label}: {progress.as_dict()}", file=self._stream, flush=True)
 
 
 class Counted(Protocol):
@@ -138,6 +153,18 @@ def _reason(text: str) -> str:
     return text
 
 
+async def _resumed(admin: AdminService, actor: str, job_id: str, job_name: str, command: str,
+                   **params: Any) -> JobRun | None:
+    """The job ``--resume`` names, audited as resumed; None (and why, on stderr) when there is no
+    such job of this kind (with these ``params``)."""
+    found = await admin.jobs.get(job_id)
+    if found is None or found.job_name != job_name or any(found.params.get(k) != v for k, v in params.items()):
+        print(f"{command}: no {job_name} job {job_id}", file=sys.stderr)
+        return None
+    await admin.audit(actor, f"job.{job_name}.resume", "job", found.job_run_id, "accepted", found.params)
+    return found
+
+
 async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
     actor = _actor()
     if args.verify:
@@ -146,15 +173,13 @@ async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
         _print_json(result)
         return 1 if result["missing_count"] > 0 else 0
     if args.resume:
-        found = await admin.jobs.get(args.resume)
-        if found is None or found.job_name != "replay":
-            print(f"exchange replay: no replay job {args.resume}", file=sys.stderr)
+        found = await _resumed(admin, actor, args.resume, "replay", "exchange replay")
+        if found is None:
             return 2
         job = found
         if job.status == "succeeded":
             _print_json(job.result)
             return 0
-        await admin.audit(actor, "job.replay.resume", "job", job.job_run_id, "accepted", job.params)
     else:
         if not args.source:
             print("exchange replay: --source is required (or --resume JOB_ID)", file=sys.stderr)
@@ -177,24 +202,15 @@ async def _derive(admin: AdminService, args: argparse.Namespace) -> int:
         _print_json(report)
         return 0 if report["agrees"] else 1
     if args.resume:
-        found = await admin.jobs.get(args.resume)
-        if found is None or found.job_name != "derive" or found.params.get("dataset") != args.dataset:
-            print(f"exchange derive: no {args.dataset} job {args.resume}", file=sys.stderr)
+        found = await _resumed(admin, actor, args.resume, "derive", "exchange derive", dataset=args.dataset)
+        if found is None:
             return 2
         job = found
     else:
         job = await admin.create_job(
             "derive", {"dataset": args.dataset, "dry_run": args.dry_run, "batch_size": args.batch_size}, actor)
     print(f"derive job {job.job_run_id}", file=sys.stderr, flush=True)
-    last = 0.0
-
-    def show(progress: DeriveProgress | Any) -> None:
-        nonlocal last
-        if time.monotonic() - last >= 1.0:
-            last = time.monotonic()
-            print(f"derive progress: {progress.as_dict()}", file=sys.stderr, flush=True)
-
-    result = await admin.run_job(job, on_progress=show)
+    result = await admin.run_job(job, on_progress=_Throttled("derive progress"))
     _print_json({"job_id": job.job_run_id, **result})
     return 0
 
@@ -202,12 +218,10 @@ async def _derive(admin: AdminService, args: argparse.Namespace) -> int:
 async def _linkage(admin: AdminService, args: argparse.Namespace) -> int:
     actor = _actor()
     if args.resume:
-        found = await admin.jobs.get(args.resume)
-        if found is None or found.job_name != "linkage-rotate":
-            print(f"exchange linkage rotate: no rotation job {args.resume}", file=sys.stderr)
+        found = await _resumed(admin, actor, args.resume, "linkage-rotate", "exchange linkage rotate")
+        if found is None:
             return 2
         job = found
-        await admin.audit(actor, "job.linkage-rotate.resume", "job", job.job_run_id, "accepted", job.params)
     else:
         job = await admin.create_job("linkage-rotate", {"batch_size": args.batch_size, "retire": not args.keep_old},
                                      actor)

@@ -155,28 +155,18 @@ class Database:
         other in one direction only, never in a cycle (no deadlock).
         """
         begin = "BEGIN" + "".join(f"; SELECT pg_advisory_xact_lock({int(k)})" for k in sorted(set(advisory_locks)))
-        conn: asyncpg.Connection | None = None
-        try:
-            async with self.pool.acquire() as conn:
-                try:
-                    await conn.execute(begin)
-                    try:
-                        yield conn
-                    except BaseException:
-                        # If the connection died mid-transaction, ROLLBACK fails too ("connection is
-                        # closed"); the server has rolled back already, so the first error is the one
-                        # to report.
-                        with contextlib.suppress(asyncpg.InterfaceError, *CONNECTION_ERRORS):
-                            await conn.execute("ROLLBACK")
-                        raise
-                    await conn.execute("COMMIT")
-                except asyncpg.InternalClientError:
-                    conn.terminate()  # its protocol state is unknown: never lend it out again
-                    raise
-        except Exception as exc:
-            if is_unavailable(exc, conn):
-                raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
-            raise
+        async with self.connection() as conn:  # which maps a server gone away to DatabaseUnavailable
+            await conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                # If the connection died mid-transaction, ROLLBACK fails too ("connection is
+                # closed"); the server has rolled back already, so the first error is the one
+                # to report.
+                with contextlib.suppress(asyncpg.InterfaceError, *CONNECTION_ERRORS):
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     async def ping(self) -> None:
         async with self.connection() as conn:

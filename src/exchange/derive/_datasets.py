@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchange.adapters.postgres import Connection
+from exchange.events import NIL_UUID
 
 __all__ = ("DATASETS", "Batch", "Dataset", "PatientIndex")
 
-# An id below every UUID: the first batch starts after it.
-FIRST = "00000000-0000-0000-0000-000000000000"
+FIRST = NIL_UUID  # a walk in record-id order starts after it
 
 
 @dataclass(frozen=True, slots=True)

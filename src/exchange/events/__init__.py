@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.events._ids import uuid7
+from exchange.events._ids import NIL_UUID, uuid7
 from exchange.events.record_ingested import (
     SOURCE_PATTERN,
     DlqEnvelope,
@@ -21,6 +21,7 @@ from exchange.events.record_ingested import (
 from exchange.events.topics import DLQ_V1, DLQ_V2, PLATFORM_TOPICS, TOPIC_V1, TOPIC_V2
 
 __all__ = (
+    "NIL_UUID",
     "DLQ_V1",
     "DLQ_V2",
     "PLATFORM_TOPICS",

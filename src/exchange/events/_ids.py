@@ -11,7 +11,10 @@ import threading
 import time
 import uuid
 
-__all__ = ("uuid7",)
+__all__ = ("NIL_UUID", "uuid7")
+
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+"""Sorts before every other UUID: where a walk in record-id order starts."""
 
 _lock = threading.Lock()
 _last_ms = 0

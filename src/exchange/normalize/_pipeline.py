@@ -30,7 +30,6 @@ from exchange.errors import (
     TokenizerUnavailable,
 )
 from exchange.events import RecordIngested, RecordIngestedV2, decode_event
-from exchange.linkage import Field
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
 from exchange.persons import LinkRequest, PersonLinker
@@ -324,7 +323,7 @@ class RecordProcessor:
         link = LinkRequest(
             record_id=event.record_id,
             tokens=tokens.linkage,
-            fields=frozenset(Field(f) for f in tokens.fields),
+            fields=tokens.fields,
         )
         try:
             inserted = await self._writes.submit(_Write(row, link))

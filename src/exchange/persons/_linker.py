@@ -69,9 +69,6 @@ class LinkRequest:
 class Linked:
     record_id: str
     person_id: str
-    merged: tuple[str, ...] = ()
-    linked_records: tuple[str, ...] = ()
-    new_person: bool = False
 
 
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
@@ -170,10 +167,6 @@ class PersonLinker:
             self._loaded_at = time.monotonic()
         return self._model
 
-    def forget_model(self) -> None:
-        """Read the model again at the next batch (after a refit)."""
-        self._loaded_at = float("-inf")
-
     async def link(self, conn: Connection, requests: Sequence[LinkRequest]) -> list[Linked]:
         """Store tokens and persons of ``requests`` in the caller's transaction; answers in order.
 
@@ -218,8 +211,7 @@ class PersonLinker:
             for t in r.tokens:
                 batch.index[t.token].append(r.record_id)
             new_rows.append((r.record_id, person, fields_text(r.fields)))
-            answers[n] = Linked(r.record_id, person, decision.merged, decision.linked_records,
-                                new_person=decision.person_id is None)
+            answers[n] = Linked(r.record_id, person)
         if todo:
             await store_tokens(conn, [(r.record_id, r.tokens) for _n, r in todo])
             # Rows name the person each record joined; a later record of the batch may have merged it.

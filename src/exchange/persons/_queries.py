@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.adapters.postgres import Connection
+from exchange.events import NIL_UUID
 from exchange.linkage import DEFAULT_MODEL, TOKEN_BYTES, Field, Model, pattern
 
 __all__ = ("RecordLinkage", "latest_model", "person_records", "record_linkage", "surviving_person")
@@ -43,7 +44,7 @@ GROUP BY o.record_id, rp.fields
 ORDER BY o.record_id
 LIMIT $3
 """
-_FIRST = "00000000-0000-0000-0000-000000000000"
+_FIRST = NIL_UUID  # a walk in record-id order starts after it
 _LATEST_MODEL = "SELECT model FROM linkage_models ORDER BY model_id DESC LIMIT 1"
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from exchange.adapters.objectstore import ObjectStore
 from exchange.adapters.postgres import Database
 from exchange.errors import ObjectNotFound
+from exchange.events import NIL_UUID
 from exchange.jobs import JobRun, Jobs
 from exchange.linkage import TOKEN_BYTES, Field
 from exchange.persons._linker import LinkRequest, PersonLinker, Token, store_tokens
@@ -30,7 +31,7 @@ from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 
 __all__ = ("KeyRotation", "RotationProgress")
 
-_FIRST = "00000000-0000-0000-0000-000000000000"
+_FIRST = NIL_UUID  # a walk in record-id order starts after it
 _PENDING_COUNT = """
 SELECT count(*) FROM canonical_records c
 WHERE NOT EXISTS (SELECT 1 FROM record_linkage r WHERE r.record_id = c.record_id AND r.key_id = $1)
@@ -77,7 +78,11 @@ class RotationProgress:
     skipped: dict[str, int] = field(default_factory=dict)
     last: str = _FIRST
     started: float = field(default_factory=time.monotonic)
-    emitted: int = 0  # for the shared progress bar: records tokenized so far
+
+    @property
+    def emitted(self) -> int:
+        """What the shared progress bar counts: records tokenized (or linked) so far."""
+        return self.tokenized + self.linked
 
     @property
     def rate(self) -> float:
@@ -130,7 +135,6 @@ class KeyRotation:
         progress = RotationProgress(total=int(saved.get("done", 0)) + remaining, done=int(saved.get("done", 0)),
                                     tokenized=int(saved.get("tokenized", 0)), linked=int(saved.get("linked", 0)),
                                     skipped=dict(saved.get("skipped", {})), last=str(saved.get("last", _FIRST)))
-        progress.emitted = progress.tokenized + progress.linked
         while True:
             async with self._db.connection() as conn:
                 rows = await conn.fetch(_PENDING, progress.last, self._active, batch_size)
@@ -155,7 +159,6 @@ class KeyRotation:
                     await self._linker.link(conn, to_link)
                 progress.done += len(rows)
                 progress.last = rows[-1]["record_id"]
-                progress.emitted = progress.tokenized + progress.linked
                 await Jobs.save_checkpoint(conn, job, progress.as_dict())
             if on_progress is not None:
                 on_progress(progress)

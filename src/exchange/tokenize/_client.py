@@ -17,8 +17,8 @@ import msgspec
 from jose import jwt
 
 from exchange.errors import TokenizerUnavailable
+from exchange.linkage import Field, linkage_digests, linkage_fields, present
 from exchange.linkage import PatientIdentifiers as LinkageIdentifiers
-from exchange.linkage import linkage_digests, linkage_fields, present
 from exchange.ops.tracing import inject_headers
 from exchange.settings import AuthSettings
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, canonical_dob, patient_token
@@ -45,7 +45,7 @@ class TokenSet:
 
     patient_token: str
     linkage: tuple[KeyedToken, ...]
-    fields: frozenset[str]
+    fields: frozenset[Field]
 
 
 def token_set(key: bytes, ring: tuple[tuple[str, bytes], ...], ids: PatientIdentifiers) -> TokenSet:
@@ -58,7 +58,7 @@ def token_set(key: bytes, ring: tuple[tuple[str, bytes], ...], ids: PatientIdent
     fields = linkage_fields(LinkageIdentifiers(ids.given_name, ids.family_name, born, ids.ssn))
     keyed = tuple(KeyedToken(key_id, recipe, digest) for key_id, linkage_key in ring
                   for recipe, digest in linkage_digests(key_id, linkage_key, fields))
-    return TokenSet(seed, keyed, frozenset(f.value for f in present(fields)))
+    return TokenSet(seed, keyed, present(fields))
 
 
 class Tokenizer(Protocol):
@@ -161,7 +161,11 @@ class HttpTokenizer:
             linkage = tuple(KeyedToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in got.linkage_tokens)
         except ValueError:
             raise TokenizerUnavailable("tokenizer returned an invalid body") from None
-        return TokenSet(got.patient_token, linkage, frozenset(got.fields))
+        try:
+            fields = frozenset(Field(f) for f in got.fields)
+        except ValueError:
+            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+        return TokenSet(got.patient_token, linkage, fields)
 
     async def _post(self, path: str, ids: PatientIdentifiers) -> bytes:
         """The answer's body; raises ``InvalidIdentifiers`` on a 400, ``TokenizerUnavailable`` else."""

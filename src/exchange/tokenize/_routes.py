@@ -84,7 +84,7 @@ async def tokenize_linkage(data: Annotated[TokenizeRequest, Body(schema_extra=_C
     return LinkageTokensResponse(
         patient_token=got.patient_token,
         linkage_tokens=[LinkageToken(t.key_id, t.recipe, t.token.hex()) for t in got.linkage],
-        fields=sorted(got.fields),  # type: ignore[arg-type]  # the field names of exchange.linkage.Field
+        fields=sorted(f.value for f in got.fields),
     )
 
 
