@@ -10,32 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import httpx
 import msgspec
 from jose import jwt
 
 from exchange.errors import TokenizerUnavailable
-from exchange.linkage import Field, linkage_digests, linkage_fields, present
+from exchange.linkage import Field, KeyTokens, key_tokens, linkage_fields, present
 from exchange.linkage import PatientIdentifiers as LinkageIdentifiers
 from exchange.ops.tracing import inject_headers
 from exchange.settings import AuthSettings
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, canonical_dob, patient_token
 
-__all__ = ("HttpTokenizer", "InProcessTokenizer", "KeyedToken", "TokenSet", "Tokenizer")
-
-
-class KeyedToken(NamedTuple):
-    """A linkage token (its digest) with the key id it was made under. A named tuple: a record has
-    dozens, and a frozen dataclass costs several times as much to build."""
-
-    key_id: str
-    recipe: str
-    token: bytes
-
-    def __repr__(self) -> str:  # tokens are not secrets, but logs have no use for them
-        return f"KeyedToken({self.key_id!r}, {self.recipe!r}, <token>)"
+__all__ = ("HttpTokenizer", "InProcessTokenizer", "TokenSet", "Tokenizer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +32,7 @@ class TokenSet:
     fields the record has (the names of the fields, never their values)."""
 
     patient_token: str
-    linkage: tuple[KeyedToken, ...]
+    linkage: tuple[KeyTokens, ...]  # one block a key of the ring
     fields: frozenset[Field]
 
 
@@ -56,9 +44,8 @@ def token_set(key: bytes, ring: tuple[tuple[str, bytes], ...], ids: PatientIdent
     except ValueError:  # year 0000: a date to Go's parser and the seed token, none to Python's
         raise InvalidIdentifiers("dob", "must be a date from year 0001") from None
     fields = linkage_fields(LinkageIdentifiers(ids.given_name, ids.family_name, born, ids.ssn))
-    keyed = tuple(KeyedToken(key_id, recipe, digest) for key_id, linkage_key in ring
-                  for recipe, digest in linkage_digests(key_id, linkage_key, fields))
-    return TokenSet(seed, keyed, present(fields))
+    return TokenSet(seed, tuple(key_tokens(key_id, linkage_key, fields) for key_id, linkage_key in ring),
+                    present(fields))
 
 
 class Tokenizer(Protocol):
@@ -119,6 +106,16 @@ class _TokenSetResponse(msgspec.Struct):
     fields: list[str]
 
 
+def _blocks(tokens: list[_Keyed]) -> tuple[KeyTokens, ...]:
+    """The route's flat list of tokens as one block a key id, in the order the keys came."""
+    per_key: dict[str, tuple[list[str], list[bytes]]] = {}
+    for t in tokens:
+        recipes, digests = per_key.setdefault(t.key_id, ([], []))
+        recipes.append(t.recipe)
+        digests.append(bytes.fromhex(t.token))
+    return tuple(KeyTokens(key_id, tuple(recipes), tuple(digests)) for key_id, (recipes, digests) in per_key.items())
+
+
 class HttpTokenizer:
     """Calls ``POST {TOKENIZER_URL}/tokenize``; authenticates with a short-lived service JWT
     (or ``Bearer dev`` when ENV=local)."""
@@ -158,7 +155,7 @@ class HttpTokenizer:
         except msgspec.DecodeError:
             raise TokenizerUnavailable("tokenizer returned an invalid body") from None
         try:
-            linkage = tuple(KeyedToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in got.linkage_tokens)
+            linkage = _blocks(got.linkage_tokens)
         except ValueError:
             raise TokenizerUnavailable("tokenizer returned an invalid body") from None
         try:

@@ -83,7 +83,8 @@ async def tokenize_linkage(data: Annotated[TokenizeRequest, Body(schema_extra=_C
         raise ValidationFailed(f"{exc.field}: {exc.problem}", field=exc.field) from None
     return LinkageTokensResponse(
         patient_token=got.patient_token,
-        linkage_tokens=[LinkageToken(t.key_id, t.recipe, t.token.hex()) for t in got.linkage],
+        linkage_tokens=[LinkageToken(block.key_id, recipe, digest.hex()) for block in got.linkage
+                        for recipe, digest in zip(block.recipes, block.digests, strict=True)],
         fields=sorted(f.value for f in got.fields),
     )
 
