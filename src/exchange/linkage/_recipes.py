@@ -149,6 +149,7 @@ def _unordered(first: Iterable[str], second: Iterable[str]) -> frozenset[str]:
     return frozenset("\x1f".join(sorted((a, b))) for a in first for b in second)
 
 
+@functools.lru_cache(maxsize=16384)
 def _close_name_codes(name: str) -> frozenset[str]:
     """NYSIIS (spelling variants that sound alike) and the first four letters (typos further on).
 

@@ -52,10 +52,15 @@ _LOCK = "SELECT pg_advisory_xact_lock($1)"
 _ALREADY = "SELECT record_id::text, person_id::text FROM record_persons WHERE record_id = ANY($1::uuid[])"
 # The records holding any of these tokens (each token unique to its key id and recipe), with
 # their persons; a token held by more than MAX_TOKEN_RECORDS records is dropped (``sharing``).
+# The tokens come as one concatenated bytea: an array of thousands of small values costs the
+# client ~20x more CPU to encode than the same bytes in one value.
 _CANDIDATES = f"""
-WITH hit AS (
+WITH wanted AS (
+    SELECT substring($1::bytea FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token
+    FROM generate_series(0, length($1::bytea) / {TOKEN_BYTES} - 1) AS g(i)
+), hit AS (
     SELECT q.token, s.record_id, count(*) OVER (PARTITION BY q.token) AS sharing
-    FROM unnest($1::bytea[]) AS q(token)
+    FROM wanted q
     CROSS JOIN LATERAL (
         SELECT t.record_id FROM linkage_tokens t WHERE t.token = q.token LIMIT {MAX_TOKEN_RECORDS + 1}
     ) s
@@ -175,7 +180,7 @@ class PersonLinker:
         that two records of the batch share (``relevant``) are looked at one by one."""
         every = [d for _n, r in todo for block in r.tokens for d in block.digests]
         holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
-        for row in await conn.fetch(_CANDIDATES, list(set(every))):
+        for row in await conn.fetch(_CANDIDATES, b"".join(set(every))):
             holders[row["token"]].append(
                 (row["record_id"], row["person_id"], frozenset(Field(f) for f in row["fields"])))
         repeated = {d for d, count in Counter(every).items() if count > 1}
