@@ -280,7 +280,8 @@ def key_tokens(
         for n, part in enumerate(rec_parts):
             values = encoded.get(part.name)
             if values is None:
-                values = encoded[part.name] = [v.encode() for v in part.encode(fields)]
+                # Sorted: the same record gives its tokens in the same order in every process.
+                values = encoded[part.name] = sorted(v.encode() for v in part.encode(fields))
             messages = values if n == 0 else [m + b"\x1e" + v for m in messages for v in values]
         for message in messages:
             inner = inner_pad.copy()
