@@ -36,6 +36,8 @@ def register(sub: Any) -> None:
     bench.add_argument("--e2e-duration", type=float, default=20.0)
     bench.add_argument("--drain-rows", type=int, default=50_000)
     bench.add_argument("--normalizer-records", type=int, default=10_000)
+    bench.add_argument("--scaling-records", type=int, default=10_000,
+                       help="records of each normalizer scale-out phase (1, 2, 3 processes) and of the kill")
     bench.add_argument("--rounds", type=_at_least_one, default=3,
                        help="ingest, split ingest and floor alternate this many times within --duration")
     bench.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     run_bench(BenchConfig(
         stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,
         e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
-        normalizer_records=args.normalizer_records, rounds=args.rounds, output=args.output,
+        normalizer_records=args.normalizer_records, scaling_records=args.scaling_records, rounds=args.rounds,
+        output=args.output,
     ))
     return 0
 

@@ -33,6 +33,7 @@ from exchange.events import RawObject, encode_event, make_event, uuid7
 from exchange.settings import load_settings
 from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
 from exchange_bench.machine import machine
+from exchange_bench.normalizers import NormalizerPhases
 from exchange_bench.people import patient_v1
 from exchange_bench.scratch import ScratchRun, bucket_name, token
 from exchange_bench.server import Server, stack_pids
@@ -50,6 +51,8 @@ class BenchConfig:
     e2e_duration_s: float = 20.0
     drain_rows: int = 50_000
     normalizer_records: int = 10_000
+    scaling_records: int = 10_000
+    """Records of each scale-out phase (1, 2, 3 processes) and of the kill of one of three."""
     warmup_s: float = 3.0
     rounds: int = 3
     """Ingest, split ingest and floor alternate this many times, ``duration_s`` shared among them."""
@@ -433,6 +436,28 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         cpu["normalizer"] = cpu_breakdown(before, after, (cfg.normalizer_records - 1) / (after.at - before.at))
         results["cpu"] = cpu
 
+        # 6b-e. The normalizer against its floor, split from its tokenizer, scaled out, and one of
+        # three killed mid-backlog (each on a topic and group of its own).
+        phases = NormalizerPhases(stack, env, dsn, run_id, scratch, report, _prepublish)
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        floor = phases.floor(cfg.normalizer_records, concurrency=settings.pipeline.normalizer_concurrency)
+        results["normalizer_floor_rps"] = floor["normalizer_floor_rps"]
+        results["normalizer_ratio"] = results["normalizer_rps"] / floor["normalizer_floor_rps"]
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        split = phases.run("nsplit", cfg.normalizer_records, split=True)
+        results["normalizer_split_rps"] = split["rps"]
+        cpu["normalizer_split"] = split["cpu"]
+        inproc = cpu["normalizer"]["ms_per_record"]["server"]
+        results["normalizer_split_cpu_ratio"] = split["normalizer_cpu_ms_per_record"] / max(inproc, 1e-6)
+        scaling: dict[str, float] = {}
+        for processes in (1, 2, 3):
+            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+            scaling[str(processes)] = phases.run(f"nscale{processes}", cfg.scaling_records, processes)["rps"]
+        results["normalizer_scaling"] = scaling
+        results["normalizer_scaling_2_over_1"] = scaling["2"] / scaling["1"]
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        results["normalizer_kill_one_of_three"] = phases.kill_one_of_three(cfg.scaling_records)
+
         # 7. Replay of the same raw objects (through the outbox): as an operator runs it (objects
         # unchanged since ingest are built from the manifest), and reading every object.
         for flags, name in (((), "replay"), (("--read-raw",), "replay_read")):
@@ -634,7 +659,8 @@ def _stack_uptime_s(stack: Stack) -> float:
 
 TARGETS = {
     "ingest_ratio": (">=", 0.85), "e2e_p95_ms": ("<=", 500), "publisher_drain_eps": (">=", 5000),
-    "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000),
+    "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000), "normalizer_ratio": (">=", 0.85),
+    "normalizer_split_cpu_ratio": ("<=", 1.5), "normalizer_scaling_2_over_1": (">=", 1.0),
     "rss_mb_peak": ("<=", 400),
 }
 
@@ -645,6 +671,8 @@ def markdown(results: dict[str, Any]) -> str:
                 "ingest_catchup_s", "floor_rps", "ingest_ratio", "ingest_split_rps",
                 "ingest_split_ratio", "core_rps", "core_ratio", "e2e_p50_ms",
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
+                "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
+                "normalizer_scaling_2_over_1",
                 "replay_rps", "replay_objects_read", "replay_read_rps", "rss_mb_peak"):
         value = results.get(key)
         target = TARGETS.get(key)
