@@ -87,7 +87,7 @@ async def _tables(dsn: str) -> dict[str, list[str]]:
 
 def _topic_texts(brokers: str, topic: str) -> list[str]:
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"chaos-sweep-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, "log_level": 0})
     texts: list[str] = []
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)

@@ -86,7 +86,7 @@ def _faults(cfg: ChaosConfig, ctx: FaultContext, load: subprocess.Popen[bytes], 
         list[Fault], list[str]]:
     plan = schedule(cfg.kinds, cfg.rounds)
     planned_s = cfg.count / cfg.rate
-    slot = max(0.0, planned_s - cfg.warmup_s) / len(plan)
+    slot = max(0.0, planned_s - cfg.warmup_s) / (len(plan) + 1)  # the last fault a slot before the end
     done: list[Fault] = []
     for i, kind in enumerate(plan):
         time.sleep(max(0.0, started + cfg.warmup_s + i * slot - time.time()))

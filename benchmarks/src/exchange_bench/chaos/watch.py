@@ -42,7 +42,7 @@ class _Offsets:
     def follow(self, stop: threading.Event) -> None:
         consumer = Consumer({"bootstrap.servers": self.brokers, "group.id": f"chaos-watch-{uuid.uuid4()}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                             "reconnect.backoff.max.ms": 1000})
+                             "reconnect.backoff.max.ms": 1000, "log_level": 0})
         consumer.subscribe([self.topic])
         try:
             while not stop.is_set():
@@ -106,7 +106,8 @@ class LossWatch:
         self.most_lost_at_once = max(self.most_lost_at_once, len(lost))
 
     def _committed(self) -> dict[int, int]:
-        consumer = Consumer({"bootstrap.servers": self.brokers, "group.id": self.group, "enable.auto.commit": False})
+        consumer = Consumer({"bootstrap.servers": self.brokers, "group.id": self.group, "enable.auto.commit": False,
+                             "log_level": 0})
         try:
             tps = consumer.committed([TopicPartition(self.topic, p) for p in range(self.partitions)], timeout=5)
         finally:
