@@ -44,6 +44,7 @@ def test_a_short_fault_schedule_loses_nothing_doubles_nothing_and_leaks_nothing(
     assert ingests["non_202_not_problem_json"] == 0, ingests
     assert results["during_run"]["samples"] > 10
     assert results["during_run"]["lost_at_some_moment"] == 0, results["during_run"]
+    assert results["during_run"]["most_in_flight_judged"] > 0  # the offset rule had records to judge
     assert (check["lost"], check["duplicated"], check["canonical_without_raw"]) == (0, 0, 0), check
     assert check["canonical_rows"] == 300
     assert results["dlq"]["reprocess_failed"] == 0

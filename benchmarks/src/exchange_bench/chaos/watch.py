@@ -69,7 +69,9 @@ class LossWatch:
     skipped: int = 0
     lost_ever: set[str] = field(default_factory=set)
     most_lost_at_once: int = 0
-    judged_last: int = 0
+    judged_max: int = 0
+    """Most records at once that were neither canonical nor dead-lettered yet published under a
+    known offset: the records the offset rule judged (0 would mean it judged nothing)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -139,12 +141,14 @@ class LossWatch:
             at = where.get(row["record_id"])
             if at is None or at[0] not in committed:
                 continue  # not yet published, or not yet seen by the watch: in flight
-            judged += 1
             if committed[at[0]] > at[1]:
                 lost.add(row["record_id"])
-        self.judged_last = judged
+            else:
+                judged += 1
+        self.judged_max = max(self.judged_max, judged + len(lost))
         return lost
 
     def summary(self) -> dict[str, Any]:
         return {"samples": self.samples, "samples_skipped": self.skipped, "lost_at_some_moment": len(self.lost_ever),
-                "most_lost_at_once": self.most_lost_at_once, "interval_s": self.interval_s}
+                "most_lost_at_once": self.most_lost_at_once, "most_in_flight_judged": self.judged_max,
+                "interval_s": self.interval_s}
