@@ -233,6 +233,12 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     normalizer_yield_at: Annotated[int, var(
         "NORMALIZER_YIELD_AT", "requests in flight from which background work yields to them; 0 = never",
         ge=0, le=100_000)] = 16
+    job_lease_s: Annotated[int, var(
+        "JOB_LEASE_S", "an admin job's owner lease, renewed every third; a job unrenewed this long is taken over",
+        ge=1, le=3600)] = 30
+    unknown_topic_grace_s: Annotated[int, var(
+        "KAFKA_UNKNOWN_TOPIC_GRACE_S", "a consumed topic missing this long is a fatal consumer error",
+        ge=1, le=3600)] = 60
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
