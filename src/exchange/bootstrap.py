@@ -207,7 +207,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         def consumer_factory(book: OffsetBook) -> AsyncConsumer:
             return AsyncConsumer(kafka.brokers, kafka.consumer_group, kafka.topics,
                                  on_revoke=book.revoke, on_assign=book.assign,
-                                 group_instance_id=kafka.group_instance_id)
+                                 group_instance_id=kafka.group_instance_id,
+                                 unknown_topic_grace_s=kafka.unknown_topic_grace_s)
 
         normalizer = Normalizer(
             RecordProcessor(db, store, tokenizer, PersonLinker(db)),
