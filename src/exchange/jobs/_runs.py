@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.adapters.postgres import Connection, Database
-from exchange.errors import DatabaseUnavailable
 
 __all__ = ("JobBusy", "JobFinished", "JobRun", "Jobs", "LeaseLost", "checkpoint_name", "owner_name")
 
@@ -261,8 +260,10 @@ class Jobs:
                 _log.warning("job lease lost", extra={"job_id": job.job_run_id})
                 lost.set()
                 return
-            except DatabaseUnavailable:
-                continue  # the lease may lapse meanwhile; the owner check on every write keeps it safe
+            except Exception as exc:  # noqa: BLE001 - e.g. the database away: keep trying
+                # The lease may lapse meanwhile; the owner check on every write keeps that safe.
+                _log.warning("job lease not renewed", extra={"job_id": job.job_run_id,
+                                                             "error_type": type(exc).__name__})
 
     async def progress(self, job: JobRun, progress: dict[str, Any]) -> None:
         async with self._db.transaction() as conn:
