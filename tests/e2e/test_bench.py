@@ -162,15 +162,16 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert not asyncio.run(_bench_databases(stack))
     assert not _bench_buckets(stack)
     # Where the time went, per measured phase: every component charged, the parts add up.
-    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer"}
+    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer", "normalizer_split"}
     for phase, data in results["cpu"].items():
         per = data["ms_per_record"]
         assert set(per) >= {"postgres", "s3", "kafka", "other", "total"}, phase
-        if phase != "normalizer":  # the other phases have a load process
+        if not phase.startswith("normalizer"):  # the other phases have a load process
             assert per["load"] > 0, phase
         assert per["postgres"] > 0 and per["s3"] > 0, phase
         assert per["other"] >= 0 and per["total"] > 0, phase
         assert 0 <= data["steal_pct"] <= 100, phase
     assert results["cpu"]["ingest"]["ms_per_record"]["server"] > 0
     assert results["cpu"]["normalizer"]["ms_per_record"]["server"] > 0
+    assert results["cpu"]["normalizer_split"]["ms_per_record"]["normalizer-0"] > 0
     assert "CPU ms per record" in lines[-1]
