@@ -1,0 +1,119 @@
+"""``/graphql`` on the query role (scope ``read``): Strawberry's Litestar controller, hardened.
+
+- Auth is the same ``before_request`` hook as every route: 401/403 problem+json before GraphQL.
+- Bad HTTP input (no query, body not JSON) answers 400 problem+json instead of Strawberry's text.
+- Limits: depth, complexity (``_graphql_limits``), tokens and aliases, page sizes (resolvers).
+- Introspection and the GraphiQL page only with ``ENV=local``.
+- Errors: ours (bad arguments, scope) and GraphQL's (syntax, unknown fields, limits) are answered
+  as they are; anything else is masked to "Unexpected error." and logged by type only (an
+  asyncpg message can quote a value). No stack trace reaches a client or the log.
+- No websocket route: there are no subscriptions, and a websocket would bypass the auth hook.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any, ClassVar
+
+import strawberry
+from cross_web import HTTPException
+from graphql import GraphQLError
+from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.types import Dependencies
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.litestar import make_graphql_controller
+from strawberry.types import ExecutionContext
+
+from exchange.adapters.postgres import Database
+from exchange.errors import AuthError, DependencyUnavailable, InvalidRequest
+from exchange.ops.metrics import Metrics
+from exchange.query._graphql_limits import MAX_DEPTH, ComplexityLimiter
+from exchange.query._graphql_schema import GraphQLContext, Loaders, Query
+from exchange.query._reads import Reads
+from exchange.web import principal_of
+from exchange.web.auth import require_scope
+
+__all__ = ("graphql_controller", "graphql_schema")
+
+_log = logging.getLogger("exchange.graphql")
+_ANSWERED = (InvalidRequest, AuthError, DependencyUnavailable, GraphQLError)
+
+
+def _masked(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, _ANSWERED)
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, _ANSWERED):
+                _log.error("graphql resolver failed", extra={"error_type": type(original).__name__,
+                                                             "path": ".".join(map(str, error.path or ()))})
+
+
+def graphql_schema(*, introspection: bool) -> strawberry.Schema:
+    # Factories: Strawberry makes each extension anew per request (its caches live at module level).
+    extensions: list[Callable[[], SchemaExtension]] = [
+        partial(ParserCache, maxsize=256),
+        partial(MaxTokensLimiter, max_token_count=2000),
+        partial(MaxAliasesLimiter, max_alias_count=20),
+        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        ComplexityLimiter,
+        partial(MaskErrors, should_mask_error=_masked),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    return _Schema(query=Query, extensions=extensions)
+
+
+def graphql_controller(*, local: bool) -> type[Any]:
+    """The ``/graphql`` controller class (GraphiQL and introspection only when ``local``)."""
+
+    async def context(request: Request[Any, Any, Any], state: State) -> GraphQLContext:
+        db: Database = state.runtime.db
+        reads = Reads(db)
+        return GraphQLContext(principal=principal_of(request), db=db, reads=reads, loaders=Loaders(reads))
+
+    def response() -> Response[Any]:
+        return Response({})
+
+    base = make_graphql_controller(graphql_schema(introspection=local), path="/graphql",
+                                   graphql_ide="graphiql" if local else None, subscription_protocols=())
+
+    class GraphQLRoute(base):  # type: ignore[valid-type,misc]
+        # Strawberry provides its sub-response in a worker thread (a hop per request): not here.
+        dependencies: ClassVar[Dependencies] = {
+            **base.dependencies,
+            "custom_context": Provide(context),
+            "response": Provide(response, sync_to_thread=False),
+        }
+        before_request = require_scope
+        opt: ClassVar[dict[str, Any]] = {"scope": "read"}
+        include_in_schema = False  # its contract is contracts/graphql/schema.graphql
+        websocket_endpoint = None
+
+        async def execute_request(self, request: Request[Any, Any, Any], context: GraphQLContext,
+                                  root_value: Any) -> Response[Any]:
+            try:
+                return await self.run(request, context=context, root_value=root_value)  # type: ignore[no-any-return]
+            except HTTPException as exc:  # no query, a body that is not JSON, a GET mutation...
+                raise InvalidRequest(f"graphql: {exc.reason}", status=exc.status_code) from None
+            finally:
+                metrics: Metrics = request.app.state.metrics
+                metrics.query_statements.labels("graphql").observe(context.reads.statements)
+
+    return GraphQLRoute
