@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import strawberry
 from cross_web import HTTPException
 from graphql import GraphQLError
-from litestar import Request, Response
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.types import Dependencies
 from strawberry.extensions import (
     DisableIntrospection,
@@ -86,10 +86,14 @@ def graphql_controller(*, local: bool) -> type[Any]:
     async def context(request: Request[Any, Any, Any], state: State) -> GraphQLContext:
         db: Database = state.runtime.db
         reads = Reads(db)
-        return GraphQLContext(principal=principal_of(request), db=db, reads=reads, loaders=Loaders(reads))
+        return GraphQLContext(request=request, principal=principal_of(request), db=db, reads=reads,
+                              loaders=Loaders(reads))
 
     def response() -> Response[Any]:
         return Response({})
+
+    async def no_root() -> None:
+        return None
 
     base = make_graphql_controller(graphql_schema(introspection=local), path="/graphql",
                                    graphql_ide="graphiql" if local else None, subscription_protocols=())
@@ -97,14 +101,30 @@ def graphql_controller(*, local: bool) -> type[Any]:
     class GraphQLRoute(base):  # type: ignore[valid-type,misc]
         # Strawberry provides its sub-response in a worker thread (a hop per request): not here.
         dependencies: ClassVar[Dependencies] = {
-            **base.dependencies,
-            "custom_context": Provide(context),
+            "context": Provide(context),
+            "root_value": Provide(no_root),
             "response": Provide(response, sync_to_thread=False),
         }
         before_request = require_scope
         opt: ClassVar[dict[str, Any]] = {"scope": "read"}
         include_in_schema = False  # its contract is contracts/graphql/schema.graphql
         websocket_endpoint = None
+
+        # Strawberry's handlers, re-declared with named dependencies (Litestar 2.23+ deprecates
+        # inferring them, and warnings are errors here).
+        @get()
+        async def handle_http_get(self, request: Request[Any, Any, Any], context: NamedDependency[GraphQLContext],
+                                  root_value: NamedDependency[Any], response: NamedDependency[Response[Any]],
+                                  ) -> Response[Any]:
+            self.temporal_response = response  # Strawberry's, shared by requests: never changed here
+            return await self.execute_request(request, context, root_value)
+
+        @post(status_code=200)
+        async def handle_http_post(self, request: Request[Any, Any, Any], context: NamedDependency[GraphQLContext],
+                                   root_value: NamedDependency[Any], response: NamedDependency[Response[Any]],
+                                   ) -> Response[Any]:
+            self.temporal_response = response
+            return await self.execute_request(request, context, root_value)
 
         async def execute_request(self, request: Request[Any, Any, Any], context: GraphQLContext,
                                   root_value: Any) -> Response[Any]:
