@@ -8,6 +8,7 @@ table. What is answered is metadata only: no identifier, no error message, no pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from exchange.adapters.jwt import Principal
 from exchange.adapters.postgres import Database
@@ -16,7 +17,9 @@ from exchange.ingest import Acceptance, record_acceptance
 from exchange.normalize import Attempt, Canonical, DeadLetter, record_processing
 from exchange.outbox import Delivery, record_deliveries
 
-__all__ = ("Journey", "RecordNotFound", "may_see", "record_journey")
+__all__ = ("Journey", "RecordNotFound", "Stage", "may_see", "record_journey")
+
+Stage = Literal["canonical", "dead_lettered", "retrying", "processing", "published", "accepted", "orphaned"]
 
 
 class RecordNotFound(InvalidRequest):
@@ -30,7 +33,7 @@ class RecordNotFound(InvalidRequest):
 @dataclass(frozen=True, slots=True)
 class Journey:
     record_id: str
-    stage: str
+    stage: Stage
     """``canonical``, ``dead_lettered``, ``retrying``, ``processing``, ``published``, ``accepted`` or ``orphaned``."""
     accepted: Acceptance
     outbox: list[Delivery]
@@ -42,7 +45,7 @@ class Journey:
 
 
 def _stage(accepted: Acceptance, outbox: list[Delivery], attempts: list[Attempt], canonical: Canonical | None,
-           dead: list[DeadLetter]) -> str:
+           dead: list[DeadLetter]) -> Stage:
     if canonical is not None:
         return "canonical"
     if any(d.status == "open" for d in dead):

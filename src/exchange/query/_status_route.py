@@ -14,13 +14,13 @@ from litestar.params import FromPath
 
 from exchange.adapters.postgres import Database
 from exchange.errors import ValidationFailed
-from exchange.query._journey import Journey, record_journey
+from exchange.query._journey import Journey, Stage, record_journey
 from exchange.web import authenticated, principal_of
 
 __all__ = ("RecordStatus", "record_status_route", "status_body")
 
 
-class Accepted(msgspec.Struct):
+class StatusAccepted(msgspec.Struct):
     at: dt.datetime
     client: str | None
     """The JWT ``sub`` that sent it (null only for an old record whose idempotency key expired)."""
@@ -28,13 +28,13 @@ class Accepted(msgspec.Struct):
     event_version: str
 
 
-class RawStored(msgspec.Struct):
+class StatusRaw(msgspec.Struct):
     size_bytes: int
     sha256: str
     state: str
 
 
-class OutboxRow(msgspec.Struct):
+class StatusOutboxRow(msgspec.Struct):
     topic: str
     pending: bool
     created_at: dt.datetime
@@ -42,7 +42,7 @@ class OutboxRow(msgspec.Struct):
     attempts: int
 
 
-class NormalizerAttempt(msgspec.Struct):
+class StatusAttempt(msgspec.Struct):
     attempt_no: int
     status: str
     result: str | None
@@ -53,11 +53,11 @@ class NormalizerAttempt(msgspec.Struct):
     ended_at: dt.datetime | None
 
 
-class CanonicalRow(msgspec.Struct):
+class StatusCanonical(msgspec.Struct):
     normalized_at: dt.datetime
 
 
-class DeadLetterEntry(msgspec.Struct):
+class StatusDeadLetter(msgspec.Struct):
     error_type: str
     error_stage: str
     attempts: int
@@ -70,13 +70,13 @@ class RecordStatus(msgspec.Struct):
     """A record's journey: metadata only, never an identifier, a payload or an error message."""
 
     record_id: str
-    stage: str
-    accepted: Accepted
-    raw: RawStored
-    outbox: list[OutboxRow]
-    attempts: list[NormalizerAttempt]
-    canonical: CanonicalRow | None
-    dead_letters: list[DeadLetterEntry]
+    stage: Stage
+    accepted: StatusAccepted
+    raw: StatusRaw
+    outbox: list[StatusOutboxRow]
+    attempts: list[StatusAttempt]
+    canonical: StatusCanonical | None
+    dead_letters: list[StatusDeadLetter]
     latency_ms: float | None
 
 
@@ -84,13 +84,14 @@ def status_body(j: Journey) -> RecordStatus:
     a = j.accepted
     return RecordStatus(
         record_id=j.record_id, stage=j.stage,
-        accepted=Accepted(a.accepted_at, a.client_id, a.source, a.event_version),
-        raw=RawStored(a.size_bytes, a.sha256, a.state),
-        outbox=[OutboxRow(d.topic, d.published_at is None, d.created_at, d.published_at, d.attempts) for d in j.outbox],
-        attempts=[NormalizerAttempt(t.attempt_no, t.status, t.result, t.error_type, t.error_stage, t.transient,
-                                    t.started_at, t.ended_at) for t in j.attempts],
-        canonical=None if j.canonical is None else CanonicalRow(j.canonical.normalized_at),
-        dead_letters=[DeadLetterEntry(d.error_type, d.error_stage, d.attempts, d.failed_at, d.status, d.resolved_at)
+        accepted=StatusAccepted(a.accepted_at, a.client_id, a.source, a.event_version),
+        raw=StatusRaw(a.size_bytes, a.sha256, a.state),
+        outbox=[StatusOutboxRow(d.topic, d.published_at is None, d.created_at, d.published_at, d.attempts)
+                for d in j.outbox],
+        attempts=[StatusAttempt(t.attempt_no, t.status, t.result, t.error_type, t.error_stage, t.transient,
+                                t.started_at, t.ended_at) for t in j.attempts],
+        canonical=None if j.canonical is None else StatusCanonical(j.canonical.normalized_at),
+        dead_letters=[StatusDeadLetter(d.error_type, d.error_stage, d.attempts, d.failed_at, d.status, d.resolved_at)
                       for d in j.dead_letters],
         latency_ms=j.latency_ms,
     )
