@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from exchange.query._cursor import MAX_PAGE
 from exchange.query._graphql import graphql_controller, graphql_schema
+from exchange.query._reads import STATEMENTS
 from exchange.query._routes import query_routes, status_routes
 
-__all__ = ("MAX_PAGE", "graphql_controller", "graphql_schema", "query_routes", "status_routes")
+__all__ = ("MAX_PAGE", "STATEMENTS", "graphql_controller", "graphql_schema", "query_routes", "status_routes")

@@ -17,7 +17,7 @@ from exchange.adapters.postgres import Connection, Database
 from exchange.events import NIL_UUID
 from exchange.query._cursor import Cursor
 
-__all__ = ("Page", "RecordRow", "Reads")
+__all__ = ("STATEMENTS", "Page", "RecordRow", "Reads")
 
 _COLUMNS = ("record_id::text AS record_id, source, event_version, record_kind, schema_hint, ingested_at, "
             "normalized_at")
@@ -49,6 +49,12 @@ SELECT patient_token, count(*) AS n FROM derived_patient_record_index WHERE pati
 GROUP BY patient_token
 """
 _CORRELATION = "SELECT correlation_id FROM canonical_records WHERE record_id = $1::uuid"
+
+STATEMENTS: dict[str, str] = {
+    "by_ids": _BY_IDS, "source_page": _BY_SOURCE, "token_page": _BY_TOKEN, "encounters": _ENCOUNTERS,
+    "source_count": _COUNT_SOURCE, "token_counts": _COUNT_TOKENS,
+}
+"""The statements by name, for the benchmark's EXPLAIN of each (no sequential scan at 1 M rows)."""
 
 _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 _LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
