@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 import strawberry
 from cross_web import HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -76,7 +76,29 @@ def graphql_schema(*, introspection: bool) -> strawberry.Schema:
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return _Schema(query=Query, extensions=extensions)
+    schema = _Schema(query=Query, extensions=extensions)
+    _plain_fields_by_getattr(schema)
+    return schema
+
+
+def _plain_fields_by_getattr(schema: strawberry.Schema) -> None:
+    """A field without a resolver of its own (a dataclass attribute) is read with a plain getattr
+    instead of Strawberry's wrapper, which builds an ``Info`` and checks for an awaitable per field:
+    the same value, ~12 % less execution for a 100-record page (docs/performance.md)."""
+    for type_ in schema._schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        for name, field in type_.fields.items():
+            definition = schema.get_field_for_type(name, type_.name)
+            if definition is not None and definition.base_resolver is None and not definition.extensions:
+                field.resolve = _attribute(definition.python_name)
+
+
+def _attribute(python_name: str) -> Callable[..., Any]:
+    def resolve(source: Any, _info: Any) -> Any:
+        return getattr(source, python_name)
+
+    return resolve
 
 
 def graphql_controller(*, local: bool) -> type[Any]:
