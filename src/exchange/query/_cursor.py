@@ -18,7 +18,7 @@ from typing import Literal
 
 from exchange.errors import ValidationFailed
 
-__all__ = ("MAX_PAGE", "Cursor", "check_page_size")
+__all__ = ("MAX_PAGE", "Cursor", "Kind", "check_page_size")
 
 MAX_PAGE = 1000
 """The largest page any list answers (REST ``limit``, GraphQL ``first``)."""

@@ -9,7 +9,6 @@ statement for the page and one per nested kind of field, whatever the page size.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass, field
 
 import strawberry
@@ -18,12 +17,12 @@ from strawberry.litestar import BaseContext
 
 from exchange.adapters.jwt import Principal
 from exchange.adapters.postgres import Database
-from exchange.errors import Forbidden, ValidationFailed
+from exchange.errors import Forbidden
 from exchange.persons import person_record_counts, person_record_ids, persons_of_records, surviving_person
-from exchange.query._cursor import Cursor, check_page_size
+from exchange.query._cursor import Cursor, Kind, check_page_size
 from exchange.query._journey import record_journey
+from exchange.query._params import checked_token, checked_uuid, instant
 from exchange.query._reads import Page, Reads, RecordRow
-from exchange.query._routes import TOKEN, instant
 
 __all__ = ("GraphQLContext", "Query")
 
@@ -77,21 +76,8 @@ class GraphQLContext(BaseContext, kw_only=True):
 Info = strawberry.Info[GraphQLContext, None]
 
 
-def _token(value: str, name: str) -> str:
-    if not TOKEN.match(value):
-        raise ValidationFailed(f"{name}: must be 64 lower-case hex characters", field=name)
-    return value
-
-
-def _uuid(value: str, name: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValidationFailed(f"{name}: must be a UUID", field=name) from None
-
-
-def _after(value: str | None, kind: str) -> Cursor | None:
-    return None if value is None else Cursor.decode(value, "t" if kind == "t" else "r", "after")
+def _after(value: str | None, kind: Kind) -> Cursor | None:
+    return None if value is None else Cursor.decode(value, kind, "after")
 
 
 @strawberry.type(description="A canonical record: a patient token and metadata, never an identifier.")
@@ -234,20 +220,20 @@ class Query:
     @strawberry.field(description="The patient with this token; null when no record carries it. "
                                   "`dob` is always null.")
     async def patient(self, info: Info, patient_token: strawberry.ID) -> Patient | None:
-        token = _token(str(patient_token), "patientToken")
+        token = checked_token(str(patient_token), "patientToken")
         found = await info.context.loaders.token_counts.load(token)
         return Patient(patient_token=strawberry.ID(token)) if found else None
 
     @strawberry.field(description="The token's encounters, oldest first, at most `first` (default 100).")
     async def encounters(self, info: Info, patient_token: strawberry.ID, first: int = DEFAULT_PAGE) -> list[Encounter]:
-        token = _token(str(patient_token), "patientToken")
+        token = checked_token(str(patient_token), "patientToken")
         rows = await info.context.reads.encounters(token, limit=check_page_size(first, "first"))
         return [Encounter(encounter_id=strawberry.ID(r.record_id), patient_token=strawberry.ID(r.patient_token),
                           facility_id=r.source) for r in rows]
 
     @strawberry.field(description="One canonical record.")
     async def record(self, info: Info, record_id: strawberry.ID) -> Record | None:
-        row = await info.context.loaders.records.load(_uuid(str(record_id), "recordId"))
+        row = await info.context.loaders.records.load(checked_uuid(str(record_id), "recordId"))
         return None if row is None else Record.of(row)
 
     @strawberry.field(description="A source's records in [since, until), by ingestion time then id.")
@@ -262,12 +248,12 @@ class Query:
     @strawberry.field(description="A patient token's records, oldest first.")
     async def patient_records(self, info: Info, patient_token: strawberry.ID, first: int = DEFAULT_PAGE,
                               after: str | None = None) -> RecordPage:
-        return await _token_page(info, _token(str(patient_token), "patientToken"), first, after)
+        return await _token_page(info, checked_token(str(patient_token), "patientToken"), first, after)
 
     @strawberry.field(description="A person (an id merged into another answers as the survivor).")
     async def person(self, info: Info, person_id: strawberry.ID) -> Person | None:
         survivor: str | None = await info.context.reads.connection_run(
-            surviving_person, _uuid(str(person_id), "personId"))
+            surviving_person, checked_uuid(str(person_id), "personId"))
         return None if survivor is None else Person(person_id=strawberry.ID(survivor))
 
     @strawberry.field(description="How many records a source has in [since, until).")
@@ -281,7 +267,7 @@ class Query:
         principal = info.context.principal
         if "admin" not in principal.scopes:
             raise Forbidden("recordStatus: token lacks the required scope admin")
-        key = _uuid(str(record_id), "recordId")
+        key = checked_uuid(str(record_id), "recordId")
         j = await record_journey(info.context.db, key, principal)
         a = j.accepted
         return RecordStatus(

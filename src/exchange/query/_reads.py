@@ -9,15 +9,18 @@ run concurrently never share one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import NIL_UUID
 from exchange.query._cursor import Cursor
 
 __all__ = ("STATEMENTS", "Page", "RecordRow", "Reads")
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _COLUMNS = ("record_id::text AS record_id, source, event_version, record_kind, schema_hint, ingested_at, "
             "normalized_at")
@@ -111,10 +114,10 @@ class Reads:
             rows: list[Any] = await conn.fetch(sql, *args)
         return rows
 
-    async def connection_run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def connection_run(self, fn: Callable[Concatenate[Connection, P], Awaitable[T]], *args: P.args,
+                             **kwargs: P.kwargs) -> T:
         """Run another context's read ``fn(conn, ...)`` (one statement) on a pooled connection."""
         self.statements += 1
-        conn: Connection
         async with self._db.connection() as conn:
             return await fn(conn, *args, **kwargs)
 

@@ -20,18 +20,18 @@ from exchange.errors import InvalidRequest, ValidationFailed
 from exchange.events import SOURCE_PATTERN
 from exchange.persons import latest_model, person_records, record_linkage, surviving_person
 from exchange.query._cursor import MAX_PAGE, Cursor
+from exchange.query._params import checked_token, checked_uuid, instant
 from exchange.query._reads import Reads
 from exchange.query._status_route import record_status_route
 from exchange.web import NO_NUL, authenticated
 
-__all__ = ("TOKEN", "instant", "query_routes", "status_routes")
+__all__ = ("query_routes", "status_routes")
 
 
 def _read(*errors: int) -> dict[str, Any]:
     return {**authenticated("read", 400, 503, *errors), "tags": ["query"]}
 
 
-TOKEN = re.compile(r"^[0-9a-f]{64}$")
 _SOURCE = re.compile(SOURCE_PATTERN)
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description=f"records per page, at most {MAX_PAGE}")]
 CursorParam = Annotated[str | None, QueryParameter(max_length=200, pattern=NO_NUL,
@@ -53,26 +53,9 @@ def _db(state: State) -> Database:
     return db
 
 
-def instant(moment: dt.datetime | None, field: str) -> dt.datetime | None:
-    """A UTC instant (a time without an offset is taken as UTC); 400 naming ``field`` for one that has none."""
-    if moment is None:
-        return None
-    try:
-        return (moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-    except OverflowError:
-        raise ValidationFailed(f"{field}: not a representable instant", field=field) from None
-
-
-def _uuid(value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValidationFailed(f"{field}: must be a UUID", field=field) from None
-
-
 @get("/records/{record_id:str}", summary="One canonical record (token and metadata only)", **_read(404))
 async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
-    key = uuid.UUID(_uuid(record_id, "record_id"))
+    key = uuid.UUID(checked_uuid(record_id, "record_id"))
     async with _db(state).connection() as conn:
         row = await conn.fetchrow(_RECORD, key)
     if row is None:
@@ -88,8 +71,7 @@ async def get_record(state: State, record_id: FromPath[str]) -> dict[str, Any]:
      **_read())
 async def records_for_patient(state: State, patient_token: FromPath[str], limit: Limit = 100,
                               cursor: CursorParam = None) -> dict[str, Any]:
-    if not TOKEN.match(patient_token):
-        raise ValidationFailed("patient_token: must be 64 lower-case hex characters", field="patient_token")
+    checked_token(patient_token, "patient_token")
     after = Cursor.decode(cursor, "t", "cursor") if cursor is not None else None
     page = await Reads(_db(state)).by_patient_token(patient_token, after=after, limit=limit)
     return {"patient_token": patient_token, "records": [r.jsonable() for r in page.rows],
@@ -117,7 +99,7 @@ async def records_for_source(
 @get("/records/{record_id:str}/linkage", summary="A record's person and the token agreements behind it (first 100)",
      **_read(404))
 async def record_linkage_route(state: State, record_id: FromPath[str]) -> dict[str, Any]:
-    key = _uuid(record_id, "record_id")
+    key = checked_uuid(record_id, "record_id")
     async with _db(state).connection() as conn:
         model = await latest_model(conn)
         found = await record_linkage(conn, key, model)
@@ -131,8 +113,8 @@ async def record_linkage_route(state: State, record_id: FromPath[str]) -> dict[s
 @get("/persons/{person_id:str}/records", summary="A person's records, a page at a time", **_read(404))
 async def records_for_person(state: State, person_id: FromPath[str], limit: Limit = 100,
                              cursor: CursorParam = None) -> dict[str, Any]:
-    key = _uuid(person_id, "person_id")
-    after = _uuid(cursor, "cursor") if cursor is not None else None  # a record id: this list's order
+    key = checked_uuid(person_id, "person_id")
+    after = checked_uuid(cursor, "cursor") if cursor is not None else None  # a record id: this list's order
     async with _db(state).connection() as conn:
         survivor = await surviving_person(conn, key)
         if survivor is None:

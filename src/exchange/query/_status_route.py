@@ -4,7 +4,6 @@ admin). Its answer's shape is declared here, so the served OpenAPI documents it 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 import msgspec
@@ -13,8 +12,8 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 
 from exchange.adapters.postgres import Database
-from exchange.errors import ValidationFailed
 from exchange.query._journey import Journey, Stage, record_journey
+from exchange.query._params import checked_uuid
 from exchange.web import authenticated, principal_of
 
 __all__ = ("RecordStatus", "record_status_route", "status_body")
@@ -102,9 +101,6 @@ def status_body(j: Journey) -> RecordStatus:
                  "and an unknown one, answer 404 alike.",
      tags=["ingest"], **authenticated(("ingest:write", "admin"), 400, 404, 503))
 async def record_status_route(request: Request[Any, Any, Any], state: State, record_id: FromPath[str]) -> RecordStatus:
-    try:
-        key = str(uuid.UUID(record_id))
-    except ValueError:
-        raise ValidationFailed("record_id: must be a UUID", field="record_id") from None
+    key = checked_uuid(record_id, "record_id")
     db: Database = state.runtime.db
     return status_body(await record_journey(db, key, principal_of(request)))
