@@ -103,8 +103,8 @@ async def record_linkage(conn: Connection, record_id: str, model: Model, *, limi
 
 # Batched reads for the GraphQL layer (one statement per page, whatever its size).
 _PERSON_RECORD_IDS = """
-SELECT record_id::text FROM record_persons WHERE person_id = $1::uuid AND record_id > $2::uuid
-ORDER BY record_id LIMIT $3
+SELECT p.record_id::text FROM record_persons p WHERE p.person_id = $1::uuid AND p.record_id > $2::uuid
+ORDER BY p.record_id LIMIT $3
 """
 _PERSONS_OF = "SELECT record_id::text, person_id::text FROM record_persons WHERE record_id = ANY($1::uuid[])"
 _COUNTS = """

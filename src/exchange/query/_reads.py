@@ -22,21 +22,23 @@ __all__ = ("STATEMENTS", "Page", "RecordRow", "Reads")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_COLUMNS = ("record_id::text AS record_id, source, event_version, record_kind, schema_hint, ingested_at, "
-            "normalized_at")
-_FROM_CANONICAL = f"SELECT {_COLUMNS}, normalized->>'patient_token' AS patient_token FROM canonical_records"
-_BY_IDS = f"{_FROM_CANONICAL} WHERE record_id = ANY($1::uuid[])"
+# Columns are qualified (``r.``): an unqualified ``ORDER BY record_id`` would name the output
+# column, the text, and the index's uuid order would need a sort on top.
+_COLUMNS = ("r.record_id::text AS record_id, r.source, r.event_version, r.record_kind, r.schema_hint, r.ingested_at, "
+            "r.normalized_at")
+_FROM_CANONICAL = f"SELECT {_COLUMNS}, r.normalized->>'patient_token' AS patient_token FROM canonical_records r"
+_BY_IDS = f"{_FROM_CANONICAL} WHERE r.record_id = ANY($1::uuid[])"
 # Keyset pages: the row comparison is an index condition on (source | patient_token, ingested_at,
 # record_id), so a page costs its own rows whatever page it is (migration 0005).
 _BY_SOURCE = f"""
 {_FROM_CANONICAL}
-WHERE source = $1 AND ingested_at >= $2 AND ingested_at < $3 AND (ingested_at, record_id) > ($4, $5::uuid)
-ORDER BY ingested_at, record_id LIMIT $6
+WHERE r.source = $1 AND r.ingested_at >= $2 AND r.ingested_at < $3 AND (r.ingested_at, r.record_id) > ($4, $5::uuid)
+ORDER BY r.ingested_at, r.record_id LIMIT $6
 """
 _BY_TOKEN = f"""
-SELECT {_COLUMNS}, patient_token FROM derived_patient_record_index
-WHERE patient_token = $1 AND (ingested_at, record_id) > ($2, $3::uuid)
-ORDER BY ingested_at, record_id LIMIT $4
+SELECT {_COLUMNS}, r.patient_token FROM derived_patient_record_index r
+WHERE r.patient_token = $1 AND (r.ingested_at, r.record_id) > ($2, $3::uuid)
+ORDER BY r.ingested_at, r.record_id LIMIT $4
 """
 # The original schema's encounters: v2 records of kind encounter, v1 records of record_type encounter.
 _ENCOUNTERS = """
