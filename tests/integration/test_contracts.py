@@ -88,7 +88,7 @@ def test_the_tokenizer_contract_extends_the_original_without_changing_it() -> No
         assert ours["paths"][path] == operations, path  # every original operation, as it was
     for name, schema in original["components"]["schemas"].items():
         assert ours["components"]["schemas"][name] == schema, name
-    assert set(ours["paths"]) - set(original["paths"]) == {"/tokenize/linkage"}
+    assert set(ours["paths"]) - set(original["paths"]) == {"/tokenize/linkage", "/tokenize/batch"}
 
 
 def test_the_date_time_format_is_really_checked() -> None:
@@ -325,6 +325,7 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("/v2/ingest", "post"): {"202", "400", "401", "403", "409", "413", "503"},
     ("/tokenize", "post"): {"200", "400", "401", "403", "413"},
     ("/tokenize/linkage", "post"): {"200", "400", "401", "403", "413"},
+    ("/tokenize/batch", "post"): {"200", "400", "401", "403", "413"},
     ("/admin/jobs/replay", "post"): {"202", "400", "401", "403", "413", "503"},
     ("/admin/jobs/verify", "post"): {"202", "400", "401", "403", "413", "503"},
     ("/admin/jobs/reconcile", "post"): {"202", "400", "401", "403", "413", "503"},
@@ -402,6 +403,10 @@ def test_the_served_tokenize_schemas_agree_with_the_tokenizer_contract(served_al
                     "request") == []
     linkage_ok = {k: v for k, v in contract.answer("/tokenize/linkage", "200").items() if k != "additionalProperties"}
     assert set(linkage_ok["required"]) == set(served_all.answer("/tokenize/linkage", "200")["required"])
+    # The batch: the same items, at most as many as written.
+    assert contract.statuses("/tokenize/batch") <= served_all.statuses("/tokenize/batch")
+    assert _compare(contract, contract.body("/tokenize/batch"), served_all, served_all.body("/tokenize/batch"),
+                    "request") == []
 
 
 # -- the written contract extends the original compatibly --------------------------------------

@@ -3,7 +3,7 @@ normalizer's transaction, and by the rebuild job), and read back (ADR 0006)."""
 
 from __future__ import annotations
 
-from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker, StoredToken
+from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker
 from exchange.persons._queries import (
     RecordLinkage,
     latest_model,
@@ -26,7 +26,6 @@ __all__ = (
     "PersonsRebuild",
     "RecordLinkage",
     "RotationProgress",
-    "StoredToken",
     "latest_model",
     "person_record_counts",
     "person_record_ids",
