@@ -80,6 +80,7 @@ METRICS = (
     "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio", "replay_read_rps",
     "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
     "normalizer_scaling_2_over_1",
+    "query_rest_pages_per_s", "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio",
 )
 
 
@@ -88,7 +89,7 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     out = tmp_path / "latest.json"
     cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
                       drain_rows=500, normalizer_records=200, scaling_records=300, warmup_s=1.0, rounds=2,
-                      output=out)
+                      query_rows=5000, query_duration_s=1.0, output=out)
     lines: list[str] = []
     # A killed run's database is dropped by the next run; one in use (a run going on) is not.
     asyncio.run(_sql(stack, 'CREATE DATABASE "exchange_bench_killed"', 'CREATE DATABASE "exchange_bench_busy"'))
@@ -175,3 +176,7 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert results["cpu"]["normalizer"]["ms_per_record"]["server"] > 0
     assert results["cpu"]["normalizer_split"]["ms_per_record"]["normalizer-0"] > 0
     assert "CPU ms per record" in lines[-1]
+    # The query phase ran on the run's database: its rows generated, every statement index-scanned.
+    assert results["query_rows"] == 5000
+    assert results["query_seq_scans"] == []
+    assert "graphql_ratio" in lines[-1]

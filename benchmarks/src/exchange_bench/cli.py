@@ -62,6 +62,12 @@ def register(sub: Any) -> None:
                        help="records of each normalizer scale-out phase (1, 2, 3 processes) and of the kill")
     bench.add_argument("--rounds", type=_at_least_one, default=3,
                        help="ingest, split ingest and floor alternate this many times within --duration")
+    bench.add_argument("--query-rows", type=_at_least_one, default=1_000_000,
+                       help="canonical rows the query phase generates in SQL (default 1,000,000)")
+    bench.add_argument("--query-duration", type=float, default=20.0,
+                       help="seconds of REST and GraphQL page load, shared by their rounds")
+    bench.add_argument("--only", choices=("query",), default=None,
+                       help="run this phase alone and merge its numbers into --output")
     bench.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                        help=f"where the JSON goes (default {DEFAULT_OUTPUT}, relative to the working folder)")
     bench.set_defaults(func=run)
@@ -96,11 +102,19 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from exchange_bench.runner import BenchConfig, run_bench  # noqa: PLC0415 - `exchange --help` stays light
 
+    if args.only == "query":
+        from exchange_bench.query import run_query_bench  # noqa: PLC0415 - as above
+        from exchange_stack import Stack  # noqa: PLC0415 - as above
+
+        stack = Stack(args.stack_root)
+        stack.up()
+        run_query_bench(stack, rows=args.query_rows, duration_s=args.query_duration, output=args.output)
+        return 0
     run_bench(BenchConfig(
         stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,
         e2e_rate=args.e2e_rate, e2e_duration_s=args.e2e_duration, drain_rows=args.drain_rows,
         normalizer_records=args.normalizer_records, scaling_records=args.scaling_records, rounds=args.rounds,
-        output=args.output,
+        output=args.output, query_rows=args.query_rows, query_duration_s=args.query_duration,
     ))
     return 0
 

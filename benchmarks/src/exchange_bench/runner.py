@@ -35,6 +35,7 @@ from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptim
 from exchange_bench.machine import machine
 from exchange_bench.normalizers import NormalizerPhases
 from exchange_bench.people import patient_v1
+from exchange_bench.query import query_phase
 from exchange_bench.scratch import ScratchRun, bucket_name, token
 from exchange_bench.server import Server, stack_pids
 from exchange_stack import Stack
@@ -56,6 +57,9 @@ class BenchConfig:
     warmup_s: float = 3.0
     rounds: int = 3
     """Ingest, split ingest and floor alternate this many times, ``duration_s`` shared among them."""
+    query_rows: int = 1_000_000
+    """Canonical rows the query phase generates in SQL before it measures pages."""
+    query_duration_s: float = 20.0
     output: Path = Path("benchmarks/results/latest.json")
     """Relative paths are taken from the working folder (`make bench` runs in the repository)."""
 
@@ -475,6 +479,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             results[f"{name}_rps"] = cfg.normalizer_records / job_seconds
             results[f"{name}_wall_s"] = wall
             results[f"{name}_objects_read"] = replayed["read"]
+        # 8. Reads: one page of 100 records through REST and GraphQL over generated rows.
+        results.update(query_phase(env, dsn, scratch, rows=cfg.query_rows, duration_s=cfg.query_duration_s,
+                                   report=report))
         results["rss_mb_peak"] = max(rss.values())
         results["rss_mb_by_phase"] = rss
         results["machine"] = machine()
@@ -661,7 +668,7 @@ TARGETS = {
     "ingest_ratio": (">=", 0.85), "e2e_p95_ms": ("<=", 500), "publisher_drain_eps": (">=", 5000),
     "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000), "normalizer_ratio": (">=", 0.85),
     "normalizer_split_cpu_ratio": ("<=", 1.5), "normalizer_scaling_2_over_1": (">=", 1.0),
-    "rss_mb_peak": ("<=", 400),
+    "rss_mb_peak": ("<=", 400), "graphql_ratio": (">=", 0.5),
 }
 
 
@@ -673,7 +680,8 @@ def markdown(results: dict[str, Any]) -> str:
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
                 "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
                 "normalizer_scaling_2_over_1",
-                "replay_rps", "replay_objects_read", "replay_read_rps", "rss_mb_peak"):
+                "replay_rps", "replay_objects_read", "replay_read_rps", "rss_mb_peak", "query_rest_pages_per_s",
+                "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio"):
         value = results.get(key)
         target = TARGETS.get(key)
         shown = f"{value:,.2f}" if isinstance(value, float) and value < 10 else (

@@ -73,6 +73,11 @@ class Metrics:
             "stopped its consumer and the supervisor restarts it.",
             ["task", "error"], registry=r,
         )
+        self.query_statements = Histogram(
+            "exchange_query_statements_per_request",
+            "SQL statements one read request ran (its page and its batches): an N+1 shows here first.",
+            ["api"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128), registry=r,
+        )
         self.normalizer_retries = Counter(
             "exchange_normalizer_retries_total", "Transient failures retried.", ["stage", "error_type"], registry=r
         )

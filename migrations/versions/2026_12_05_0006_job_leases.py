@@ -8,8 +8,8 @@ took the job over. A job whose lease has expired is stale: the admin role resume
 checkpoint or fails it. ``claims``: how many times the job was claimed (1 for a job never taken
 over). The partial index serves the sweep for stale jobs, which reads only unfinished ones.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-08
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"
+revision: str = "0006"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
