@@ -79,7 +79,7 @@ METRICS = (
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
     "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio", "replay_read_rps",
     "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
-    "normalizer_scaling_2_over_1",
+    "normalizer_scaling_2_over_1", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
     "query_rest_pages_per_s", "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio",
 )
 

@@ -257,6 +257,7 @@ class _RatioRounds:
         self._catchups: list[float] = []
         self._e2e: dict[str, float] = {}
         self._batches: Counter[str] = Counter()
+        self._pipeline: list[float] = []
 
     def run(self) -> dict[str, Any]:
         rounds = []
@@ -282,6 +283,8 @@ class _RatioRounds:
             "ingest_ratio": self.ingest.rate / self.floor.rate,
             "ingest_split_ratio": self.split.rate / self.floor.rate,
             "ingest_batches": self._batch_summary(),
+            "pipeline_rps": sum(self._pipeline) / len(self._pipeline),
+            "pipeline_rps_by_round": self._pipeline,
             **self._e2e,
         }
 
@@ -306,6 +309,7 @@ class _RatioRounds:
         self._report(f"round {n}/{cfg.rounds}: ingest, all roles: {cfg.concurrency} connections "
                      f"for {self._window_s:.1f}s ...")
         with Server(self._env, "all", self._scratch) as server:
+            round_began = time.time()
             self.ingest.add(*_measured_loadgen(
                 server.port, self._ingest_source, self._scratch / "ingest.json", concurrency=cfg.concurrency,
                 duration=self._window_s, warmup=cfg.warmup_s, components=server.with_stack(self._stack)))
@@ -316,6 +320,9 @@ class _RatioRounds:
             self._catchups.append(asyncio.run(_wait(
                 self._dsn, _canonical_at_least(self._ingest_source, self.ingest.accepted), timeout=600,
                 interval=0.1)))
+            # The pipeline, not just the requests: the round's records from the first accepted to
+            # the last canonical, catch-up included.
+            self._pipeline.append(asyncio.run(_pipeline_rate(self._dsn, self._ingest_source, round_began)))
             if n == cfg.rounds:
                 # End to end (202 -> canonical row) at a fixed offered rate, on an idle pipeline.
                 self._report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
@@ -394,6 +401,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         results.update(sides.run())
         cpu.update(sides.cpu())
         rss.update(sides.rss)
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        results.update(_lone_clients(cfg, stack, env, run_id, scratch, report))
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
@@ -539,6 +548,36 @@ async def _normalized_span(dsn: str, source: str) -> float:
         await conn.close()
 
 
+async def _pipeline_rate(dsn: str, source: str, since: float) -> float:
+    """Records of ``source`` accepted since ``since`` (epoch s) over the time from the first of
+    them accepted to the last made canonical."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM max(normalized_at) - min(ingested_at))::float8 AS s "
+            "FROM canonical_records WHERE source = $1 AND ingested_at >= to_timestamp($2)", source, since)
+    finally:
+        await conn.close()
+    assert row is not None
+    return float(row["n"]) / max(float(row["s"] or 0.0), 1e-3)
+
+
+def _lone_clients(cfg: BenchConfig, stack: Stack, env: dict[str, str], run_id: str, scratch: Path,
+                  report: Callable[[str], None]) -> dict[str, Any]:
+    """Ingest at 1 and 8 connections (a partner sending one record at a time), all roles."""
+    out: dict[str, Any] = {}
+    window = cfg.duration_s / cfg.rounds
+    for connections in (1, 8):
+        report(f"ingest at {connections} connection(s), all roles, {window:.1f}s ...")
+        with Server(env, "all", scratch) as server:
+            result = _loadgen(server.port, f"bench-c{connections}-{run_id}", scratch / f"c{connections}.json",
+                              mode="closed", concurrency=connections, duration=window, warmup=cfg.warmup_s)
+        out[f"ingest_c{connections}_rps"] = result["statuses"].get("202", 0) / result["elapsed_s"]
+        out[f"ingest_c{connections}_p50_ms"] = _pct(result["latencies_s"], 50) * 1000
+        out[f"ingest_c{connections}_p99_ms"] = _pct(result["latencies_s"], 99) * 1000
+    return out
+
+
 async def _e2e_lags(dsn: str, source: str, accepted: dict[str, float]) -> list[float]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -675,7 +714,8 @@ TARGETS = {
 def markdown(results: dict[str, Any]) -> str:
     rows = ["| metric | value | target |", "|---|---|---|"]
     for key in ("database_mb_at_start", "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "ingest_backlog_at_end",
-                "ingest_catchup_s", "floor_rps", "ingest_ratio", "ingest_split_rps",
+                "ingest_catchup_s", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
+                "floor_rps", "ingest_ratio", "ingest_split_rps",
                 "ingest_split_ratio", "core_rps", "core_ratio", "e2e_p50_ms",
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
                 "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
