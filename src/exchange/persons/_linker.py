@@ -16,6 +16,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
@@ -49,15 +50,15 @@ class Linked:
 
 
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
-_ALREADY = "SELECT record_id::text, person_id::text FROM record_persons WHERE record_id = ANY($1::uuid[])"
-# The records holding any of these tokens (each token unique to its key id and recipe), with
-# their persons; a token held by more than MAX_TOKEN_RECORDS records is dropped (``sharing``).
-# The tokens come as one concatenated bytea: an array of thousands of small values costs the
-# client ~20x more CPU to encode than the same bytes in one value.
-_CANDIDATES = f"""
+# After the lock, one read: the requests that already have a person (a redelivery: ``token`` is
+# null), and the records holding any of the batch's tokens (each token unique to its key id and
+# recipe) with their persons; a token held by more than MAX_TOKEN_RECORDS records is dropped
+# (``sharing``). The tokens come as one concatenated bytea: an array of thousands of small values
+# costs the client ~20x more CPU to encode than the same bytes in one value.
+_READ = f"""
 WITH wanted AS (
-    SELECT substring($1::bytea FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token
-    FROM generate_series(0, length($1::bytea) / {TOKEN_BYTES} - 1) AS g(i)
+    SELECT substring($2::bytea FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token
+    FROM generate_series(0, length($2::bytea) / {TOKEN_BYTES} - 1) AS g(i)
 ), hit AS (
     SELECT q.token, s.record_id, count(*) OVER (PARTITION BY q.token) AS sharing
     FROM wanted q
@@ -65,28 +66,36 @@ WITH wanted AS (
         SELECT t.record_id FROM linkage_tokens t WHERE t.token = q.token LIMIT {MAX_TOKEN_RECORDS + 1}
     ) s
 )
-SELECT hit.token, hit.record_id::text AS record_id, rp.person_id::text AS person_id, rp.fields
+SELECT NULL::bytea AS token, rp.record_id::text AS record_id, rp.person_id::text AS person_id, rp.fields
+FROM record_persons rp WHERE rp.record_id = ANY($1::uuid[])
+UNION ALL
+SELECT hit.token, hit.record_id::text, rp.person_id::text, rp.fields
 FROM hit JOIN record_persons rp ON rp.record_id = hit.record_id
 WHERE hit.sharing <= {MAX_TOKEN_RECORDS}
 """
 # A record's tokens under one key (one row), and from it the lookup rows: only for rows this
 # statement inserted, so storing a record twice stores its tokens once.
-_STORE = f"""
-WITH stored AS (
-    INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
-    SELECT r, k, string_to_array(rs, ','), ts
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) AS u(r, k, rs, ts)
-    ON CONFLICT (record_id, key_id) DO NOTHING
-    RETURNING record_id, tokens
+_STORED = f"""
+    stored AS (
+        INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
+        SELECT r, k, string_to_array(rs, ','), ts
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) AS u(r, k, rs, ts)
+        ON CONFLICT (record_id, key_id) DO NOTHING
+        RETURNING record_id, tokens
+    ), lookup AS (
+        INSERT INTO linkage_tokens (token, record_id)
+        SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
+        FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
+    )"""
+_STORE = f"WITH {_STORED.strip()}\nSELECT count(*) FROM stored"
+# The batch's writes in one statement: its tokens, and each record's person.
+_STORE_WITH_PERSONS = f"""
+WITH {_STORED.strip()}, persons AS (
+    INSERT INTO record_persons (record_id, person_id, fields)
+    SELECT r, p, string_to_array(f, ',') FROM unnest($5::uuid[], $6::uuid[], $7::text[]) AS u(r, p, f)
+    ON CONFLICT (record_id) DO NOTHING
 )
-INSERT INTO linkage_tokens (token, record_id)
-SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
-FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
-"""
-_INSERT_PERSONS = """
-INSERT INTO record_persons (record_id, person_id, fields)
-SELECT r, p, string_to_array(f, ',') FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(r, p, f)
-ON CONFLICT (record_id) DO NOTHING
+SELECT count(*) FROM stored
 """
 # A merge re-points the absorbed persons' records and earlier merges into them (one hop to the
 # survivor for every id ever handed out) and records the absorbed ids.
@@ -102,8 +111,8 @@ ON CONFLICT (person_id) DO UPDATE SET merged_into = EXCLUDED.merged_into, merged
 """
 
 
-async def store_tokens(conn: Connection, records: Sequence[tuple[str, Sequence[KeyTokens]]]) -> None:
-    """Each record's tokens: per key id, its row of recipes and digests, and the lookup rows."""
+def _token_columns(records: Sequence[tuple[str, Sequence[KeyTokens]]]) -> list[list[Any]]:
+    """``_STORED``'s four arrays: per record and key id, its recipes and its digests in one value."""
     ids: list[str] = []
     key_ids: list[str] = []
     recipes: list[str] = []
@@ -115,7 +124,12 @@ async def store_tokens(conn: Connection, records: Sequence[tuple[str, Sequence[K
                 key_ids.append(block.key_id)
                 recipes.append(",".join(block.recipes))
                 digests.append(b"".join(block.digests))
-    await conn.execute(_STORE, ids, key_ids, recipes, digests)
+    return [ids, key_ids, recipes, digests]
+
+
+async def store_tokens(conn: Connection, records: Sequence[tuple[str, Sequence[KeyTokens]]]) -> None:
+    """Each record's tokens: per key id, its row of recipes and digests, and the lookup rows."""
+    await conn.execute(_STORE, *_token_columns(records))
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,17 +175,26 @@ class PersonLinker:
         await conn.execute(_LOCK, LINKAGE_LOCK)
         model = await self.model(conn)
         ids = [r.record_id for r in requests]
-        done = {row["record_id"]: row["person_id"] for row in await conn.fetch(_ALREADY, ids)}
+        every = [d for r in requests for block in r.tokens for d in block.digests]
+        done: dict[str, str] = {}
+        holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
+        for row in await conn.fetch(_READ, ids, b"".join(set(every))):
+            if row["token"] is None:
+                done[row["record_id"]] = row["person_id"]
+            else:
+                holders[row["token"]].append(
+                    (row["record_id"], row["person_id"], frozenset(Field(f) for f in row["fields"])))
         todo = [(n, r) for n, r in enumerate(requests) if r.record_id not in done]
         answers: dict[int, Linked] = {}
         if todo:
-            await self._resolve(conn, model, todo, answers)
+            await self._resolve(conn, model, todo, holders, answers)
         for n, r in enumerate(requests):
             if r.record_id in done:
                 answers[n] = Linked(r.record_id, done[r.record_id])
         return [answers[n] for n in range(len(requests))]
 
     async def _resolve(self, conn: Connection, model: Model, todo: list[tuple[int, LinkRequest]],
+                       holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]],
                        answers: dict[int, Linked]) -> None:
         """Persons for records that have none yet, each seeing the stored records and the batch's
         earlier records it shares tokens with; then their tokens, persons and merges are written.
@@ -179,10 +202,6 @@ class PersonLinker:
         Most records share no token with anything: only tokens that some stored record holds or
         that two records of the batch share (``relevant``) are looked at one by one."""
         every = [d for _n, r in todo for block in r.tokens for d in block.digests]
-        holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
-        for row in await conn.fetch(_CANDIDATES, b"".join(set(every))):
-            holders[row["token"]].append(
-                (row["record_id"], row["person_id"], frozenset(Field(f) for f in row["fields"])))
         repeated = {d for d, count in Counter(every).items() if count > 1}
         relevant = holders.keys() | repeated
         batch = _Batch()
@@ -220,9 +239,9 @@ class PersonLinker:
             batch.fields[r.record_id] = r.fields
             new_rows.append((r.record_id, person, fields_text(r.fields)))
             answers[n] = Linked(r.record_id, person)
-        await store_tokens(conn, [(r.record_id, r.tokens) for _n, r in todo])
         # Rows name the person each record joined; a later record of the batch may have merged it.
-        await conn.execute(_INSERT_PERSONS, [row[0] for row in new_rows],
-                           [batch.resolve(row[1]) for row in new_rows], [row[2] for row in new_rows])
+        await conn.execute(_STORE_WITH_PERSONS, *_token_columns([(r.record_id, r.tokens) for _n, r in todo]),
+                           [row[0] for row in new_rows], [batch.resolve(row[1]) for row in new_rows],
+                           [row[2] for row in new_rows])
         for survivor, absorbed_ids in merges:
             await conn.execute(_MERGE, batch.resolve(survivor), list(absorbed_ids))
