@@ -21,7 +21,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-__all__ = ("DEFAULT_MIGRATIONS", "MigrationsNotFoundError", "current_revision", "upgrade_to_head")
+__all__ = ("DEFAULT_MIGRATIONS", "MigrationsNotFoundError", "current_revision", "upgrade_to", "upgrade_to_head")
 
 DEFAULT_MIGRATIONS = Path("migrations")
 _INI_NAME = "alembic.ini"
@@ -56,7 +56,12 @@ def upgrade_to_head(dsn: str, migrations: Path = DEFAULT_MIGRATIONS) -> None:
     untouched.  Must be called from synchronous code: env.py runs the async
     engine with ``asyncio.run``, which fails inside a running event loop.
     """
-    command.upgrade(_config(dsn, migrations), "head")
+    upgrade_to(dsn, "head", migrations)
+
+
+def upgrade_to(dsn: str, revision: str, migrations: Path = DEFAULT_MIGRATIONS) -> None:
+    """Apply the revisions up to ``revision`` (as ``upgrade_to_head``; tests of an older schema)."""
+    command.upgrade(_config(dsn, migrations), revision)
 
 
 def current_revision(dsn: str, migrations: Path = DEFAULT_MIGRATIONS) -> str | None:

@@ -51,16 +51,28 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# A table, column or function this code needs is missing: the database's schema is behind the
+# code (new code deployed before ``exchange migrate``). Like an outage, nothing this code writes
+# can succeed until an operator acts, and no request or record is at fault: 503 and wait, never
+# a 500 or a dead letter.
+SCHEMA_BEHIND: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.UndefinedTableError,  # 42P01
+    asyncpg.exceptions.UndefinedColumnError,  # 42703
+    asyncpg.exceptions.UndefinedFunctionError,  # 42883
+)
+
+
 def is_unavailable(exc: BaseException, conn: asyncpg.Connection | None = None) -> bool:
     """True when ``exc`` means the database cannot serve us now (retry later), not that our
-    statement or its arguments are wrong. ``conn``: the connection it was raised on, if any.
+    statement or its arguments are wrong (``SCHEMA_BEHIND`` counts: the schema, not the input, is
+    wrong). ``conn``: the connection it was raised on, if any.
 
     ``InterfaceError`` itself says "connection is closed" or "pool is closing" as well as
     "another operation is in progress" (a bug); it counts only when the connection is gone
     or there was none. Its subclasses (``DataError``: an argument the column type cannot
     take, ``ClientConfigurationError``, ...) are never outages.
     """
-    if isinstance(exc, CONNECTION_ERRORS):
+    if isinstance(exc, CONNECTION_ERRORS + SCHEMA_BEHIND):
         return True
     return type(exc) is asyncpg.InterfaceError and (conn is None or conn.is_closed())
 
