@@ -84,6 +84,9 @@ def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
 def _report_waits(task: str, gate: DependencyGate, supervisor: Supervisor, metrics: Metrics) -> None:
     """Health (the task's state ``waiting`` and ``waiting_for``) and metrics follow the task's gate."""
     shown: set[str] = set()
+    for dependency in gate.dependencies:  # the series exist from the start, at zero
+        metrics.task_waiting.labels(task, dependency).set(0)
+        metrics.dependency_outages.labels(task, dependency)
 
     def changed(waiting_for: tuple[str, ...]) -> None:
         supervisor.set_waiting(task, waiting_for)

@@ -54,6 +54,11 @@ class DependencyGate:
         self._outage_listeners: list[Callable[[str], None]] = []
 
     @property
+    def dependencies(self) -> tuple[str, ...]:
+        """The dependencies this gate watches, sorted."""
+        return tuple(sorted(self._probes))
+
+    @property
     def waiting_for(self) -> tuple[str, ...]:
         """The dependencies confirmed down now, sorted (empty while the gate is open)."""
         return tuple(sorted(self._down))
