@@ -239,6 +239,12 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         async def consumer_lag_metrics() -> None:
             metrics.set_consumer_lag(await normalizer.consumer_lag())
 
+        async def consumer_probe() -> dict[str, Any] | None:
+            lag = await normalizer.consumer_lag()
+            return {"lag_messages": sum(lag.values()), "partitions": len(lag)}
+
+        probes["consumer"] = consumer_probe
+
         # Unknown while Kafka does not answer: no lag series then (exchange_dependency_up says why).
         hooks.append(_scrape_hook("consumer_lag", consumer_lag_metrics,
                                   on_failure=lambda: metrics.set_consumer_lag({})))

@@ -63,6 +63,7 @@ class Traffic:
     topics: dict[str, str]
     source: str
     replay_job_id: str
+    health: dict[str, Any]
 
 
 def _v1(source: str, n: int) -> dict[str, Any]:
@@ -159,9 +160,10 @@ async def traffic(stack: Stack, stack_env: dict[str, str]) -> Traffic:
                     stalled_job, {"done": 7, "total": 20})
         try:
             after = await scrape()
+            health = (await client.get("/health/detailed")).json()
         finally:
             await fetch(dsn, "DELETE FROM job_runs WHERE job_run_id = $1", stalled_job)
-    return Traffic(before, after, {"v1": v1, "v2": v2}, source, job_id)
+    return Traffic(before, after, {"v1": v1, "v2": v2}, source, job_id, health)
 
 
 def _delta(traffic: Traffic, name: str, **labels: str) -> float:
@@ -202,6 +204,9 @@ async def test_consumer_lag_is_reported_per_owned_partition_and_reaches_zero(tra
     partitions = {(lbl["topic"], lbl["partition"]) for lbl, _ in lag}
     assert partitions == {(t, str(p)) for t in traffic.topics.values() for p in range(3)}
     assert all(v == 0 for _, v in lag)
+    # /health/detailed tells the same (a console reads it there).
+    consumer = traffic.health["dependencies"]["consumer"]
+    assert (consumer["status"], consumer["lag_messages"], consumer["partitions"]) == ("up", 0, 6)
 
 
 async def test_outbox_gauges_and_published_events_per_topic(traffic: Traffic) -> None:
