@@ -75,3 +75,14 @@ def test_every_alert_has_a_unit_test_where_it_fires() -> None:
     tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
     firing = {case["alertname"] for test in tests for case in test.get("alert_rule_test", []) if case["exp_alerts"]}
     assert {rule["alert"] for rule in _rules()} == firing
+
+
+def test_the_rules_are_loaded_by_the_prometheus_config_and_target_down_watches_every_scrape_job() -> None:
+    config = yaml.safe_load((RULES.parent / "prometheus.yml").read_text())
+    assert [(RULES.parent / f).resolve() for f in config["rule_files"]] == [RULES]
+    (target_down,) = [rule for rule in _rules() if rule["alert"] == "ExchangeTargetDown"]
+    match = re.search(r'job=~"([^"]+)"', target_down["expr"])
+    assert match
+    jobs = [job["job_name"] for job in config["scrape_configs"]]
+    assert jobs
+    assert all(re.fullmatch(match.group(1), job) for job in jobs), jobs
