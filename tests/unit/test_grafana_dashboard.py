@@ -29,7 +29,7 @@ def test_panels_fit_the_grid_without_overlapping() -> None:
     taken: set[tuple[int, int]] = set()
     for panel in _dashboard()["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
                  for y in range(grid["y"], grid["y"] + grid["h"])}
         assert not cells & taken, f"{panel['title']} overlaps another panel"
