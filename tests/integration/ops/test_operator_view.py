@@ -1,7 +1,8 @@
 """What an operator sees, from a live app's /metrics after real traffic: records ingested (every
-kind of answer), normalized and dead-lettered through Kafka, a replay job run to its end, a job
-left running; then the dashboard and the alert rules are checked against that very scrape, so
-neither can name a metric, a label or a label value the application does not export.
+kind of answer), normalized and dead-lettered through Kafka, a replay job run to its end (which
+also brings in a raw object that never went through ingest), a job left running. Then the
+dashboard and the alert rules are checked against that very scrape, so neither can name a
+metric, a label or a label value the application does not export.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.adapters.kafka import AsyncProducer, ensure_topics
+from exchange.adapters.objectstore import make_object_store
 from exchange.events import RawObject, encode_event, format_timestamp, make_event, new_event_id, uuid7
 from exchange.roles import Role
 from exchange_stack import Stack
@@ -135,6 +137,13 @@ async def traffic(stack: Stack, stack_env: dict[str, str]) -> Traffic:
 
         await eventually(settled, timeout=60)
 
+        # A raw object ingest never saw (an orphan from a lost commit): only the replay emits it.
+        store = make_object_store(settings.object_store)
+        try:
+            await store.put(f"{source}/{uuid7()}.json", json.dumps(_v1(source, 42)).encode())
+        finally:
+            await store.close()
+
         admin = bearer(settings, sub="ops-metrics", scopes="admin")
         started = await client.post("/admin/jobs/replay", json={"source": source}, headers=admin)
         assert started.status_code == 202, started.text
@@ -147,10 +156,11 @@ async def traffic(stack: Stack, stack_env: dict[str, str]) -> Traffic:
 
         await eventually(replayed, timeout=60)
 
-        async def caught_up() -> bool:  # the replay's duplicates normalized and every offset committed
+        async def caught_up() -> bool:  # the replay's events normalized and every offset committed
             now = await scrape()
             lag = now.series("exchange_consumer_lag_messages")
             return (now.value("exchange_normalizer_records_total", outcome="duplicate") >= 6
+                    and now.value("exchange_normalizer_records_total", outcome="inserted") == 7
                     and len(lag) == 6 and all(v == 0 for _, v in lag))
 
         await eventually(caught_up, timeout=60)
@@ -184,13 +194,15 @@ async def test_e2e_latency_observes_every_record_made_canonical_and_no_duplicate
     assert after.value("exchange_e2e_latency_seconds_bucket", origin="ingest", le="+Inf") == 6
     assert after.value("exchange_e2e_latency_seconds_bucket", origin="ingest", le="60.0") == 6  # seconds, not ms
     assert 0 < after.value("exchange_e2e_latency_seconds_sum", origin="ingest") < 6 * 60
-    # The replay's events found their records canonical already: duplicates have no latency.
-    assert after.value("exchange_e2e_latency_seconds_count", origin="replay") == 0
+    # The replay's events of those six found them canonical (duplicates have no latency); the one
+    # for the object ingest never saw is counted apart, from its record id's time.
+    assert after.value("exchange_e2e_latency_seconds_count", origin="replay") == 1
+    assert 0 < after.value("exchange_e2e_latency_seconds_sum", origin="replay") < 5 * 60
 
 
 async def test_normalizer_results_and_dead_letters_by_stage_and_error_type(traffic: Traffic) -> None:
     after = traffic.after
-    assert after.value("exchange_normalizer_records_total", outcome="inserted") == 6
+    assert after.value("exchange_normalizer_records_total", outcome="inserted") == 7
     assert after.value("exchange_normalizer_records_total", outcome="duplicate") >= 6
     assert after.value("exchange_normalizer_records_total", outcome="dlq") == 1
     assert [(lbl, v) for lbl, v in after.series("exchange_dlq_messages_total")] == [
@@ -211,8 +223,9 @@ async def test_consumer_lag_is_reported_per_owned_partition_and_reaches_zero(tra
 
 async def test_outbox_gauges_and_published_events_per_topic(traffic: Traffic) -> None:
     after = traffic.after
-    # 4 v1 and 2 v2 records, each published once at ingest and once by the replay.
-    assert after.value("exchange_outbox_published_total", topic=traffic.topics["v1"]) == 8
+    # 4 v1 and 2 v2 records, each published once at ingest and once by the replay; the replay's
+    # orphan once (v1).
+    assert after.value("exchange_outbox_published_total", topic=traffic.topics["v1"]) == 9
     assert after.value("exchange_outbox_published_total", topic=traffic.topics["v2"]) == 4
     assert after.series("exchange_outbox_backlog_events")
     assert after.value("exchange_outbox_oldest_pending_age_seconds") >= 0
