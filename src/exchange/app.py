@@ -17,7 +17,7 @@ from exchange.admin import AdminService, admin_routes
 from exchange.bootstrap import Runtime, build_runtime
 from exchange.ingest import ingest_descriptions, ingest_routes
 from exchange.ops.health import health_routes
-from exchange.query import query_routes
+from exchange.query import graphql_controller, query_routes, status_routes
 from exchange.roles import Role
 from exchange.settings import Settings
 from exchange.tokenize import tokenize_routes
@@ -58,6 +58,9 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
         handlers.extend(admin_routes)
     if Role.QUERY in roles:
         handlers.extend(query_routes)
+        handlers.append(graphql_controller(local=settings.local))
+    if Role.INGEST in roles or Role.QUERY in roles:
+        handlers.extend(status_routes)  # the partners' question, on the API they send through
 
     state = State(
         {

@@ -46,6 +46,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from exchange.app import create_app  # noqa: PLC0415
     from exchange.ops.logging import configure_logging  # noqa: PLC0415
     from exchange.roles import parse_roles  # noqa: PLC0415
+    from exchange.runtime.heap import tune_collector  # noqa: PLC0415
 
     settings = settings_or_exit(args)
     try:
@@ -59,6 +60,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"exchange: {exc}", file=sys.stderr)
         return 2
+    tune_collector()
     config = uvicorn.Config(
         app,
         host=args.host or settings.http.host,

@@ -78,6 +78,9 @@ METRICS = (
     "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "floor_rps", "ingest_ratio", "ingest_split_rps",
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
     "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio", "replay_read_rps",
+    "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
+    "normalizer_scaling_2_over_1", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
+    "query_rest_pages_per_s", "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio",
 )
 
 
@@ -85,7 +88,8 @@ METRICS = (
 def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     cfg = BenchConfig(stack_root=stack.root, concurrency=8, duration_s=2.0, e2e_rate=20.0, e2e_duration_s=2.0,
-                      drain_rows=500, normalizer_records=200, warmup_s=1.0, rounds=2, output=out)
+                      drain_rows=500, normalizer_records=200, scaling_records=300, warmup_s=1.0, rounds=2,
+                      query_rows=5000, query_duration_s=1.0, output=out)
     lines: list[str] = []
     # A killed run's database is dropped by the next run; one in use (a run going on) is not.
     asyncio.run(_sql(stack, 'CREATE DATABASE "exchange_bench_killed"', 'CREATE DATABASE "exchange_bench_busy"'))
@@ -134,6 +138,13 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
         assert all(rate > 0 for rate in per_round), side
         assert min(per_round) * (1 - 1e-9) <= results[side] <= max(per_round) * (1 + 1e-9), side
     assert results["ingest_backlog_at_end"] >= 0
+    # The normalizer beside its floor, split, scaled out to 3, and one of 3 killed: nothing lost or doubled.
+    assert set(results["normalizer_scaling"]) == {"1", "2", "3"}
+    assert all(rate > 0 for rate in results["normalizer_scaling"].values())
+    killed = results["normalizer_kill_one_of_three"]
+    assert (killed["records"], killed["lost"], killed["doubled"]) == (300, 0, 0)
+    assert killed["recovery_s"] >= 0
+    assert results["cpu"]["normalizer_split"]["ms_per_record"]["tokenizer"] >= 0  # a few ticks at toy sizes
     # Where the ingest batches' time went, from the server's own histograms.
     batches = results["ingest_batches"]
     assert batches["count"] > 0 and batches["size_mean"] >= 1
@@ -152,15 +163,20 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert not asyncio.run(_bench_databases(stack))
     assert not _bench_buckets(stack)
     # Where the time went, per measured phase: every component charged, the parts add up.
-    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer"}
+    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer", "normalizer_split"}
     for phase, data in results["cpu"].items():
         per = data["ms_per_record"]
         assert set(per) >= {"postgres", "s3", "kafka", "other", "total"}, phase
-        if phase != "normalizer":  # the other phases have a load process
+        if not phase.startswith("normalizer"):  # the other phases have a load process
             assert per["load"] > 0, phase
         assert per["postgres"] > 0 and per["s3"] > 0, phase
         assert per["other"] >= 0 and per["total"] > 0, phase
         assert 0 <= data["steal_pct"] <= 100, phase
     assert results["cpu"]["ingest"]["ms_per_record"]["server"] > 0
     assert results["cpu"]["normalizer"]["ms_per_record"]["server"] > 0
+    assert results["cpu"]["normalizer_split"]["ms_per_record"]["normalizer-0"] > 0
     assert "CPU ms per record" in lines[-1]
+    # The query phase ran on the run's database: its rows generated, every statement index-scanned.
+    assert results["query_rows"] == 5000
+    assert results["query_seq_scans"] == []
+    assert "graphql_ratio" in lines[-1]

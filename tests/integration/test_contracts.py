@@ -4,6 +4,7 @@
 - The app's served OpenAPI agrees with contracts/api/ingest.openapi.yaml on paths, header
   parameters, request-body schemas and status codes.
 - contracts/api/ingest.openapi.yaml extends the original contract compatibly.
+- The served GraphQL schema is contracts/graphql/schema.graphql, which extends the original's compatibly.
 - The original runbook's example requests work against the app as the runbook says.
 """
 
@@ -19,6 +20,15 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
+from graphql import (
+    GraphQLNonNull,
+    GraphQLObjectType,
+    build_client_schema,
+    build_schema,
+    get_introspection_query,
+    lexicographic_sort_schema,
+    print_schema,
+)
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from litestar.testing import AsyncTestClient
@@ -78,7 +88,7 @@ def test_the_tokenizer_contract_extends_the_original_without_changing_it() -> No
         assert ours["paths"][path] == operations, path  # every original operation, as it was
     for name, schema in original["components"]["schemas"].items():
         assert ours["components"]["schemas"][name] == schema, name
-    assert set(ours["paths"]) - set(original["paths"]) == {"/tokenize/linkage"}
+    assert set(ours["paths"]) - set(original["paths"]) == {"/tokenize/linkage", "/tokenize/batch"}
 
 
 def test_the_date_time_format_is_really_checked() -> None:
@@ -315,6 +325,7 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("/v2/ingest", "post"): {"202", "400", "401", "403", "409", "413", "503"},
     ("/tokenize", "post"): {"200", "400", "401", "403", "413"},
     ("/tokenize/linkage", "post"): {"200", "400", "401", "403", "413"},
+    ("/tokenize/batch", "post"): {"200", "400", "401", "403", "413"},
     ("/admin/jobs/replay", "post"): {"202", "400", "401", "403", "413", "503"},
     ("/admin/jobs/verify", "post"): {"202", "400", "401", "403", "413", "503"},
     ("/admin/jobs/reconcile", "post"): {"202", "400", "401", "403", "413", "503"},
@@ -329,6 +340,8 @@ ANSWERS: dict[tuple[str, str], set[str]] = {
     ("/patients/{patient_token}/records", "get"): {"200", "400", "401", "403", "503"},
     ("/records/{record_id}/linkage", "get"): {"200", "400", "401", "403", "404", "503"},
     ("/persons/{person_id}/records", "get"): {"200", "400", "401", "403", "404", "503"},
+    ("/sources/{source}/records", "get"): {"200", "400", "401", "403", "503"},
+    ("/v1/records/{record_id}/status", "get"): {"200", "400", "401", "403", "404", "503"},
 }
 
 
@@ -390,6 +403,10 @@ def test_the_served_tokenize_schemas_agree_with_the_tokenizer_contract(served_al
                     "request") == []
     linkage_ok = {k: v for k, v in contract.answer("/tokenize/linkage", "200").items() if k != "additionalProperties"}
     assert set(linkage_ok["required"]) == set(served_all.answer("/tokenize/linkage", "200")["required"])
+    # The batch: the same items, at most as many as written.
+    assert contract.statuses("/tokenize/batch") <= served_all.statuses("/tokenize/batch")
+    assert _compare(contract, contract.body("/tokenize/batch"), served_all, served_all.body("/tokenize/batch"),
+                    "request") == []
 
 
 # -- the written contract extends the original compatibly --------------------------------------
@@ -467,3 +484,68 @@ async def test_the_runbook_example_requests_behave_as_the_runbook_says(client: A
     idk = [r for key, _, r in results if key == "$IDK"]
     assert [r.status_code for r in idk] == [202, 202, 409]
     assert idk[0].json()["record_id"] == idk[1].json()["record_id"]
+
+
+# -- the record journey: an extension, served as written --------------------------------------
+
+STATUS = "/v1/records/{record_id}/status"
+
+
+def test_the_record_status_extension_is_served_as_the_contract_writes_it(served_all: Doc, written: Doc) -> None:
+    original = Doc(_load(ORIGINALS / "api" / "ingest-openapi.yaml"))
+    assert set(written.doc["paths"]) - set(original.doc["paths"]) == {STATUS}
+    assert written.statuses(STATUS, "get") == served_all.statuses(STATUS, "get")
+    assert served_all.operation(STATUS, "get").get("security") == [{"bearerAuth": []}]
+
+    def answer(doc: Doc) -> dict[str, Any]:
+        content = doc.resolve(doc.operation(STATUS, "get")["responses"]["200"])["content"]
+        return doc.schema(content["application/json"]["schema"])
+
+    c, a = answer(written), answer(served_all)
+    assert _compare(written, c, served_all, a, "status") == []
+    lists = [name for name, prop in c["properties"].items() if written.schema(prop).get("type") == "array"]
+    assert lists == ["outbox", "attempts", "dead_letters"]
+    for name in lists:  # _compare stops at arrays: their items too
+        c_items = written.schema(c["properties"][name])["items"]
+        a_items = served_all.schema(a["properties"][name])["items"]
+        assert _compare(written, c_items, served_all, a_items, f"status.{name}[]") == []
+
+
+# -- GraphQL: served as written, and the original's schema still holds --------------------------
+
+GRAPHQL = CONTRACTS / "graphql" / "schema.graphql"
+
+
+@pytest.fixture(scope="module")
+async def served_graphql(stack_env: dict[str, str]) -> str:
+    """The query role's GraphQL schema, by introspection (on in local mode), printed."""
+    async with running_app(make_settings(stack_env, ENV="local"), frozenset({Role.QUERY})) as client:
+        r = await client.post("/graphql", json={"query": get_introspection_query(descriptions=True)}, headers=DEV)
+    assert r.status_code == 200, r.text
+    return print_schema(lexicographic_sort_schema(build_client_schema(r.json()["data"])))
+
+
+def test_the_served_graphql_schema_is_the_written_one(served_graphql: str) -> None:
+    assert served_graphql == print_schema(lexicographic_sort_schema(build_schema(GRAPHQL.read_text())))
+
+
+def test_the_written_graphql_schema_extends_the_original_compatibly() -> None:
+    original = build_schema((ORIGINALS / "graphql" / "schema.graphql").read_text())
+    ours = build_schema(GRAPHQL.read_text())
+    checked = 0
+    for name, o_type in original.type_map.items():
+        if name.startswith("__") or not isinstance(o_type, GraphQLObjectType):
+            continue
+        w_type = ours.get_type(name)
+        assert isinstance(w_type, GraphQLObjectType), name
+        for field_name, o_field in o_type.fields.items():
+            w_field = w_type.fields[field_name]
+            assert str(w_field.type) == str(o_field.type), (name, field_name)  # same type, same nullability
+            for arg, o_arg in o_field.args.items():
+                assert str(w_field.args[arg].type) == str(o_arg.type), (name, field_name, arg)
+            for arg in set(w_field.args) - set(o_field.args):  # an added argument must be optional
+                added = w_field.args[arg]
+                assert not isinstance(added.type, GraphQLNonNull) or added.default_value is not None, arg
+            checked += 1
+    assert checked == 9  # Query's two fields, Patient's two, Encounter's five
+    assert "Always null" in (ours.get_type("Patient").fields["dob"].description or "")  # type: ignore[union-attr]

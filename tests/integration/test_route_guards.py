@@ -45,7 +45,9 @@ def _declared_scope(app: Any, path: str) -> set[str]:
     scopes: set[str] = set()
     for route in app.routes:
         if route.path == path and isinstance(route, HTTPRoute):
-            scopes.update(str(h.opt.get("scope")) for h in route.route_handlers if h.opt.get("scope"))
+            for handler in route.route_handlers:
+                declared = handler.opt.get("scope")  # one scope, or a tuple of alternatives
+                scopes.update(declared if isinstance(declared, tuple) else [str(declared)] if declared else [])
     return scopes
 
 

@@ -16,6 +16,8 @@ class Connection:
         self._port = port
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self.content_type = ""
+        """The last response's Content-Type (the chaos checker holds every error to problem+json)."""
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None or self._writer.is_closing():
@@ -44,6 +46,7 @@ class Connection:
         status = int(status_line.split()[1])
         length = 0
         close = False
+        self.content_type = ""
         while True:
             line = await reader.readline()
             if line in (b"\r\n", b"\n", b""):
@@ -52,6 +55,8 @@ class Connection:
             lname = name.strip().lower()
             if lname == "content-length":
                 length = int(value.strip())
+            elif lname == "content-type":
+                self.content_type = value.strip()
             elif lname == "connection" and value.strip().lower() == "close":
                 close = True
         payload = await reader.readexactly(length) if length else b""

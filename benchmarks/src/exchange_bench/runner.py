@@ -33,7 +33,9 @@ from exchange.events import RawObject, encode_event, make_event, uuid7
 from exchange.settings import load_settings
 from exchange_bench.cpu import CpuMeter, CpuSample, cpu_breakdown, joined, uptime_s
 from exchange_bench.machine import machine
+from exchange_bench.normalizers import NormalizerPhases
 from exchange_bench.people import patient_v1
+from exchange_bench.query import query_phase
 from exchange_bench.scratch import ScratchRun, bucket_name, token
 from exchange_bench.server import Server, stack_pids
 from exchange_stack import Stack
@@ -50,9 +52,14 @@ class BenchConfig:
     e2e_duration_s: float = 20.0
     drain_rows: int = 50_000
     normalizer_records: int = 10_000
+    scaling_records: int = 10_000
+    """Records of each scale-out phase (1, 2, 3 processes) and of the kill of one of three."""
     warmup_s: float = 3.0
     rounds: int = 3
     """Ingest, split ingest and floor alternate this many times, ``duration_s`` shared among them."""
+    query_rows: int = 1_000_000
+    """Canonical rows the query phase generates in SQL before it measures pages."""
+    query_duration_s: float = 20.0
     output: Path = Path("benchmarks/results/latest.json")
     """Relative paths are taken from the working folder (`make bench` runs in the repository)."""
 
@@ -250,6 +257,7 @@ class _RatioRounds:
         self._catchups: list[float] = []
         self._e2e: dict[str, float] = {}
         self._batches: Counter[str] = Counter()
+        self._pipeline: list[float] = []
 
     def run(self) -> dict[str, Any]:
         rounds = []
@@ -275,6 +283,8 @@ class _RatioRounds:
             "ingest_ratio": self.ingest.rate / self.floor.rate,
             "ingest_split_ratio": self.split.rate / self.floor.rate,
             "ingest_batches": self._batch_summary(),
+            "pipeline_rps": sum(self._pipeline) / len(self._pipeline),
+            "pipeline_rps_by_round": self._pipeline,
             **self._e2e,
         }
 
@@ -299,6 +309,7 @@ class _RatioRounds:
         self._report(f"round {n}/{cfg.rounds}: ingest, all roles: {cfg.concurrency} connections "
                      f"for {self._window_s:.1f}s ...")
         with Server(self._env, "all", self._scratch) as server:
+            round_began = time.time()
             self.ingest.add(*_measured_loadgen(
                 server.port, self._ingest_source, self._scratch / "ingest.json", concurrency=cfg.concurrency,
                 duration=self._window_s, warmup=cfg.warmup_s, components=server.with_stack(self._stack)))
@@ -309,6 +320,9 @@ class _RatioRounds:
             self._catchups.append(asyncio.run(_wait(
                 self._dsn, _canonical_at_least(self._ingest_source, self.ingest.accepted), timeout=600,
                 interval=0.1)))
+            # The pipeline, not just the requests: the round's records from the first accepted to
+            # the last canonical, catch-up included.
+            self._pipeline.append(asyncio.run(_pipeline_rate(self._dsn, self._ingest_source, round_began)))
             if n == cfg.rounds:
                 # End to end (202 -> canonical row) at a fixed offered rate, on an idle pipeline.
                 self._report(f"e2e: {cfg.e2e_rate:.0f}/s for {cfg.e2e_duration_s:.0f}s ...")
@@ -387,6 +401,8 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         results.update(sides.run())
         cpu.update(sides.cpu())
         rss.update(sides.rss)
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        results.update(_lone_clients(cfg, stack, env, run_id, scratch, report))
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
@@ -433,6 +449,28 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         cpu["normalizer"] = cpu_breakdown(before, after, (cfg.normalizer_records - 1) / (after.at - before.at))
         results["cpu"] = cpu
 
+        # 6b-e. The normalizer against its floor, split from its tokenizer, scaled out, and one of
+        # three killed mid-backlog (each on a topic and group of its own).
+        phases = NormalizerPhases(stack, env, dsn, run_id, scratch, report, _prepublish)
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        floor = phases.floor(cfg.normalizer_records, concurrency=settings.pipeline.normalizer_concurrency)
+        results["normalizer_floor_rps"] = floor["normalizer_floor_rps"]
+        results["normalizer_ratio"] = results["normalizer_rps"] / floor["normalizer_floor_rps"]
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        split = phases.run("nsplit", cfg.normalizer_records, split=True)
+        results["normalizer_split_rps"] = split["rps"]
+        cpu["normalizer_split"] = split["cpu"]
+        inproc = cpu["normalizer"]["ms_per_record"]["server"]
+        results["normalizer_split_cpu_ratio"] = split["normalizer_cpu_ms_per_record"] / max(inproc, 1e-6)
+        scaling: dict[str, float] = {}
+        for processes in (1, 2, 3):
+            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+            scaling[str(processes)] = phases.run(f"nscale{processes}", cfg.scaling_records, processes)["rps"]
+        results["normalizer_scaling"] = scaling
+        results["normalizer_scaling_2_over_1"] = scaling["2"] / scaling["1"]
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        results["normalizer_kill_one_of_three"] = phases.kill_one_of_three(cfg.scaling_records)
+
         # 7. Replay of the same raw objects (through the outbox): as an operator runs it (objects
         # unchanged since ingest are built from the manifest), and reading every object.
         for flags, name in (((), "replay"), (("--read-raw",), "replay_read")):
@@ -450,6 +488,9 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
             results[f"{name}_rps"] = cfg.normalizer_records / job_seconds
             results[f"{name}_wall_s"] = wall
             results[f"{name}_objects_read"] = replayed["read"]
+        # 8. Reads: one page of 100 records through REST and GraphQL over generated rows.
+        results.update(query_phase(env, dsn, scratch, rows=cfg.query_rows, duration_s=cfg.query_duration_s,
+                                   report=report))
         results["rss_mb_peak"] = max(rss.values())
         results["rss_mb_by_phase"] = rss
         results["machine"] = machine()
@@ -505,6 +546,36 @@ async def _normalized_span(dsn: str, source: str) -> float:
         return max(float(value), 1e-3)
     finally:
         await conn.close()
+
+
+async def _pipeline_rate(dsn: str, source: str, since: float) -> float:
+    """Records of ``source`` accepted since ``since`` (epoch s) over the time from the first of
+    them accepted to the last made canonical."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM max(normalized_at) - min(ingested_at))::float8 AS s "
+            "FROM canonical_records WHERE source = $1 AND ingested_at >= to_timestamp($2)", source, since)
+    finally:
+        await conn.close()
+    assert row is not None
+    return float(row["n"]) / max(float(row["s"] or 0.0), 1e-3)
+
+
+def _lone_clients(cfg: BenchConfig, stack: Stack, env: dict[str, str], run_id: str, scratch: Path,
+                  report: Callable[[str], None]) -> dict[str, Any]:
+    """Ingest at 1 and 8 connections (a partner sending one record at a time), all roles."""
+    out: dict[str, Any] = {}
+    window = cfg.duration_s / cfg.rounds
+    for connections in (1, 8):
+        report(f"ingest at {connections} connection(s), all roles, {window:.1f}s ...")
+        with Server(env, "all", scratch) as server:
+            result = _loadgen(server.port, f"bench-c{connections}-{run_id}", scratch / f"c{connections}.json",
+                              mode="closed", concurrency=connections, duration=window, warmup=cfg.warmup_s)
+        out[f"ingest_c{connections}_rps"] = result["statuses"].get("202", 0) / result["elapsed_s"]
+        out[f"ingest_c{connections}_p50_ms"] = _pct(result["latencies_s"], 50) * 1000
+        out[f"ingest_c{connections}_p99_ms"] = _pct(result["latencies_s"], 99) * 1000
+    return out
 
 
 async def _e2e_lags(dsn: str, source: str, accepted: dict[str, float]) -> list[float]:
@@ -634,18 +705,23 @@ def _stack_uptime_s(stack: Stack) -> float:
 
 TARGETS = {
     "ingest_ratio": (">=", 0.85), "e2e_p95_ms": ("<=", 500), "publisher_drain_eps": (">=", 5000),
-    "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000),
-    "rss_mb_peak": ("<=", 400),
+    "normalizer_rps": (">=", 1000), "replay_rps": (">=", 2000), "normalizer_ratio": (">=", 0.85),
+    "normalizer_split_cpu_ratio": ("<=", 1.5), "normalizer_scaling_2_over_1": (">=", 1.0),
+    "rss_mb_peak": ("<=", 400), "graphql_ratio": (">=", 0.5),
 }
 
 
 def markdown(results: dict[str, Any]) -> str:
     rows = ["| metric | value | target |", "|---|---|---|"]
     for key in ("database_mb_at_start", "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "ingest_backlog_at_end",
-                "ingest_catchup_s", "floor_rps", "ingest_ratio", "ingest_split_rps",
+                "ingest_catchup_s", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
+                "floor_rps", "ingest_ratio", "ingest_split_rps",
                 "ingest_split_ratio", "core_rps", "core_ratio", "e2e_p50_ms",
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
-                "replay_rps", "replay_objects_read", "replay_read_rps", "rss_mb_peak"):
+                "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
+                "normalizer_scaling_2_over_1",
+                "replay_rps", "replay_objects_read", "replay_read_rps", "rss_mb_peak", "query_rest_pages_per_s",
+                "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio"):
         value = results.get(key)
         target = TARGETS.get(key)
         shown = f"{value:,.2f}" if isinstance(value, float) and value < 10 else (

@@ -1,12 +1,14 @@
-"""``exchange serve`` in a process of its own, for one benchmark phase or evaluation run.
+"""``exchange serve`` in a process of its own, for one benchmark phase, evaluation or chaos run.
 
 The server runs the installed CLI with the run's environment (its database, bucket, topics),
-on a free loopback port; its log goes to a file beside the run's scratch files.
+on a free loopback port (or a given one: a server the chaos run killed comes back on its
+predecessor's); its log goes to a file beside the run's scratch files.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,10 +37,11 @@ def _rss_peak_mb(pid: int) -> float:
 
 
 class Server:
-    """``exchange serve --role=<roles>`` with ``env``; ready once ``/healthz`` answers."""
+    """``exchange serve --role=<roles>`` with ``env``; ready once ``/healthz`` answers. A killed
+    server started again (``start``) keeps its port and appends to its log."""
 
-    def __init__(self, env: dict[str, str], roles: str, log_dir: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], roles: str, log_dir: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
                     "LOG_LEVEL": "INFO"}
         self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}.log"
@@ -46,21 +49,35 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.rss_peak_mb = 0.0
 
-    def __enter__(self) -> Server:
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> Server:
+        """Start the process and wait until ``/healthz`` answers; RuntimeError if it does not."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
                     return self
             except OSError:
                 time.sleep(0.2)
         self.__exit__()
         raise RuntimeError(f"server did not start; see {self.log}")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no drain, no offsets committed on the way out."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def __enter__(self) -> Server:
+        return self.start()
 
     def with_stack(self, stack: Stack) -> dict[str, int | None]:
         """The CPU meter's components: this server and the stack's servers."""
@@ -69,6 +86,8 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
+        if self.proc.poll() is not None:
+            return
         self.rss_peak_mb = _rss_peak_mb(self.proc.pid)
         self.proc.terminate()
         try:

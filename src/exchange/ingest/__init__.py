@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from exchange.ingest._janitor import IdempotencyJanitor
 from exchange.ingest._manifest import (
+    Acceptance,
     ManifestEntry,
     StoredObject,
     manifest_for_source,
+    record_acceptance,
     record_orphan,
     stored_objects,
 )
@@ -15,6 +17,7 @@ from exchange.ingest._routes import ingest_routes
 from exchange.ingest._service import IngestCommand, IngestOutcome, IngestService, purge_expired_keys
 
 __all__ = (
+    "Acceptance",
     "IdempotencyJanitor",
     "IngestCommand",
     "IngestOutcome",
@@ -24,6 +27,7 @@ __all__ = (
     "ingest_descriptions",
     "ingest_routes",
     "manifest_for_source",
+    "record_acceptance",
     "record_orphan",
     "purge_expired_keys",
     "stored_objects",

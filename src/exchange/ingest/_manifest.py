@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from exchange.adapters.postgres import Connection
 
-__all__ = ("ManifestEntry", "StoredObject", "manifest_for_source", "record_orphan", "stored_objects")
+__all__ = ("Acceptance", "ManifestEntry", "StoredObject", "manifest_for_source", "record_acceptance", "record_orphan",
+           "stored_objects")
 
 _FOR_SOURCE = """
 SELECT record_id::text AS record_id, object_key, state, sha256, size_bytes, created_at
@@ -72,3 +73,35 @@ async def record_orphan(
 ) -> None:
     """Document a quarantined orphan (raw object whose ingest never committed)."""
     await conn.execute(_ORPHANED, uuid.UUID(record_id), source, bucket, quarantine_key, sha256, size)
+
+
+# The client comes from the manifest (kept with the object since revision 0005) or, for older rows,
+# from an idempotency row not yet purged.
+_ACCEPTANCE = """
+SELECT m.created_at, m.source, m.event_version, m.state, m.sha256, m.size_bytes,
+       coalesce(m.client_id, (SELECT i.client_id FROM idempotency_keys i
+                              WHERE i.record_id = m.record_id ORDER BY i.created_at LIMIT 1)) AS client_id
+FROM raw_object_manifest m WHERE m.record_id = $1::uuid
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """What ingest knows of one record: when and from whom it was accepted, and its raw object."""
+
+    accepted_at: dt.datetime
+    client_id: str | None
+    """The JWT ``sub`` that sent it; None for a record from before it was kept, once its key expired."""
+    source: str
+    event_version: str
+    state: str
+    sha256: str
+    size_bytes: int
+
+
+async def record_acceptance(conn: Connection, record_id: str) -> Acceptance | None:
+    row = await conn.fetchrow(_ACCEPTANCE, record_id)
+    if row is None:
+        return None
+    return Acceptance(row["created_at"], row["client_id"], row["source"], row["event_version"], row["state"],
+                      row["sha256"], row["size_bytes"])

@@ -117,9 +117,9 @@ WITH r AS (
 ), manifest AS (
     INSERT INTO raw_object_manifest
         (record_id, source, bucket, object_key, sha256, size_bytes, event_version, state,
-         etag, record_kind, schema_hint)
+         etag, record_kind, schema_hint, client_id)
     SELECT record_id, source, $16, object_key, sha256, size_bytes, event_version, 'enqueued',
-           etag, record_kind, schema_hint FROM r
+           etag, record_kind, schema_hint, client_id FROM r
 ), outbox AS (
     INSERT INTO outbox_events (topic, key, payload, headers)
     SELECT topic, record_id::text, payload::jsonb, headers::jsonb FROM r

@@ -9,6 +9,7 @@ Sullivan", "Mary Ann" against "maryann"), digits in any script, placeholder SSNs
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -46,7 +47,10 @@ class LinkageFields:
         return "LinkageFields(<redacted>)"
 
 
+@functools.lru_cache(maxsize=16384)
 def _name(value: str) -> str:
+    # Cached: names repeat across records far more than they vary, and Unicode decomposition is
+    # most of a record's normalization. The cache is process memory, like the records in flight.
     decomposed = unicodedata.normalize("NFKD", value)
     return "".join(ch for ch in decomposed.casefold() if ch.isalpha() and not unicodedata.combining(ch))
 

@@ -20,7 +20,7 @@ import hmac
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from exchange.linkage._normalize import LinkageFields, PatientIdentifiers, linkage_fields, phonetic
 
@@ -28,12 +28,13 @@ __all__ = (
     "FIELDS",
     "RECIPES",
     "Field",
+    "KeyTokens",
     "Level",
     "LinkageToken",
     "Part",
     "Recipe",
     "TOKEN_BYTES",
-    "linkage_digests",
+    "key_tokens",
     "linkage_tokens",
     "present",
     "parts",
@@ -91,6 +92,19 @@ def present(fields: LinkageFields) -> frozenset[Field]:
     return frozenset(f for f, v in values.items() if v)
 
 
+class KeyTokens(NamedTuple):
+    """A record's linkage tokens under one key: recipe ids and digests, position for position.
+    One block a key, not an object a token: a record has dozens, and the normalizer stores them
+    as one row a key (``record_linkage``)."""
+
+    key_id: str
+    recipes: tuple[str, ...]
+    digests: tuple[bytes, ...]
+
+    def __repr__(self) -> str:  # tokens are not secrets, but logs have no use for them
+        return f"KeyTokens({self.key_id!r}, {len(self.digests)} tokens)"
+
+
 @dataclass(frozen=True, slots=True)
 class LinkageToken:
     recipe: str
@@ -135,6 +149,7 @@ def _unordered(first: Iterable[str], second: Iterable[str]) -> frozenset[str]:
     return frozenset("\x1f".join(sorted((a, b))) for a in first for b in second)
 
 
+@functools.lru_cache(maxsize=16384)
 def _close_name_codes(name: str) -> frozenset[str]:
     """NYSIIS (spelling variants that sound alike) and the first four letters (typos further on).
 
@@ -202,27 +217,34 @@ RECIPES: tuple[Recipe, ...] = (
 
 @functools.lru_cache(maxsize=512)
 def _message_key(key: bytes, key_id: str, rec_id: str, version: int) -> bytes:
-    """Per key id, recipe and version: domain separation, so tokens of two recipes never collide.
-    Cached: the same few keys are derived for every record."""
+    """Per key id, recipe and version: domain separation, so tokens of two recipes never collide."""
     label = f"exchange.linkage\x1f{key_id}\x1f{rec_id}\x1f{version}".encode()
     return hmac.digest(key, label, "sha256")
 
 
-@functools.lru_cache(maxsize=512)
-def _mac(key: bytes, key_id: str, rec_id: str, version: int) -> tuple[Any, Any]:
-    """HMAC-SHA256 under the recipe's key with its two padded-key blocks hashed once (RFC 2104):
+def _pads(message_key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256 under ``message_key`` with its two padded-key blocks hashed once (RFC 2104):
     each token then costs two hash copies instead of a fresh HMAC (half the time)."""
-    block = _message_key(key, key_id, rec_id, version).ljust(64, b"\0")
+    block = message_key.ljust(64, b"\0")
     return (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
 
 
-def _digest(states: tuple[Any, Any], message: bytes) -> bytes:
-    inner = states[0].copy()
-    inner.update(message)
-    outer = states[1].copy()
-    outer.update(inner.digest())
-    digest: bytes = outer.digest()
-    return digest[:TOKEN_BYTES]
+_Plan = tuple[tuple[str, tuple[Part, ...], Any, Any], ...]
+_PLANS: dict[tuple[bytes, str, int], tuple[tuple[Recipe, ...], _Plan]] = {}
+
+
+def _plan(key: bytes, key_id: str, recipes: tuple[Recipe, ...]) -> _Plan:
+    """What a record's tokens under one key need besides its fields, derived once per key:
+    each recipe's id, parts and padded-key hash states. Found by the recipes' identity: hashing
+    the recipe dataclasses for an ``lru_cache`` key cost more than the lookup saves."""
+    found = _PLANS.get((key, key_id, id(recipes)))
+    if found is not None and found[0] is recipes:
+        return found[1]
+    plan = tuple((rec.id, rec.parts, *_pads(_message_key(key, key_id, rec.id, rec.version))) for rec in recipes)
+    if len(_PLANS) >= 64:
+        _PLANS.clear()
+    _PLANS[(key, key_id, id(recipes))] = (recipes, plan)
+    return plan
 
 
 def recipe_tokens(rec: Recipe, fields: LinkageFields,
@@ -239,29 +261,42 @@ def recipe_tokens(rec: Recipe, fields: LinkageFields,
     return frozenset("\x1e".join(combo) for combo in values)
 
 
-def linkage_digests(
+def key_tokens(
     key_id: str, key: bytes, identifiers: PatientIdentifiers | LinkageFields, recipes: tuple[Recipe, ...] = RECIPES
-) -> list[tuple[str, bytes]]:
-    """Every recipe's tokens for one record as (recipe id, digest); a recipe whose fields are
-    missing yields none. A digest is the HMAC-SHA256 truncated to ``TOKEN_BYTES``: a chance
-    collision between two tokens stays ~2^-128, and the lookup index is half as wide. Takes the
-    normalized fields too, so a caller tokenizing under several keys normalizes once."""
+) -> KeyTokens:
+    """Every recipe's tokens for one record under one key; a recipe whose fields are missing
+    yields none. A digest is the HMAC-SHA256 truncated to ``TOKEN_BYTES``: a chance collision
+    between two tokens stays ~2^-128, and the lookup index is half as wide. Takes the normalized
+    fields too, so a caller tokenizing under several keys normalizes once.
+
+    The values are ``recipe_tokens``'s (a test holds the two equal), built here without the
+    generic product: this runs for every record the normalizer writes."""
     fields = identifiers if isinstance(identifiers, LinkageFields) else linkage_fields(identifiers)
-    encoded: dict[str, list[str]] = {}
-    out: list[tuple[str, bytes]] = []
-    for rec in recipes:
-        values = recipe_tokens(rec, fields, encoded)
-        if not values:
-            continue
-        states = _mac(key, key_id, rec.id, rec.version)
-        out.extend((rec.id, _digest(states, value.encode())) for value in values)
-    return out
+    encoded: dict[str, list[bytes]] = {}
+    recipe_ids: list[str] = []
+    digests: list[bytes] = []
+    for rec_id, rec_parts, inner_pad, outer_pad in _plan(key, key_id, recipes):
+        messages: list[bytes] = []
+        for n, part in enumerate(rec_parts):
+            values = encoded.get(part.name)
+            if values is None:
+                # Sorted: the same record gives its tokens in the same order in every process.
+                values = encoded[part.name] = sorted(v.encode() for v in part.encode(fields))
+            messages = values if n == 0 else [m + b"\x1e" + v for m in messages for v in values]
+        for message in messages:
+            inner = inner_pad.copy()
+            inner.update(message)
+            outer = outer_pad.copy()
+            outer.update(inner.digest())
+            digests.append(outer.digest()[:TOKEN_BYTES])
+        recipe_ids.extend([rec_id] * len(messages))
+    return KeyTokens(key_id, tuple(recipe_ids), tuple(digests))
 
 
 def linkage_tokens(
     key_id: str, key: bytes, identifiers: PatientIdentifiers, recipes: tuple[Recipe, ...] = RECIPES
 ) -> list[LinkageToken]:
-    """``linkage_digests`` as hex tokens, sorted (deterministic: callers can compare lists)."""
-    return sorted((LinkageToken(rid, digest.hex()) for rid, digest in linkage_digests(key_id, key, identifiers,
-                                                                                        recipes)),
+    """``key_tokens`` as hex tokens, sorted (deterministic: callers can compare lists)."""
+    block = key_tokens(key_id, key, identifiers, recipes)
+    return sorted((LinkageToken(rid, digest.hex()) for rid, digest in zip(block.recipes, block.digests, strict=True)),
                   key=lambda t: (t.recipe, t.token))

@@ -7,10 +7,21 @@ from exchange.normalize._dlq_tools import DlqEntryNotFound, DlqTools, NotReproce
 from exchange.normalize._ledger import PIPELINE
 from exchange.normalize._offsets import OffsetBook
 from exchange.normalize._pipeline import RecordProcessor, StageFailure, identifiers_from_raw, payload_keys
-from exchange.normalize._queries import canonical_ids_for_source
+from exchange.normalize._queries import (
+    Attempt,
+    Canonical,
+    DeadLetter,
+    Processing,
+    canonical_ids_for_source,
+    record_processing,
+)
 
 __all__ = (
     "PIPELINE",
+    "Attempt",
+    "Canonical",
+    "DeadLetter",
+    "Processing",
     "DlqEntryNotFound",
     "DlqTools",
     "NotReprocessable",
@@ -21,4 +32,5 @@ __all__ = (
     "canonical_ids_for_source",
     "identifiers_from_raw",
     "payload_keys",
+    "record_processing",
 )

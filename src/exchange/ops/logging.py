@@ -71,6 +71,7 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party loggers that may print request data or credentials stay quiet.
-    for noisy in ("uvicorn.access", "botocore", "aiobotocore", "urllib3", "asyncio"):
+    # httpx logs every request at INFO: a remote tokenizer call a record.
+    for noisy in ("uvicorn.access", "botocore", "aiobotocore", "urllib3", "asyncio", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(level)

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from exchange.outbox._enqueue import OutboxMessage, enqueue
 from exchange.outbox._publisher import OutboxPublisher, outbox_stats
-from exchange.outbox._queries import OutboxStatus, outbox_status_for_keys
+from exchange.outbox._queries import Delivery, OutboxStatus, outbox_status_for_keys, record_deliveries
 
-__all__ = ("OutboxMessage", "OutboxPublisher", "OutboxStatus", "enqueue", "outbox_stats", "outbox_status_for_keys")
+__all__ = (
+    "Delivery",
+    "OutboxMessage",
+    "OutboxPublisher",
+    "OutboxStatus",
+    "enqueue",
+    "outbox_stats",
+    "outbox_status_for_keys",
+    "record_deliveries",
+)

@@ -3,8 +3,17 @@ normalizer's transaction, and by the rebuild job), and read back (ADR 0006)."""
 
 from __future__ import annotations
 
-from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker, StoredToken
-from exchange.persons._queries import RecordLinkage, latest_model, person_records, record_linkage, surviving_person
+from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker
+from exchange.persons._queries import (
+    RecordLinkage,
+    latest_model,
+    person_record_counts,
+    person_record_ids,
+    person_records,
+    persons_of_records,
+    record_linkage,
+    surviving_person,
+)
 from exchange.persons._rebuild import PersonsRebuild
 from exchange.persons._rotation import KeyRotation, RotationProgress
 
@@ -17,9 +26,11 @@ __all__ = (
     "PersonsRebuild",
     "RecordLinkage",
     "RotationProgress",
-    "StoredToken",
     "latest_model",
+    "person_record_counts",
+    "person_record_ids",
     "person_records",
+    "persons_of_records",
     "record_linkage",
     "surviving_person",
 )

@@ -10,7 +10,16 @@ from exchange.adapters.postgres import Connection
 from exchange.events import NIL_UUID
 from exchange.linkage import DEFAULT_MODEL, TOKEN_BYTES, Field, Model, pattern
 
-__all__ = ("RecordLinkage", "latest_model", "person_records", "record_linkage", "surviving_person")
+__all__ = (
+    "RecordLinkage",
+    "latest_model",
+    "person_record_counts",
+    "person_record_ids",
+    "person_records",
+    "persons_of_records",
+    "record_linkage",
+    "surviving_person",
+)
 
 _SURVIVOR = """
 SELECT coalesce((SELECT merged_into FROM person_merges WHERE person_id = $1::uuid),
@@ -90,3 +99,28 @@ async def record_linkage(conn: Connection, record_id: str, model: Model, *, limi
                            "weight_bits": round(weight, 2), "links": weight >= model.threshold})
     return RecordLinkage(record_id, row["person_id"], sorted(row["fields"]), row["linked_at"], sorted(row["key_ids"]),
                          agreements)
+
+
+# Batched reads for the GraphQL layer (one statement per page, whatever its size).
+_PERSON_RECORD_IDS = """
+SELECT p.record_id::text FROM record_persons p WHERE p.person_id = $1::uuid AND p.record_id > $2::uuid
+ORDER BY p.record_id LIMIT $3
+"""
+_PERSONS_OF = "SELECT record_id::text, person_id::text FROM record_persons WHERE record_id = ANY($1::uuid[])"
+_COUNTS = """
+SELECT person_id::text, count(*) AS n FROM record_persons WHERE person_id = ANY($1::uuid[]) GROUP BY person_id
+"""
+
+
+async def person_record_ids(conn: Connection, person_id: str, *, after: str | None, limit: int) -> list[str]:
+    """A page of a person's record ids in record-id order (a keyset walk: ``after`` the last one)."""
+    return [r[0] for r in await conn.fetch(_PERSON_RECORD_IDS, person_id, after or _FIRST, limit)]
+
+
+async def persons_of_records(conn: Connection, record_ids: list[str]) -> dict[str, str]:
+    """record id -> its person, for the records that have one."""
+    return {r[0]: r[1] for r in await conn.fetch(_PERSONS_OF, record_ids)}
+
+
+async def person_record_counts(conn: Connection, person_ids: list[str]) -> dict[str, int]:
+    return {r[0]: int(r[1]) for r in await conn.fetch(_COUNTS, person_ids)}

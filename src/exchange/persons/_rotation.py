@@ -25,8 +25,8 @@ from exchange.adapters.postgres import Database
 from exchange.errors import ObjectNotFound
 from exchange.events import NIL_UUID
 from exchange.jobs import JobRun, Jobs
-from exchange.linkage import TOKEN_BYTES, Field
-from exchange.persons._linker import LinkRequest, PersonLinker, Token, store_tokens
+from exchange.linkage import TOKEN_BYTES, Field, KeyTokens
+from exchange.persons._linker import LinkRequest, PersonLinker, store_tokens
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 
 __all__ = ("KeyRotation", "RotationProgress")
@@ -107,7 +107,7 @@ class KeyRotation:
         self._identifiers = identifiers
         self._reads = asyncio.Semaphore(concurrency)
 
-    async def _tokens_of(self, raw_key: str, progress: RotationProgress) -> tuple[list[Token], frozenset[Field]]:
+    async def _tokens_of(self, raw_key: str, progress: RotationProgress) -> tuple[list[KeyTokens], frozenset[Field]]:
         """The record's active-key tokens and fields; none (counted as skipped, with why) when its raw
         object is gone or no longer yields identifiers."""
         try:
@@ -124,7 +124,7 @@ class KeyRotation:
         except InvalidIdentifiers:
             progress.skipped["InvalidIdentifiers"] = progress.skipped.get("InvalidIdentifiers", 0) + 1
             return [], frozenset()
-        keyed: list[Token] = [t for t in tokens.linkage if t.key_id == self._active]
+        keyed: list[KeyTokens] = [b for b in tokens.linkage if b.key_id == self._active and b.digests]
         return keyed, frozenset(Field(f) for f in tokens.fields)
 
     async def run(self, job: JobRun, *, batch_size: int = 500, retire: bool = True,
@@ -142,7 +142,7 @@ class KeyRotation:
                 break
             computed = await asyncio.gather(*(self._tokens_of(row["raw_object_key"], progress) for row in rows))
             async with self._db.transaction() as conn:
-                to_store: list[tuple[str, list[Token]]] = []
+                to_store: list[tuple[str, list[KeyTokens]]] = []
                 to_link: list[LinkRequest] = []
                 for row, (tokens, fields) in zip(rows, computed, strict=True):
                     if not tokens:

@@ -1,7 +1,11 @@
-"""Query context: the read API over canonical records (role ``query``)."""
+"""Query context: the read API over canonical records (role ``query``): REST pages, GraphQL at
+``/graphql``, and a record's journey (``GET /v1/records/{id}/status``)."""
 
 from __future__ import annotations
 
-from exchange.query._routes import query_routes
+from exchange.query._cursor import MAX_PAGE
+from exchange.query._graphql import graphql_controller, graphql_schema
+from exchange.query._reads import STATEMENTS
+from exchange.query._routes import query_routes, status_routes
 
-__all__ = ("query_routes",)
+__all__ = ("MAX_PAGE", "STATEMENTS", "graphql_controller", "graphql_schema", "query_routes", "status_routes")

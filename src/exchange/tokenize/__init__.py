@@ -4,7 +4,7 @@ route, the client port."""
 from __future__ import annotations
 
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, canonical_string, patient_token
-from exchange.tokenize._client import HttpTokenizer, InProcessTokenizer, KeyedToken, Tokenizer, TokenSet, token_set
+from exchange.tokenize._client import HttpTokenizer, InProcessTokenizer, Tokenizer, TokenSet, token_set
 from exchange.tokenize._quality import EARLIEST_DOB, dob_problem
 from exchange.tokenize._routes import tokenize_routes
 
@@ -13,7 +13,6 @@ __all__ = (
     "HttpTokenizer",
     "InProcessTokenizer",
     "InvalidIdentifiers",
-    "KeyedToken",
     "PatientIdentifiers",
     "TokenSet",
     "Tokenizer",

@@ -9,33 +9,26 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, Protocol
 
 import httpx
 import msgspec
 from jose import jwt
 
 from exchange.errors import TokenizerUnavailable
-from exchange.linkage import Field, linkage_digests, linkage_fields, present
+from exchange.linkage import TOKEN_BYTES, Field, KeyTokens, key_tokens, linkage_fields, present
 from exchange.linkage import PatientIdentifiers as LinkageIdentifiers
 from exchange.ops.tracing import inject_headers
+from exchange.runtime.batcher import Batcher
 from exchange.settings import AuthSettings
 from exchange.tokenize._canonical import InvalidIdentifiers, PatientIdentifiers, canonical_dob, patient_token
 
-__all__ = ("HttpTokenizer", "InProcessTokenizer", "KeyedToken", "TokenSet", "Tokenizer")
+__all__ = ("MAX_BATCH", "HttpTokenizer", "InProcessTokenizer", "TokenSet", "Tokenizer")
 
-
-class KeyedToken(NamedTuple):
-    """A linkage token (its digest) with the key id it was made under. A named tuple: a record has
-    dozens, and a frozen dataclass costs several times as much to build."""
-
-    key_id: str
-    recipe: str
-    token: bytes
-
-    def __repr__(self) -> str:  # tokens are not secrets, but logs have no use for them
-        return f"KeyedToken({self.key_id!r}, {self.recipe!r}, <token>)"
+# Records a normalizer sends in one /tokenize/batch call (the route takes up to 500).
+MAX_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +37,7 @@ class TokenSet:
     fields the record has (the names of the fields, never their values)."""
 
     patient_token: str
-    linkage: tuple[KeyedToken, ...]
+    linkage: tuple[KeyTokens, ...]  # one block a key of the ring
     fields: frozenset[Field]
 
 
@@ -56,9 +49,8 @@ def token_set(key: bytes, ring: tuple[tuple[str, bytes], ...], ids: PatientIdent
     except ValueError:  # year 0000: a date to Go's parser and the seed token, none to Python's
         raise InvalidIdentifiers("dob", "must be a date from year 0001") from None
     fields = linkage_fields(LinkageIdentifiers(ids.given_name, ids.family_name, born, ids.ssn))
-    keyed = tuple(KeyedToken(key_id, recipe, digest) for key_id, linkage_key in ring
-                  for recipe, digest in linkage_digests(key_id, linkage_key, fields))
-    return TokenSet(seed, keyed, present(fields))
+    return TokenSet(seed, tuple(key_tokens(key_id, linkage_key, fields) for key_id, linkage_key in ring),
+                    present(fields))
 
 
 class Tokenizer(Protocol):
@@ -70,6 +62,11 @@ class Tokenizer(Protocol):
 
     async def tokens(self, ids: PatientIdentifiers) -> TokenSet:
         """The seed token and the linkage tokens; raises as ``tokenize`` does."""
+        ...
+
+    async def tokens_many(self, ids: Sequence[PatientIdentifiers]) -> list[TokenSet | InvalidIdentifiers]:
+        """``tokens`` of each, in order; an item's ``InvalidIdentifiers`` is its answer, not raised.
+        Raises ``TokenizerUnavailable`` for the whole call."""
         ...
 
     async def ping(self) -> None:
@@ -96,6 +93,15 @@ class InProcessTokenizer:
     async def tokens(self, ids: PatientIdentifiers) -> TokenSet:
         return token_set(self._key, self._ring, ids)
 
+    async def tokens_many(self, ids: Sequence[PatientIdentifiers]) -> list[TokenSet | InvalidIdentifiers]:
+        answers: list[TokenSet | InvalidIdentifiers] = []
+        for one in ids:
+            try:
+                answers.append(token_set(self._key, self._ring, one))
+            except InvalidIdentifiers as exc:
+                answers.append(exc)
+        return answers
+
     async def ping(self) -> None:
         return None
 
@@ -107,21 +113,56 @@ class _TokenResponse(msgspec.Struct):
     patient_token: str
 
 
-class _Keyed(msgspec.Struct):
+class _ItemProblem(msgspec.Struct):
+    field: str
+    problem: str
+
+
+class _KeyTokensIn(msgspec.Struct):
     key_id: str
-    recipe: str
-    token: str
+    recipes: list[str]
+    tokens: str
 
 
-class _TokenSetResponse(msgspec.Struct):
-    patient_token: str
-    linkage_tokens: list[_Keyed]
-    fields: list[str]
+class _BatchResult(msgspec.Struct):
+    patient_token: str | None = None
+    linkage: list[_KeyTokensIn] | None = None
+    fields: list[str] | None = None
+    error: _ItemProblem | None = None
+
+
+class _BatchResponse(msgspec.Struct):
+    results: list[_BatchResult]
+
+
+def _from_batch(result: _BatchResult) -> TokenSet | InvalidIdentifiers:
+    """One batch answer as the in-process tokenizer gives it; ValueError when it is malformed."""
+    if result.error is not None:
+        return InvalidIdentifiers(result.error.field, result.error.problem)
+    if result.patient_token is None or result.linkage is None or result.fields is None:
+        raise ValueError("incomplete result")
+    blocks = []
+    for block in result.linkage:
+        raw = bytes.fromhex(block.tokens)
+        digests = tuple(raw[i:i + TOKEN_BYTES] for i in range(0, len(raw), TOKEN_BYTES))
+        if len(raw) % TOKEN_BYTES or len(digests) != len(block.recipes):
+            raise ValueError("tokens and recipes differ in number")
+        blocks.append(KeyTokens(block.key_id, tuple(block.recipes), digests))
+    return TokenSet(result.patient_token, tuple(blocks), frozenset(Field(f) for f in result.fields))
+
+
+def _body(ids: PatientIdentifiers) -> dict[str, Any]:
+    body = {"given_name": ids.given_name, "family_name": ids.family_name, "dob": ids.dob}
+    if ids.ssn is not None:
+        body["ssn"] = ids.ssn
+    return body
 
 
 class HttpTokenizer:
-    """Calls ``POST {TOKENIZER_URL}/tokenize``; authenticates with a short-lived service JWT
-    (or ``Bearer dev`` when ENV=local)."""
+    """Calls ``POST {TOKENIZER_URL}/tokenize...``; authenticates with a short-lived service JWT
+    (or ``Bearer dev`` when ENV=local). The records a normalizer has in flight are tokenized in
+    one ``/tokenize/batch`` call (``Batcher``: a lone record goes at once, batches grow with load),
+    over one pooled keep-alive client."""
 
     def __init__(self, base_url: str, key_id: str, auth: AuthSettings, *, use_dev_token: bool,
                  timeout_s: float = 2.0) -> None:
@@ -131,7 +172,9 @@ class HttpTokenizer:
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
         self._token: tuple[str, float] | None = None
         self._decoder = msgspec.json.Decoder(_TokenResponse)
-        self._set_decoder = msgspec.json.Decoder(_TokenSetResponse)
+        self._batch_decoder = msgspec.json.Decoder(_BatchResponse)
+        self._batches: Batcher[PatientIdentifiers, TokenSet | InvalidIdentifiers] = Batcher(
+            self.tokens_many, key=id, max_batch=MAX_BATCH, max_in_flight=2, fail_together=(TokenizerUnavailable,))
 
     def _bearer(self) -> str:
         if self._use_dev:
@@ -145,33 +188,34 @@ class HttpTokenizer:
         return self._token[0]
 
     async def tokenize(self, ids: PatientIdentifiers) -> str:
-        body = await self._post("/tokenize", ids)
+        body = await self._post("/tokenize", _body(ids))
         try:
             return self._decoder.decode(body).patient_token
         except msgspec.DecodeError:
             raise TokenizerUnavailable("tokenizer returned an invalid body") from None
 
     async def tokens(self, ids: PatientIdentifiers) -> TokenSet:
-        body = await self._post("/tokenize/linkage", ids)
-        try:
-            got = self._set_decoder.decode(body)
-        except msgspec.DecodeError:
-            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
-        try:
-            linkage = tuple(KeyedToken(t.key_id, t.recipe, bytes.fromhex(t.token)) for t in got.linkage_tokens)
-        except ValueError:
-            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
-        try:
-            fields = frozenset(Field(f) for f in got.fields)
-        except ValueError:
-            raise TokenizerUnavailable("tokenizer returned an invalid body") from None
-        return TokenSet(got.patient_token, linkage, fields)
+        got = await self._batches.submit(ids)
+        if isinstance(got, InvalidIdentifiers):
+            raise got
+        return got
 
-    async def _post(self, path: str, ids: PatientIdentifiers) -> bytes:
+    async def tokens_many(self, ids: Sequence[PatientIdentifiers]) -> list[TokenSet | InvalidIdentifiers]:
+        answers: list[TokenSet | InvalidIdentifiers] = []
+        for start in range(0, len(ids), MAX_BATCH):
+            chunk = ids[start:start + MAX_BATCH]
+            body = await self._post("/tokenize/batch", {"items": [_body(one) for one in chunk]})
+            try:
+                results = self._batch_decoder.decode(body).results
+                answers.extend(_from_batch(result) for result in results)
+            except (msgspec.DecodeError, ValueError):
+                raise TokenizerUnavailable("tokenizer returned an invalid body") from None
+            if len(results) != len(chunk):
+                raise TokenizerUnavailable("tokenizer returned an invalid body")
+        return answers
+
+    async def _post(self, path: str, body: dict[str, Any]) -> bytes:
         """The answer's body; raises ``InvalidIdentifiers`` on a 400, ``TokenizerUnavailable`` else."""
-        body = {"given_name": ids.given_name, "family_name": ids.family_name, "dob": ids.dob}
-        if ids.ssn is not None:
-            body["ssn"] = ids.ssn
         try:
             response = await self._client.post(
                 path, json=body, headers=inject_headers({"Authorization": f"Bearer {self._bearer()}"})

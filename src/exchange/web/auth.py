@@ -22,28 +22,34 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 
 from exchange.adapters.jwt import Principal, TokenVerifier
+from exchange.errors import Forbidden
 from exchange.web.openapi import problem_responses
 
 __all__ = ("authenticated", "authorize", "principal_of", "require_scope")
 
 
-def authorize(verifier: TokenVerifier, authorization: str | None, scope: str | None) -> Principal:
+Scope = str | tuple[str, ...]
+"""One scope, or alternatives: a tuple is satisfied by any one of its scopes."""
+
+
+def authorize(verifier: TokenVerifier, authorization: str | None, scope: Scope | None) -> Principal:
     """The caller of an ``Authorization`` header value, when it carries ``scope``: the one check
     behind the hook below and the routes served as ASGI handlers (``web.asgi``)."""
     principal = verifier.authenticate(authorization)
-    if scope:
+    if isinstance(scope, tuple):
+        if not principal.scopes.intersection(scope):
+            raise Forbidden(f"token lacks one of the required scopes {', '.join(scope)}")
+    elif scope:
         principal.require(scope)
     return principal
 
 
 async def require_scope(request: Request[Any, Any, Any]) -> None:
-    scope = request.route_handler.opt.get("scope")
-    request.state.principal = authorize(
-        request.app.state.token_verifier, request.headers.get("authorization"), str(scope) if scope else None
-    )
+    scope: Scope | None = request.route_handler.opt.get("scope")
+    request.state.principal = authorize(request.app.state.token_verifier, request.headers.get("authorization"), scope)
 
 
-def authenticated(scope: str, *errors: int, described: Mapping[int, str] | None = None) -> dict[str, Any]:
+def authenticated(scope: Scope, *errors: int, described: Mapping[int, str] | None = None) -> dict[str, Any]:
     """Route-decorator keywords for a route that needs a bearer token carrying ``scope``; its
     documented error answers are 401, 403 and ``errors`` (problem+json, ``described`` words some)."""
     return {"before_request": require_scope, "opt": {"scope": scope}, "security": [{"bearerAuth": []}],

@@ -4,7 +4,8 @@ request and a conflict: the raw object in S3 is the only place allowed to hold t
 Everything else the flow produces is collected and searched: every log line of the
 process (all roles, so publisher, normalizer and tokenizer too), HTTP response bodies and
 headers, outbox payloads and headers, stored idempotency responses, manifest rows,
-canonical rows, the processing ledger, /metrics and /health/detailed.
+canonical rows, the processing ledger, /metrics and /health/detailed, and the read side: the
+record journey (/v1/records/{id}/status), the REST pages and GraphQL.
 """
 
 from __future__ import annotations
@@ -109,6 +110,27 @@ async def test_no_canary_leaves_the_raw_object(
             return bool(n == 2)
 
         await eventually(canonical, timeout=60)
+
+        # The read side: the record journey, the REST pages and GraphQL over the same records.
+        for record_id in record_ids:
+            status = await client.get(f"/v1/records/{record_id}/status", headers=DEV)
+            assert status.status_code == 200, status.text
+            exposed[f"status {record_id}"] = status.text
+        page = await client.get(f"/sources/{source}/records", headers=DEV)
+        assert len(page.json()["records"]) == 2
+        token = page.json()["records"][0]["patient_token"]
+        by_token = await client.get(f"/patients/{token}/records", headers=DEV)
+        graphql = await client.post("/graphql", headers=DEV, json={"query": """
+            query($s: String!, $t: ID!, $id: ID!) {
+              records(source: $s) { records { recordId source patientToken person { personId recordCount } } }
+              patient(patientToken: $t) { patientToken dob recordCount }
+              encounters(patientToken: $t) { encounterId facilityId admitTime dischargeTime }
+              recordStatus(recordId: $id) { stage client attempts { errorType errorStage } }
+            }""", "variables": {"s": source, "t": token, "id": record_ids[0]}})
+        assert "errors" not in graphql.json(), graphql.text
+        exposed["/sources/{source}/records"] = page.text
+        exposed["/patients/{token}/records"] = by_token.text
+        exposed["/graphql"] = graphql.text
 
         metrics = await client.get("/metrics")
         health = await client.get("/health/detailed")

@@ -242,7 +242,7 @@ async def test_dependencies_are_up_and_every_task_runs_with_no_restart(traffic: 
     after = traffic.after
     up = {lbl["dependency"]: v for lbl, v in after.series("exchange_dependency_up")}
     assert up == {"database": 1, "object_store": 1, "kafka": 1}  # the tokenizer is in process
-    tasks = {"normalizer", "outbox-publisher", "idempotency-janitor"}
+    tasks = {"normalizer", "outbox-publisher", "idempotency-janitor", "job-sweeper"}
     assert {lbl["task"]: v for lbl, v in after.series("exchange_task_restarts_total")} == dict.fromkeys(tasks, 0)
     assert {lbl["task"]: v for lbl, v in after.series("exchange_task_running")} == dict.fromkeys(tasks, 1)
 

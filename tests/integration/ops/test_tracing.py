@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from exchange.ops.tracing import configure_tracing
+from exchange.ops.tracing import add_span_processor, configure_tracing
 from tests.support.app import DEV, make_settings, running_app
 from tests.support.db import eventually, fetchval
 
@@ -21,7 +21,7 @@ async def test_one_trace_follows_a_record_from_http_to_the_canonical_write(
     assert trace.get_tracer_provider() is provider
     assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    add_span_processor(SimpleSpanProcessor(exporter))
 
     settings = make_settings(stack_env, **isolated_kafka)
     dsn = stack_env["DATABASE_URL"]

@@ -11,8 +11,8 @@ import pytest
 
 from exchange.adapters.postgres import Database
 from exchange.events import uuid7
-from exchange.linkage import DEFAULT_MODEL, PatientIdentifiers, fields_present, linkage_tokens
-from exchange.persons import LinkRequest, PersonLinker, StoredToken, person_records, surviving_person
+from exchange.linkage import DEFAULT_MODEL, PatientIdentifiers, fields_present, key_tokens
+from exchange.persons import LinkRequest, PersonLinker, person_records, surviving_person
 
 pytestmark = pytest.mark.timeout(120)
 KEY = b"persons-test-linkage-key-0123456789abcdef"
@@ -22,12 +22,8 @@ def request(given: str, family: str, dob: str, ssn: str | None = None, *, key_id
     """A record's linkage request; each test uses a key id of its own, so tests never link to each other."""
     ids = PatientIdentifiers(given, family, dt.date.fromisoformat(dob), ssn)
     kid = key_id or "t"
-    tokens = linkage_tokens(kid, KEY, ids)
-    return LinkRequest(
-        record_id=str(uuid7()),
-        tokens=tuple(StoredToken(kid, t.recipe, bytes.fromhex(t.token)) for t in tokens),
-        fields=fields_present({t.recipe for t in tokens}),
-    )
+    block = key_tokens(kid, KEY, ids)
+    return LinkRequest(record_id=str(uuid7()), tokens=(block,), fields=fields_present(set(block.recipes)))
 
 
 async def link(db: Database, linker: PersonLinker, *requests: LinkRequest) -> list[str]:

@@ -4,7 +4,7 @@ import datetime as dt
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange.linkage import (
@@ -116,17 +116,46 @@ def test_identifiers_fields_and_tokens_never_show_in_repr() -> None:
     assert tokens[0].token not in shown
 
 
-def test_a_token_is_the_truncated_hmac_of_its_recipe_key() -> None:
-    # The precomputed-pad HMAC (RFC 2104) must equal the standard library's.
+def _reference_tokens(key_id: str, identifiers: PatientIdentifiers) -> list[tuple[str, bytes]]:
+    """The generic definition: each recipe's plain values (``recipe_tokens``) under the standard
+    library's HMAC with the recipe's key."""
     import hmac as std_hmac
 
-    from exchange.linkage import TOKEN_BYTES, linkage_digests, linkage_fields, recipe_tokens
+    from exchange.linkage import TOKEN_BYTES, recipe_tokens
     from exchange.linkage._recipes import _message_key
 
-    fields = linkage_fields(SAM)
-    expected = sorted(
-        (rec.id, std_hmac.digest(_message_key(KEY, "k1", rec.id, rec.version), value.encode(), "sha256")[:TOKEN_BYTES])
-        for rec in RECIPES for value in recipe_tokens(rec, fields)
+    fields = linkage_fields(identifiers)
+    return sorted(
+        (rec.id,
+         std_hmac.digest(_message_key(KEY, key_id, rec.id, rec.version), value.encode(), "sha256")[:TOKEN_BYTES])
+        for rec in RECIPES
+        for value in recipe_tokens(rec, fields)
     )
-    assert sorted(linkage_digests("k1", KEY, SAM)) == expected
+
+
+def test_a_token_is_the_truncated_hmac_of_its_recipe_key() -> None:
+    # The precomputed-pad HMAC (RFC 2104) and the unrolled recipe product must equal the generic definition.
+    from exchange.linkage import key_tokens
+
+    expected = _reference_tokens("k1", SAM)
+    block = key_tokens("k1", KEY, SAM)
+    assert block.key_id == "k1"
+    assert sorted(zip(block.recipes, block.digests, strict=True)) == expected
     assert len(expected) > 20
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    given_name=st.text(min_size=0, max_size=12),
+    family_name=st.text(min_size=0, max_size=12),
+    born=st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2025, 12, 31)),
+    ssn=st.none() | st.text(alphabet="0123456789-", max_size=11),
+)
+def test_the_fast_token_path_equals_the_generic_definition_for_any_identifiers(
+    given_name: str, family_name: str, born: dt.date, ssn: str | None
+) -> None:
+    from exchange.linkage import key_tokens
+
+    ids = PatientIdentifiers(given_name, family_name, born, ssn)
+    block = key_tokens("k2", KEY, ids)
+    assert sorted(zip(block.recipes, block.digests, strict=True)) == _reference_tokens("k2", ids)

@@ -11,7 +11,8 @@ from prometheus_client.metrics_core import Metric
 from exchange.ops.metrics import E2E_ORIGINS, INGEST_OUTCOMES, NORMALIZER_OUTCOMES, Metrics
 
 # The unit (or counted thing) a name ends with; plain 0/1 state gauges are listed by name.
-_UNITS = ("_seconds", "_bytes", "_messages", "_events", "_entries", "_items", "_requests", "_runs", "_up")
+_UNITS = ("_seconds", "_bytes", "_messages", "_events", "_entries", "_items", "_requests", "_runs", "_up",
+          "_per_request")
 _STATE_GAUGES = {"exchange_task_running", "exchange_task_waiting_for_dependency"}
 # Unbounded (an id, a client, a source) or clashing with a label Prometheus sets on every target.
 _FORBIDDEN_LABELS = {"record_id", "event_id", "correlation_id", "source", "client_id", "client", "key",

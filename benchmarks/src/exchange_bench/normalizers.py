@@ -1,0 +1,171 @@
+"""The normalizer phases of ``exchange bench``: its floor, one process with the tokenizer in it,
+a split one calling a tokenizer process, one to three processes in one consumer group, and one
+of three killed mid-backlog.
+
+Each phase gets a backlog on a topic and consumer group of its own (a group's committed offsets
+and static members never carry over into the next phase), pre-published as ingest leaves it.
+Rates are first to last canonical row: joining the group is not throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from exchange.adapters.kafka import ensure_topics
+from exchange.settings import load_settings
+from exchange_bench.cpu import CpuMeter, cpu_breakdown
+from exchange_bench.server import Server, stack_pids
+from exchange_stack import Stack
+
+__all__ = ("NormalizerPhases",)
+
+_PARTITIONS = 6
+
+
+@dataclass
+class NormalizerPhases:
+    stack: Stack
+    env: dict[str, str]
+    dsn: str
+    run_id: str
+    scratch: Path
+    report: Callable[[str], None]
+    prepublish: Callable[[Any, str, str, int], Any]
+    """``runner._prepublish``: (settings, source, topic, n) -> coroutine."""
+
+    def _phase(self, label: str, n: int) -> tuple[dict[str, str], str]:
+        """A topic and group of the phase's own, and its backlog of ``n`` records on it."""
+        topic = f"bench{self.run_id}.{label}"
+        env = {**self.env, "TOPIC_RECORD_INGESTED_V1": topic, "KAFKA_TOPICS": topic,
+               "TOPIC_RECORD_INGESTED_V2": f"{topic}-v2", "KAFKA_DLQ_TOPIC_V1": f"{topic}.dlq",
+               "KAFKA_DLQ_TOPIC_V2": f"{topic}-v2.dlq", "KAFKA_CONSUMER_GROUP": f"bench{self.run_id}-{label}"}
+        ensure_topics(env["KAFKA_BROKERS"], [topic, f"{topic}-v2", f"{topic}.dlq", f"{topic}-v2.dlq"],
+                      partitions=_PARTITIONS)
+        source = f"bench-{label}-{self.run_id}"
+        asyncio.run(self.prepublish(load_settings(env), source, topic, n))
+        return env, source
+
+    def floor(self, n: int, concurrency: int) -> dict[str, Any]:
+        """The bare per-record work (``normalizer_floor``) over a backlog of its own."""
+        self.report(f"normalizer floor: {n} records ...")
+        env, _source = self._phase("nfloor", n)
+        out = self.scratch / "normalizer-floor.json"
+        subprocess.run([sys.executable, "-m", "exchange_bench.normalizer_floor", "--records", str(n),
+                        "--concurrency", str(concurrency), "--out", str(out)],
+                       env={**os.environ, **env}, check=True, timeout=900)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+
+    def run(self, label: str, n: int, processes: int = 1, *, split: bool = False) -> dict[str, Any]:
+        """``processes`` normalizers (each with the tokenizer in it, or calling one tokenizer
+        process when ``split``) in one group over a backlog of ``n``; rate and CPU a record."""
+        self.report(f"normalizer {label}: {n} records, {processes} process(es){', split' if split else ''} ...")
+        env, source = self._phase(label, n)
+        with ExitStack() as servers:
+            components: dict[str, int | None] = {}
+            if split:
+                tokenizer = servers.enter_context(Server(env, "tokenizer", self.scratch))
+                env = {**env, "TOKENIZER_URL": f"http://127.0.0.1:{tokenizer.port}"}
+                components["tokenizer"] = _pid(tokenizer)
+            roles = "normalizer" if split else "normalizer,tokenizer"
+            for i in range(processes):
+                member = {**env, "KAFKA_GROUP_INSTANCE_ID": f"bench-{label}-{i}"}
+                components[f"normalizer-{i}"] = _pid(servers.enter_context(Server(member, roles, self.scratch)))
+            meter = CpuMeter({**components, **stack_pids(self.stack)})
+            asyncio.run(_wait_canonical(self.dsn, source, 1, timeout=300))
+            before = meter.sample()
+            asyncio.run(_wait_canonical(self.dsn, source, n, timeout=900))
+            after = meter.sample()
+        rps = n / asyncio.run(_span(self.dsn, source))
+        cpu = cpu_breakdown(before, after, (n - 1) / max(after.at - before.at, 1e-6))
+        normalizers = sum(v for k, v in cpu["ms_per_record"].items() if k.startswith("normalizer-"))
+        return {"rps": rps, "normalizer_cpu_ms_per_record": round(normalizers, 3), "cpu": cpu}
+
+    def kill_one_of_three(self, n: int) -> dict[str, Any]:
+        """Three members; one killed (SIGKILL) a third of the way through. Nothing may be lost
+        or doubled; recovery is how long its partitions stood still (static membership: until
+        the group's session timeout passes and the others take them over)."""
+        self.report(f"normalizer kill: {n} records, 3 processes, one killed mid-backlog ...")
+        env, source = self._phase("nkill", n)
+        with ExitStack() as servers:
+            members = [servers.enter_context(Server({**env, "KAFKA_GROUP_INSTANCE_ID": f"bench-nkill-{i}"},
+                                                    "normalizer,tokenizer", self.scratch)) for i in range(3)]
+            asyncio.run(_wait_canonical(self.dsn, source, n // 3, timeout=600))
+            killed_at = time.time()
+            victim = members[1]
+            assert victim.proc is not None
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(timeout=30)
+            asyncio.run(_wait_canonical(self.dsn, source, n, timeout=900))
+        facts = asyncio.run(_after_kill(self.dsn, source, killed_at))
+        return {"records": n, **facts}
+
+
+def _pid(server: Server) -> int:
+    assert server.proc is not None
+    return server.proc.pid
+
+
+async def _wait_canonical(dsn: str, source: str, at_least: int, *, timeout: float) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while await conn.fetchval("SELECT count(*) FROM canonical_records WHERE source = $1", source) < at_least:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {at_least} canonical rows of {source} after {timeout} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def _span(dsn: str, source: str) -> float:
+    conn = await asyncpg.connect(dsn)
+    try:
+        value = await conn.fetchval("SELECT extract(epoch FROM max(normalized_at) - min(normalized_at))::float8 "
+                                    "FROM canonical_records WHERE source = $1", source)
+        return max(float(value or 0.0), 1e-3)
+    finally:
+        await conn.close()
+
+
+_AFTER_KILL = """
+WITH per_partition AS (
+    SELECT s.kafka_partition AS p,
+           min(s.last_success_at) FILTER (WHERE s.last_success_at > to_timestamp($2)) AS resumed,
+           max(s.last_success_at) FILTER (WHERE s.last_success_at <= to_timestamp($2)) AS before
+    FROM processing_stage_state s JOIN canonical_records c USING (record_id)
+    WHERE c.source = $1 AND s.status = 'succeeded'
+    GROUP BY s.kafka_partition
+)
+SELECT (SELECT count(*) FROM canonical_records WHERE source = $1) AS canonical,
+       (SELECT count(*) FROM raw_object_manifest WHERE source = $1) AS sent,
+       (SELECT count(*) FROM processing_attempts a JOIN canonical_records c USING (record_id)
+         WHERE c.source = $1 AND a.result = 'inserted') AS inserted,
+       (SELECT count(DISTINCT a.record_id) FROM processing_attempts a JOIN canonical_records c USING (record_id)
+         WHERE c.source = $1 AND a.attempt_no > 1) AS redelivered,
+       (SELECT max(extract(epoch FROM resumed) - $2) FROM per_partition WHERE resumed IS NOT NULL) AS recovery_s
+"""
+
+
+async def _after_kill(dsn: str, source: str, killed_at: float) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(_AFTER_KILL, source, killed_at)
+    finally:
+        await conn.close()
+    assert row is not None
+    return {"lost": int(row["sent"]) - int(row["canonical"]), "doubled": int(row["inserted"]) - int(row["canonical"]),
+            "redelivered": int(row["redelivered"]), "recovery_s": round(float(row["recovery_s"] or 0.0), 2)}
