@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8080
 ROLE ?= all
 
-.PHONY: help install run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage chaos clean
+.PHONY: help install promtool run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage chaos clean
 
 help:
 	@echo "make run    - start the local stack (PostgreSQL, Kafka, S3), migrate, serve all roles on :$(PORT)"
@@ -20,6 +20,11 @@ help:
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --compile-bytecode
+
+# promtool (checks and unit-tests the alert rules in the suite), from Debian's prometheus package
+# when it is not on PATH: extracted alone, no Prometheus server installed or started.
+promtool:
+	@deploy/prometheus/install-promtool.sh
 
 run: install
 	$(UV) run exchange stack up
@@ -44,10 +49,10 @@ lint: install
 typecheck: install
 	$(UV) run mypy
 
-test: lint typecheck
+test: lint typecheck promtool
 	$(UV) run pytest
 
-test-unit: install
+test-unit: install promtool
 	$(UV) run pytest tests/unit
 
 bench: install

@@ -50,7 +50,7 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
     handlers: list[Any] = list(health_routes)
     if Role.INGEST in roles:
         assert rt.ingest_service is not None  # build_runtime makes one for the ingest role
-        handlers.extend(ingest_routes(rt.ingest_service, rt.token_verifier,
+        handlers.extend(ingest_routes(rt.ingest_service, rt.token_verifier, rt.metrics,
                                       max_body_bytes=settings.http.max_body_bytes))
     if Role.TOKENIZER in roles:
         handlers.extend(tokenize_routes)

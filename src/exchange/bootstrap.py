@@ -21,8 +21,8 @@ from exchange.admin import AdminService, JobSweeper
 from exchange.ingest import IdempotencyJanitor, IngestService
 from exchange.jobs import Jobs
 from exchange.normalize import Normalizer, OffsetBook, RecordProcessor, identifiers_from_raw
-from exchange.ops.health import HealthProbe
-from exchange.ops.metrics import Metrics
+from exchange.ops.health import HealthProbe, probe_all
+from exchange.ops.metrics import DEPENDENCIES, Metrics
 from exchange.ops.tracing import configure_tracing
 from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.persons import KeyRotation, PersonLinker
@@ -76,7 +76,7 @@ def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
         # A waiting task is up (alive, probing); exchange_task_waiting_for_dependency says what it waits for.
         metrics.task_up.labels(status.name).set(1 if status.state in ("running", "waiting") else 0)
         if status.state == "restarting":
-            metrics.task_restarts.labels(status.name, status.last_error_type or "unknown").inc()
+            metrics.task_restarts.labels(status.name).inc()
 
     return update
 
@@ -84,6 +84,9 @@ def _on_task_change(metrics: Metrics) -> Callable[[TaskStatus], None]:
 def _report_waits(task: str, gate: DependencyGate, supervisor: Supervisor, metrics: Metrics) -> None:
     """Health (the task's state ``waiting`` and ``waiting_for``) and metrics follow the task's gate."""
     shown: set[str] = set()
+    for dependency in gate.dependencies:  # the series exist from the start, at zero
+        metrics.task_waiting.labels(task, dependency).set(0)
+        metrics.dependency_outages.labels(task, dependency)
 
     def changed(waiting_for: tuple[str, ...]) -> None:
         supervisor.set_waiting(task, waiting_for)
@@ -95,6 +98,21 @@ def _report_waits(task: str, gate: DependencyGate, supervisor: Supervisor, metri
         metrics.dependency_outages.labels(task, dependency).inc()
 
     gate.subscribe(changed, outage)
+
+
+def _scrape_hook(name: str, refresh: Callable[[], Awaitable[None]], *,
+                 on_failure: Callable[[], None] | None = None) -> Callable[[], Awaitable[None]]:
+    """``refresh`` run at each scrape; a failure (a dependency down) keeps the scrape answering."""
+
+    async def hook() -> None:
+        try:
+            await refresh()
+        except Exception as exc:  # noqa: BLE001 - the scrape goes on; exchange_dependency_up tells why
+            _log.debug("metrics refresh failed", extra={"gauges": name, "error_type": type(exc).__name__})
+            if on_failure is not None:
+                on_failure()
+
+    return hook
 
 
 def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
@@ -173,15 +191,11 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
             return await outbox_stats(db)
 
         async def outbox_metrics() -> None:
-            try:
-                stats = await outbox_stats(db)
-            except Exception:  # noqa: BLE001 - a scrape must not fail because Postgres is down
-                return
-            metrics.outbox_backlog.set(stats["backlog"])
-            metrics.outbox_oldest_age.set(stats["oldest_pending_age_s"])
+            stats = await outbox_stats(db)
+            metrics.set_outbox(stats["backlog"], stats["oldest_pending_age_s"])
 
         probes["outbox"] = outbox_probe
-        hooks.append(outbox_metrics)
+        hooks.append(_scrape_hook("outbox", outbox_metrics))
 
     local_tokenizer: Tokenizer | None = None
     if Role.TOKENIZER in roles:
@@ -222,6 +236,19 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         )
         components.append(normalizer)
         gates.append((normalizer.name, normalizer.gate))
+
+        async def consumer_lag_metrics() -> None:
+            metrics.set_consumer_lag(await normalizer.consumer_lag())
+
+        async def consumer_probe() -> dict[str, Any] | None:
+            lag = await normalizer.consumer_lag()
+            return {"lag_messages": sum(lag.values()), "partitions": len(lag)}
+
+        probes["consumer"] = consumer_probe
+
+        # Unknown while Kafka does not answer: no lag series then (exchange_dependency_up says why).
+        hooks.append(_scrape_hook("consumer_lag", consumer_lag_metrics,
+                                  on_failure=lambda: metrics.set_consumer_lag({})))
         if local_tokenizer is None:
 
             async def tokenizer_probe() -> dict[str, Any] | None:
@@ -237,8 +264,27 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         admin_service = _admin_service(settings, db, store)
         closers.append(admin_service.stop)
         components.append(JobSweeper(admin_service, interval_s=settings.pipeline.job_lease_s))
+        admin = admin_service
+
+        # The DLQ and the jobs are database facts: the admin role (which acts on them) reports them.
+        async def dlq_and_job_metrics() -> None:
+            metrics.set_dlq_open(await admin.dlq.open_counts())
+            metrics.set_jobs(await admin.jobs.summary())
+
+        hooks.append(_scrape_hook("dlq_and_jobs", dlq_and_job_metrics))
+
+    dependency_probes = {name: probe for name, probe in probes.items() if name in DEPENDENCIES}
+
+    async def dependency_metrics() -> None:
+        results = await probe_all(dependency_probes, timeout=2.0)
+        metrics.set_dependencies({name: r["status"] == "up" for name, r in results.items()})
+
+    if dependency_probes:
+        hooks.append(_scrape_hook("dependencies", dependency_metrics))
 
     supervisor = Supervisor(components, on_change=_on_task_change(metrics))
+    for component in components:
+        metrics.track_task(component.name)
     for task_name, gate in gates:
         _report_waits(task_name, gate, supervisor, metrics)
     return Runtime(

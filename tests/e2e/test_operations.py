@@ -292,7 +292,7 @@ async def test_a_crash_mid_batch_fails_its_requests_with_no_rows_and_leaves_one_
             results = await asyncio.gather(*(service.accept(c) for c in commands), return_exceptions=True)
         finally:
             await fetch(dsn, f"DROP TRIGGER crash_{unique} ON raw_object_manifest")
-        batches = metrics.registry.get_sample_value("exchange_ingest_batch_size_count")
+        batches = metrics.registry.get_sample_value("exchange_ingest_batch_size_requests_count")
         assert batches is not None and batches < len(commands)  # they shared transactions
         assert all(isinstance(r, DatabaseUnavailable) for r in results), results  # each a 503
         assert await fetchval(dsn, "SELECT count(*) FROM raw_object_manifest WHERE source=$1", source) == 0

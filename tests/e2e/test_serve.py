@@ -31,8 +31,9 @@ def test_role_normalizer_starts_only_that_role(env: dict[str, str], tmp_path: Pa
         assert proc.get("/v1/ingest")[0] in (404, 405)
         status, detailed = proc.get("/health/detailed")
         # Its tokenizer is remote, so health probes it too: nothing listens there.
-        assert set(detailed["dependencies"]) == {"database", "object_store", "kafka", "tokenizer"}
+        assert set(detailed["dependencies"]) == {"database", "object_store", "kafka", "tokenizer", "consumer"}
         assert detailed["dependencies"]["tokenizer"]["status"] == "down"
+        assert detailed["dependencies"]["consumer"]["lag_messages"] >= 0
         assert status == 503
     finally:
         proc.stop()

@@ -6,6 +6,7 @@ No Docker and no servers: the file is parsed with PyYAML and its values are fed 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -29,6 +30,7 @@ EXPECTED_SERVICES = (
     "app",
     "normalizer",
     "prometheus",
+    "grafana",
 )
 APP_IMAGE_SERVICES = ("migrate", "app", "normalizer")
 
@@ -208,3 +210,42 @@ def test_prometheus_scrapes_the_app_and_the_normalizer(
         for target in static["targets"]
     }
     assert {"app:8080", "normalizer:8080"} <= targets
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source path (relative to the repository) of a service's bind mounts."""
+    out: dict[str, str] = {}
+    for mount in service.get("volumes") or []:
+        source, target = str(mount).split(":")[:2]
+        out[target] = source
+    return out
+
+
+def test_prometheus_loads_the_alert_rules_compose_mounts_beside_its_config(
+    services: dict[str, Any],
+) -> None:
+    mounts = _mounts(services["prometheus"])
+    config = yaml.safe_load((ROOT / mounts["/etc/prometheus/prometheus.yml"]).read_text(encoding="utf-8"))
+    for rule_file in config["rule_files"]:
+        mounted = mounts[f"/etc/prometheus/{rule_file}"]
+        assert (ROOT / mounted).resolve() == ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard(
+    services: dict[str, Any],
+) -> None:
+    grafana = services["grafana"]
+    assert "prometheus" in depends_on_of(grafana)
+    mounts = _mounts(grafana)
+    provisioning = ROOT / mounts["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    (datasource,) = datasources
+    prometheus_port = services["prometheus"]["ports"][0].rsplit(":", 1)[-1]
+    assert datasource["url"] == f"http://prometheus:{prometheus_port}"
+    providers = yaml.safe_load((provisioning / "dashboards" / "exchange.yml").read_text())["providers"]
+    (provider,) = providers
+    dashboards = ROOT / mounts[provider["options"]["path"]]
+    dashboard = json.loads((dashboards / "exchange.json").read_text())
+    used = {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel.get("targets", [])}
+    assert used == {datasource["uid"]}
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"].startswith(provider["options"]["path"])

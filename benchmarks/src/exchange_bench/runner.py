@@ -187,7 +187,7 @@ def _ingest_batch_samples(port: int) -> dict[str, float]:
             kind = sample.name.rsplit("_", 1)[-1]
             if kind not in ("sum", "count"):
                 continue
-            if sample.name == f"exchange_ingest_batch_size_{kind}":
+            if sample.name == f"exchange_ingest_batch_size_requests_{kind}":
                 samples[f"size_{kind}"] = sample.value
             elif sample.name == f"exchange_ingest_batch_phase_seconds_{kind}":
                 samples[f"{sample.labels['phase']}_{kind}"] = sample.value

@@ -440,6 +440,33 @@ class AsyncConsumer:
         result: list[ConsumedMessage] = await self._call(consume)
         return result
 
+    async def lag(self, timeout: float = 2.0) -> dict[TopicPartitionKey, int]:
+        """Per partition this member owns: the broker's high watermark minus the group's committed
+        offset (the low watermark where nothing is committed yet), i.e. the records not finished.
+
+        Asks the broker (one request for the committed offsets, one per partition for its
+        watermarks) instead of reading the watermarks of the last fetch: those stand still while
+        consumption is paused, which is when the lag grows. Meant for a scrape, not per record; on
+        the consumer thread, so it waits behind a poll, and a poll waits behind it. Raises
+        ``KafkaException`` when the broker does not answer within ``timeout``.
+        """
+
+        def lag() -> dict[TopicPartitionKey, int]:
+            if self._consumer is None:
+                return {}
+            owned = self._consumer.assignment()
+            if not owned:
+                return {}
+            out: dict[TopicPartitionKey, int] = {}
+            for tp in self._consumer.committed(owned, timeout=timeout):
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                resume_at = tp.offset if tp.offset >= 0 else low
+                out[(tp.topic, tp.partition)] = max(0, high - resume_at)
+            return out
+
+        result: dict[TopicPartitionKey, int] = await self._call(lag)
+        return result
+
     def _on_error(self, error: KafkaError, topic: str | None) -> None:
         """On the consumer thread: raise ``ConsumerFatal`` for a fatal error; note an unknown topic."""
         kind = classify_error(error)

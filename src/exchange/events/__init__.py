@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.events._ids import NIL_UUID, uuid7
+from exchange.events._ids import NIL_UUID, REPLAY_CORRELATION_PREFIX, uuid7
 from exchange.events.record_ingested import (
     SOURCE_PATTERN,
     DlqEnvelope,
@@ -25,6 +25,7 @@ __all__ = (
     "DLQ_V1",
     "DLQ_V2",
     "PLATFORM_TOPICS",
+    "REPLAY_CORRELATION_PREFIX",
     "SOURCE_PATTERN",
     "TOPIC_V1",
     "TOPIC_V2",

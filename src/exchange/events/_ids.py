@@ -11,10 +11,13 @@ import threading
 import time
 import uuid
 
-__all__ = ("NIL_UUID", "uuid7")
+__all__ = ("NIL_UUID", "REPLAY_CORRELATION_PREFIX", "uuid7")
 
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
 """Sorts before every other UUID: where a walk in record-id order starts."""
+
+REPLAY_CORRELATION_PREFIX = "replay-"
+"""A replayed event's ``correlation_id`` is this prefix and its record id (deterministic)."""
 
 _lock = threading.Lock()
 _last_ms = 0

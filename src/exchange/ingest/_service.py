@@ -193,7 +193,6 @@ class IngestService:
         answer = await self._batches.submit(_Request(cmd, hashlib.sha256(cmd.body).hexdigest()))
         if isinstance(answer, ExchangeError):
             raise answer
-        self._metrics.ingest_accepted.labels(str(cmd.version), str(answer.replayed).lower()).inc()
         return answer
 
     async def _accept_batch(self, requests: Sequence[_Request]) -> list[_Answer]:

@@ -3,6 +3,15 @@
 
 from __future__ import annotations
 
-from exchange.jobs._runs import JobBusy, JobFinished, JobRun, Jobs, LeaseLost, checkpoint_name, owner_name
+from exchange.jobs._runs import (
+    JobBusy,
+    JobFinished,
+    JobRun,
+    Jobs,
+    JobSummary,
+    LeaseLost,
+    checkpoint_name,
+    owner_name,
+)
 
-__all__ = ("JobBusy", "JobFinished", "JobRun", "Jobs", "LeaseLost", "checkpoint_name", "owner_name")
+__all__ = ("JobBusy", "JobFinished", "JobRun", "JobSummary", "Jobs", "LeaseLost", "checkpoint_name", "owner_name")

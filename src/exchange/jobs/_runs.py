@@ -25,7 +25,7 @@ from typing import Any
 
 from exchange.adapters.postgres import Connection, Database
 
-__all__ = ("JobBusy", "JobFinished", "JobRun", "Jobs", "LeaseLost", "checkpoint_name", "owner_name")
+__all__ = ("JobBusy", "JobFinished", "JobRun", "JobSummary", "Jobs", "LeaseLost", "checkpoint_name", "owner_name")
 
 _log = logging.getLogger("exchange.jobs")
 
@@ -81,6 +81,22 @@ class JobRun:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """One job kind's runs at a glance (for metrics: no job ids)."""
+
+    job_name: str
+    runs_by_status: dict[str, int]
+    """Runs queued or running, and runs ended in the last 24 hours, by status."""
+    processed_items: int
+    """Items the running runs have processed (their progress' ``done``, else ``scanned``)."""
+    expected_items: int
+    """Items the running runs expect in all, where their progress knows (``total``)."""
+    progress_age_s: float
+    """Seconds since the least recently updated running run last recorded progress; 0 with none running.
+    A run killed without finishing stays ``running`` and this keeps growing."""
+
+
 _TS = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 _COLUMNS = f"""
 job_run_id::text, job_name, status, params, progress, result, error, owner, claims,
@@ -128,6 +144,23 @@ _FINISH = """
 UPDATE job_runs SET status = $3, result = $4::jsonb, error = $5, ended_at = now(), updated_at = now(),
                     lease_expires_at = NULL
 WHERE job_run_id = $1 AND owner = $2 AND status IN ('queued', 'running')
+"""
+# A progress count, when the run's progress holds a number under that key (else NULL).
+def _count(key: str) -> str:
+    return f"CASE WHEN jsonb_typeof(progress->'{key}') = 'number' THEN (progress->>'{key}')::numeric END"
+
+
+# job_runs holds a row per operator job run: small enough to read whole at a scrape.
+_SUMMARY = f"""
+SELECT job_name, status, count(*) AS runs,
+       coalesce(sum(coalesce({_count('done')}, {_count('scanned')})) FILTER (WHERE status = 'running'), 0)
+           AS processed,
+       coalesce(sum({_count('total')}) FILTER (WHERE status = 'running'), 0) AS expected,
+       coalesce(max(extract(epoch FROM now() - updated_at)) FILTER (WHERE status = 'running'), 0) AS age_s
+FROM job_runs
+WHERE status IN ('queued', 'running') OR ended_at >= now() - interval '24 hours'
+GROUP BY job_name, status
+LIMIT 200
 """
 _SAVE_CHECKPOINT = """
 INSERT INTO job_checkpoints (job_name, job_run_id, checkpoint, updated_at) VALUES ($1, $2, $3::jsonb, now())
@@ -180,6 +213,20 @@ class Jobs:
         async with self._db.connection() as conn:
             row = await conn.fetchrow(_GET, key)
         return None if row is None else _job(row)
+
+    async def summary(self) -> list[JobSummary]:
+        """Every job kind with a run queued, running or ended in the last 24 hours."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_SUMMARY)
+        kinds: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            kind = kinds.setdefault(r["job_name"], {"runs": {}, "processed": 0, "expected": 0, "age": 0.0})
+            kind["runs"][r["status"]] = int(r["runs"])
+            kind["processed"] += int(r["processed"])
+            kind["expected"] += int(r["expected"])
+            kind["age"] = max(kind["age"], float(r["age_s"]))
+        return [JobSummary(name, k["runs"], k["processed"], k["expected"], round(k["age"], 3))
+                for name, k in sorted(kinds.items())]
 
     async def claim(self, job_id: str) -> JobRun:
         """The job, now ``running`` under this owner's lease; ``JobBusy`` when another owner holds

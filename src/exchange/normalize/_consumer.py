@@ -46,11 +46,18 @@ from opentelemetry.trace import SpanKind
 from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, ConsumedMessage, ConsumerFatal, DeliveryFailed
 from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
-from exchange.events import DlqEnvelope, DlqError, RecordIngested, RecordIngestedV2, format_timestamp
+from exchange.events import (
+    REPLAY_CORRELATION_PREFIX,
+    DlqEnvelope,
+    DlqError,
+    RecordIngested,
+    RecordIngestedV2,
+    format_timestamp,
+)
 from exchange.normalize._dlq import record_dlq_event
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo
 from exchange.normalize._offsets import OffsetBook
-from exchange.normalize._pipeline import RecordProcessor, StageFailure
+from exchange.normalize._pipeline import Processed, RecordProcessor, StageFailure
 from exchange.ops.metrics import Metrics
 from exchange.ops.tracing import context_from_headers, tracer
 from exchange.runtime import RequestLoad, sleep_unless_stopped
@@ -103,6 +110,12 @@ class Normalizer:
         self._commit_interval = commit_interval_s
         # Requests served by this process come first (runtime/load.py).
         self._load = request_load or RequestLoad(busy_at=0)
+        self._consumer: AsyncConsumer | None = None  # the running consumer, for consumer_lag
+
+    async def consumer_lag(self) -> dict[tuple[str, int], int]:
+        """Records not finished per owned partition (``AsyncConsumer.lag``); empty while not consuming."""
+        consumer = self._consumer
+        return await consumer.lag() if consumer is not None else {}
 
     async def run(self, stop: asyncio.Event) -> None:
         book = OffsetBook()
@@ -110,6 +123,7 @@ class Normalizer:
         producer = self._producer_factory()
         await producer.start()
         await consumer.start()
+        self._consumer = consumer
         slots = asyncio.Semaphore(self._concurrency)
         tasks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
@@ -151,6 +165,7 @@ class Normalizer:
             with contextlib.suppress(Exception):
                 await self._commit(consumer, book)
             await self.gate.close()
+            self._consumer = None
             await consumer.close()
             await producer.close(timeout=2.0)
 
@@ -244,7 +259,7 @@ class Normalizer:
                     failure = StageFailure("write", type(exc).__name__, "unexpected error", transient=True)
             turn = None
             if failure is None:
-                self._metrics.normalized.labels(processed.result).inc()
+                self._count_success(event, processed)
                 book.finished(tp, msg.offset)
                 return
             if failure.dependency is not None and await self.gate.outage(failure.dependency, since=started):
@@ -269,6 +284,14 @@ class Normalizer:
             await sleep_unless_stopped(stop, delay)
             if stop.is_set():
                 return  # abandoned: not finished, so never committed past
+
+    def _count_success(self, event: RecordIngested, processed: Processed) -> None:
+        self._metrics.normalized.labels(processed.result).inc()
+        if processed.accepted_at is not None:  # inserted now: accepted -> canonical
+            replayed = event.correlation_id.startswith(REPLAY_CORRELATION_PREFIX)
+            self._metrics.e2e_by_origin["replay" if replayed else "ingest"].observe(
+                max(0.0, time.time() - processed.accepted_at.timestamp())
+            )
 
     async def _record_failure(
         self, ref: AttemptRef | None, failure: StageFailure, *, final: bool, next_retry_at: dt.datetime | None
@@ -326,6 +349,7 @@ class Normalizer:
                 if stop.is_set():
                     return False
         self._metrics.normalized.labels("dlq").inc()
+        self._metrics.dlq_messages.labels(failure.stage, failure.error_type).inc()
         _log.warning(
             "record sent to dlq",
             extra={"record_id": record_id, "stage": failure.stage, "error_type": failure.error_type,

@@ -43,6 +43,13 @@ def _row(record: Any, *, with_event: bool = False) -> dict[str, Any]:
     return out
 
 
+# Served by ix_dlq_events_status_failed_at (status first): reads the open entries only.
+_OPEN_COUNTS = """
+SELECT error_stage, error_type, count(*) AS n FROM dlq_events WHERE status = 'open'
+GROUP BY 1, 2 ORDER BY n DESC LIMIT 200
+"""
+
+
 class DlqTools:
     def __init__(self, db: Database, *, topic_v1: str, topic_v2: str) -> None:
         self._db = db
@@ -119,6 +126,13 @@ class DlqTools:
             entry_id, actor, reason,
         )
         return {"id": entry_id, "status": "resolved"}
+
+    async def open_counts(self) -> dict[tuple[str, str], int]:
+        """Open entries by (stage, error type), for a gauge; at most 200 pairs, the largest (error
+        types are class names, but a gauge's label values must stay bounded whatever the table holds)."""
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_OPEN_COUNTS)
+        return {(r["error_stage"], r["error_type"]): int(r["n"]) for r in rows}
 
     async def report(self, hours: int) -> dict[str, Any]:
         since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)

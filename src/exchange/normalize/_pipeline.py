@@ -64,6 +64,9 @@ def _unavailable(stage: Stage, exc: DependencyUnavailable, message: str) -> Stag
 class Processed:
     result: Literal["inserted", "duplicate"]
     attempt: AttemptRef
+    accepted_at: dt.datetime | None = None
+    """When ingest accepted an inserted record (its event's ``occurred_at``): where its end-to-end latency
+    starts."""
 
 
 class _RawPatient(msgspec.Struct):
@@ -330,7 +333,7 @@ class RecordProcessor:
         except DatabaseUnavailable as exc:
             raise _unavailable("write", exc, "database unavailable") from None
         result: Literal["inserted", "duplicate"] = "inserted" if inserted else "duplicate"
-        return Processed(result, attempt)
+        return Processed(result, attempt, row.ingested_at if inserted else None)
 
     async def _write_many(self, writes: Sequence[_Write]) -> list[bool]:
         # One transaction: the canonical rows, then their persons (a record is never canonical

@@ -13,7 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from exchange.ops.metrics import Metrics
 
-__all__ = ("HealthProbe", "health_routes")
+__all__ = ("HealthProbe", "health_routes", "probe_all")
 
 HealthProbe = Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -46,13 +46,18 @@ async def _probe(name: str, probe: HealthProbe, timeout: float) -> tuple[str, di
     return name, result
 
 
+async def probe_all(probes: dict[str, HealthProbe], timeout: float) -> dict[str, dict[str, Any]]:
+    """Every probe at once: ``status`` up or down (with the error's type), its latency and details."""
+    return dict(await asyncio.gather(*(_probe(n, p, timeout) for n, p in probes.items())))
+
+
 @get("/health/detailed", summary="Dependencies, backlog and task states (503 when degraded)",
      responses={503: ResponseSpec(data_container=dict[str, Any], generate_examples=False,
                                   description="Degraded: a dependency is down, or a task is not running "
                                               "(waiting for a dependency, restarting); the same body")})
 async def health_detailed(state: State) -> Response[dict[str, Any]]:
     probes: dict[str, HealthProbe] = state.health_probes
-    results = dict(await asyncio.gather(*(_probe(n, p, 3.0) for n, p in probes.items())))
+    results = await probe_all(probes, 3.0)
     tasks = _tasks(state)
     degraded = any(r["status"] != "up" for r in results.values()) or any(
         t["state"] != "running" for t in tasks.values()
@@ -69,8 +74,9 @@ async def health_detailed(state: State) -> Response[dict[str, Any]]:
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
 async def metrics_endpoint(state: State) -> bytes:
     metrics: Metrics = state.metrics
-    for hook in state.metrics_hooks:
-        await hook()
+    # The gauges read at scrape (outbox, DLQ, jobs, consumer lag, dependencies), concurrently;
+    # each hook keeps its own failures (a dependency down must not fail the scrape).
+    await asyncio.gather(*(hook() for hook in state.metrics_hooks))
     return metrics.render()
 
 

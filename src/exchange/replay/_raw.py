@@ -28,7 +28,14 @@ from typing import Any, Literal, cast
 import msgspec
 
 from exchange.adapters.objectstore import ObjectInfo, ObjectStore
-from exchange.events import SOURCE_PATTERN, RawObject, RecordIngested, format_timestamp, make_event
+from exchange.events import (
+    REPLAY_CORRELATION_PREFIX,
+    SOURCE_PATTERN,
+    RawObject,
+    RecordIngested,
+    format_timestamp,
+    make_event,
+)
 from exchange.ingest import StoredObject
 
 __all__ = (
@@ -166,7 +173,7 @@ def event_for(
         version,
         event_id=str(uuid.uuid5(_NAMESPACE, f"{ref.record_id}|{version}|{sha256}")),
         occurred_at=_occurred_at(ref.record_id, info),
-        correlation_id=f"replay-{ref.record_id}",
+        correlation_id=f"{REPLAY_CORRELATION_PREFIX}{ref.record_id}",
         source=ref.source,
         record_id=ref.record_id,
         raw_object=RawObject(bucket=bucket, key=ref.key, sha256=sha256, size_bytes=size),

@@ -54,6 +54,11 @@ class DependencyGate:
         self._outage_listeners: list[Callable[[str], None]] = []
 
     @property
+    def dependencies(self) -> tuple[str, ...]:
+        """The dependencies this gate watches, sorted."""
+        return tuple(sorted(self._probes))
+
+    @property
     def waiting_for(self) -> tuple[str, ...]:
         """The dependencies confirmed down now, sorted (empty while the gate is open)."""
         return tuple(sorted(self._down))
@@ -104,8 +109,12 @@ class DependencyGate:
         return True
 
     async def _answers(self, dependency: str) -> bool:
+        # asyncio.timeout, not wait_for: on 3.11, wait_for returns the probe's outcome when a cancel
+        # arrives just as the probe ends, swallowing the cancel, so close() waited for a watcher that
+        # went on probing forever (a stopping normalizer hung; tests/unit/runtime/test_gate.py).
         try:
-            await asyncio.wait_for(self._probes[dependency](), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._probes[dependency]()
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - any failure of the probe means "down"

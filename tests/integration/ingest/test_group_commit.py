@@ -37,8 +37,8 @@ def _command(source: str, key: str, *, n: int = 0, version: Literal[1, 2] = 1, c
 
 def _batch_sizes(metrics: Metrics) -> tuple[float, float]:
     """(batches, requests) the ingest batch-size histogram has seen."""
-    count = metrics.registry.get_sample_value("exchange_ingest_batch_size_count") or 0.0
-    total = metrics.registry.get_sample_value("exchange_ingest_batch_size_sum") or 0.0
+    count = metrics.registry.get_sample_value("exchange_ingest_batch_size_requests_count") or 0.0
+    total = metrics.registry.get_sample_value("exchange_ingest_batch_size_requests_sum") or 0.0
     return count, total
 
 
@@ -202,4 +202,4 @@ async def test_batches_never_exceed_their_bound_and_every_request_is_answered(
     assert len({o.response["record_id"] for o in outcomes}) == 12
     batches, requests = _batch_sizes(metrics)
     assert requests == 12 and batches >= 3  # at most 4 a batch
-    assert metrics.registry.get_sample_value("exchange_ingest_batch_size_bucket", {"le": "4.0"}) == batches
+    assert metrics.registry.get_sample_value("exchange_ingest_batch_size_requests_bucket", {"le": "4.0"}) == batches

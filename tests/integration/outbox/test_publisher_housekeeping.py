@@ -40,7 +40,7 @@ async def test_metrics_expose_backlog_published_and_http_counts(stack_env: dict[
                                   headers={**DEV, "Idempotency-Key": f"{unique}-m"})).status_code == 202
         text = (await client.get("/metrics")).text
         health = (await client.get("/health/detailed")).json()
-    for name in ("exchange_http_requests_total", "exchange_ingest_accepted_total", "exchange_outbox_backlog",
+    for name in ("exchange_http_requests_total", "exchange_ingest_requests_total", "exchange_outbox_backlog_events",
                  "exchange_outbox_oldest_pending_age_seconds", "exchange_task_running"):
         assert name in text
     assert 'route="/v1/ingest"' in text

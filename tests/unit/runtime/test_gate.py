@@ -118,3 +118,21 @@ async def test_a_probe_that_raises_anything_means_down(failure: type[Exception])
     gate = DependencyGate({"tokenizer": probe}, backoff_base_s=0.001)
     assert await gate.outage("tokenizer") is True
     await gate.close()
+
+
+async def test_close_ends_the_watcher_even_when_its_probe_ends_as_the_cancel_arrives() -> None:
+    # Closing after 0..39 loop steps lands the cancel at every point of the watcher's cycle, once
+    # just as a probe has failed and the watcher has not resumed yet (where wait_for lost it).
+    async def probe() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionRefusedError("down")
+
+    for steps in range(40):
+        gate = DependencyGate({"database": probe}, backoff_base_s=0.0001, backoff_cap_s=0.0001)
+        assert await gate.outage("database")
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        closing = asyncio.ensure_future(gate.close())
+        _done, pending = await asyncio.wait({closing}, timeout=2)
+        assert not pending, f"close() hung after {steps} steps: the watcher swallowed its cancel"
+        assert gate.is_open()
