@@ -79,7 +79,7 @@ METRICS = (
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "replay_rps",
     "rss_mb_peak", "ingest_catchup_s", "core_rps", "core_ratio", "replay_read_rps",
     "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
-    "normalizer_scaling_2_over_1",
+    "normalizer_scaling_2_over_1", "ingest_scaling_2_over_1",
 )
 
 
@@ -137,6 +137,11 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
         assert all(rate > 0 for rate in per_round), side
         assert min(per_round) * (1 - 1e-9) <= results[side] <= max(per_round) * (1 + 1e-9), side
     assert results["ingest_backlog_at_end"] >= 0
+    # Ingest on one port served by one process and by two (--reuse-port), alternating rounds.
+    assert set(results["ingest_scaling"]) == {"1", "2"}
+    assert all(rate > 0 for rate in results["ingest_scaling"].values())
+    assert [line.split(":")[0] for line in lines if line.startswith("ingest scale-out")] == [
+        "ingest scale-out 1/2", "ingest scale-out 1/2", "ingest scale-out 2/2", "ingest scale-out 2/2"]
     # The normalizer beside its floor, split, scaled out to 3, and one of 3 killed: nothing lost or doubled.
     assert set(results["normalizer_scaling"]) == {"1", "2", "3"}
     assert all(rate > 0 for rate in results["normalizer_scaling"].values())
@@ -162,11 +167,11 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
     assert not asyncio.run(_bench_databases(stack))
     assert not _bench_buckets(stack)
     # Where the time went, per measured phase: every component charged, the parts add up.
-    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer"}
+    assert set(results["cpu"]) == {"ingest", "ingest_split", "floor", "core", "normalizer", "normalizer_split"}
     for phase, data in results["cpu"].items():
         per = data["ms_per_record"]
         assert set(per) >= {"postgres", "s3", "kafka", "other", "total"}, phase
-        if phase != "normalizer":  # the other phases have a load process
+        if not phase.startswith("normalizer"):  # the other phases have a load process
             assert per["load"] > 0, phase
         assert per["postgres"] > 0 and per["s3"] > 0, phase
         assert per["other"] >= 0 and per["total"] > 0, phase
