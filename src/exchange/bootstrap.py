@@ -17,7 +17,7 @@ from exchange.adapters.jwt import TokenVerifier
 from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, broker_ready
 from exchange.adapters.objectstore import ObjectStore, make_object_store
 from exchange.adapters.postgres import Database
-from exchange.admin import AdminService
+from exchange.admin import AdminService, JobSweeper
 from exchange.ingest import IdempotencyJanitor, IngestService
 from exchange.jobs import Jobs
 from exchange.normalize import Normalizer, OffsetBook, RecordProcessor, identifiers_from_raw
@@ -207,7 +207,8 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         def consumer_factory(book: OffsetBook) -> AsyncConsumer:
             return AsyncConsumer(kafka.brokers, kafka.consumer_group, kafka.topics,
                                  on_revoke=book.revoke, on_assign=book.assign,
-                                 group_instance_id=kafka.group_instance_id)
+                                 group_instance_id=kafka.group_instance_id,
+                                 unknown_topic_grace_s=kafka.unknown_topic_grace_s)
 
         normalizer = Normalizer(
             RecordProcessor(db, store, tokenizer, PersonLinker(db)),
@@ -235,6 +236,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         assert store is not None
         admin_service = _admin_service(settings, db, store)
         closers.append(admin_service.stop)
+        components.append(JobSweeper(admin_service, interval_s=settings.pipeline.job_lease_s))
 
     supervisor = Supervisor(components, on_change=_on_task_change(metrics))
     for task_name, gate in gates:
@@ -260,10 +262,11 @@ def _admin_service(settings: Settings, db: Database, store: ObjectStore) -> Admi
     # The key rotation job tokenizes raw objects itself: the operator's process holds the keys.
     tokenizer = InProcessTokenizer(settings.tokenizer.hmac_key.reveal().encode(), settings.tokenizer.key_id,
                                    settings.linkage.keys())
-    rotation = KeyRotation(db, store, tokenizer, PersonLinker(db), Jobs(db), active_key_id=settings.linkage.key_id,
+    jobs = Jobs(db, lease_s=settings.pipeline.job_lease_s)  # this process's lease owner
+    rotation = KeyRotation(db, store, tokenizer, PersonLinker(db), jobs, active_key_id=settings.linkage.key_id,
                            identifiers=identifiers_from_raw)
     return AdminService(db, store, topic_v1=settings.kafka.topic_v1, topic_v2=settings.kafka.topic_v2,
-                        rotation=rotation)
+                        rotation=rotation, jobs=jobs)
 
 
 @contextlib.asynccontextmanager

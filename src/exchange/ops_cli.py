@@ -24,7 +24,7 @@ from exchange.admin import AdminService
 from exchange.bootstrap import admin_tools
 from exchange.derive import MAX_BATCH, NAMES
 from exchange.errors import DependencyUnavailable
-from exchange.jobs import JobRun
+from exchange.jobs import JobBusy, JobFinished, JobRun, LeaseLost
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.replay import MAX_LIMIT, MAX_WINDOW_S
 from exchange.runtime import eventloop
@@ -153,6 +153,10 @@ def _reason(text: str) -> str:
     return text
 
 
+EXIT_BUSY = 3
+"""``--resume`` of a job another process runs (its lease is being renewed): nothing was done."""
+
+
 async def _resumed(admin: AdminService, actor: str, job_id: str, job_name: str, command: str,
                    **params: Any) -> JobRun | None:
     """The job ``--resume`` names, audited as resumed; None (and why, on stderr) when there is no
@@ -163,6 +167,37 @@ async def _resumed(admin: AdminService, actor: str, job_id: str, job_name: str, 
         return None
     await admin.audit(actor, f"job.{job_name}.resume", "job", found.job_run_id, "accepted", found.params)
     return found
+
+
+def _resume_wait(admin: AdminService) -> float:
+    """How long ``--resume`` waits for another owner's lease: a little over one lease, so a dead
+    owner's lease runs out within it and a live owner's renewal is seen."""
+    return admin.jobs.lease_s * 1.5 + 1.0
+
+
+class _NotRun(Exception):
+    """The job was not run here; ``code`` is the exit status, the reason is on stderr."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+async def _run_owned(admin: AdminService, job: JobRun, command: str, *, resume: bool,
+                     on_progress: Any = None) -> dict[str, Any]:
+    """``run_job`` for a CLI command: a resumed job may wait out a dead owner's lease; a job another
+    process runs, one finished meanwhile or one taken over while running exits non-zero."""
+    try:
+        return await admin.run_job(job, on_progress=on_progress, wait_s=_resume_wait(admin) if resume else 0.0)
+    except JobBusy as exc:
+        print(f"{command}: {exc}; not run here", file=sys.stderr)
+        raise _NotRun(EXIT_BUSY) from None
+    except JobFinished as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        raise _NotRun(0 if exc.status == "succeeded" else 1) from None
+    except LeaseLost:
+        print(f"{command}: job {job.job_run_id} was taken over by another process; stopped here", file=sys.stderr)
+        raise _NotRun(EXIT_BUSY) from None
 
 
 async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
@@ -189,7 +224,7 @@ async def _replay(admin: AdminService, args: argparse.Namespace) -> int:
         job = await admin.create_job("replay", params, actor)
     print(f"replay job {job.job_run_id}", file=sys.stderr, flush=True)
     with ProgressReporter() as progress:
-        result = await admin.run_job(job, on_progress=progress)
+        result = await _run_owned(admin, job, "exchange replay", resume=bool(args.resume), on_progress=progress)
     _print_json({"job_id": job.job_run_id, **result})
     return 0
 
@@ -210,7 +245,8 @@ async def _derive(admin: AdminService, args: argparse.Namespace) -> int:
         job = await admin.create_job(
             "derive", {"dataset": args.dataset, "dry_run": args.dry_run, "batch_size": args.batch_size}, actor)
     print(f"derive job {job.job_run_id}", file=sys.stderr, flush=True)
-    result = await admin.run_job(job, on_progress=_Throttled("derive progress"))
+    result = await _run_owned(admin, job, "exchange derive", resume=bool(args.resume),
+                              on_progress=_Throttled("derive progress"))
     _print_json({"job_id": job.job_run_id, **result})
     return 0
 
@@ -227,7 +263,8 @@ async def _linkage(admin: AdminService, args: argparse.Namespace) -> int:
                                      actor)
     print(f"linkage rotation job {job.job_run_id}", file=sys.stderr, flush=True)
     with ProgressReporter(label="re-tokenize", emitted="tokenized") as progress:
-        result = await admin.run_job(job, on_progress=progress)
+        result = await _run_owned(admin, job, "exchange linkage rotate", resume=bool(args.resume),
+                                  on_progress=progress)
     await admin.audit(actor, "job.linkage-rotate.finish", "job", job.job_run_id,
                       "verified" if result["verified"] else "incomplete",
                       {k: result[k] for k in ("records", "incomplete", "retired_key_ids", "tokens_removed")})
@@ -362,15 +399,18 @@ def add_ops_commands(sub: Any) -> None:
 def run_ops_command(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         async with admin_tools(settings) as admin:
-            if args.ops == "replay":
-                return await _replay(admin, args)
-            if args.ops == "reconcile":
-                return await _reconcile(admin, args)
-            if args.ops == "derive":
-                return await _derive(admin, args)
-            if args.ops == "linkage":
-                return await _linkage(admin, args)
-            return await _dlq(admin, args)
+            try:
+                if args.ops == "replay":
+                    return await _replay(admin, args)
+                if args.ops == "reconcile":
+                    return await _reconcile(admin, args)
+                if args.ops == "derive":
+                    return await _derive(admin, args)
+                if args.ops == "linkage":
+                    return await _linkage(admin, args)
+                return await _dlq(admin, args)
+            except _NotRun as not_run:
+                return not_run.code
 
     try:
         return eventloop.run(run())

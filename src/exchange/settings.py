@@ -158,6 +158,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
         "KAFKA_GROUP_INSTANCE_ID", "static group membership: unique per normalizer process, stable across its restarts",
         default_text="unset (dynamic membership)",
         pattern=r"^$|^[A-Za-z0-9._-]{1,249}$")] = ""
+    unknown_topic_grace_s: Annotated[int, var(
+        "KAFKA_UNKNOWN_TOPIC_GRACE_S", "a consumed topic missing this long is a fatal consumer error",
+        ge=1, le=3600)] = 60
     partitions: Annotated[int, var(
         "KAFKA_PARTITIONS", "partitions per topic when `exchange stack up` creates them", ge=1, le=1000)] = 6
 
@@ -233,6 +236,9 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
     normalizer_yield_at: Annotated[int, var(
         "NORMALIZER_YIELD_AT", "requests in flight from which background work yields to them; 0 = never",
         ge=0, le=100_000)] = 16
+    job_lease_s: Annotated[int, var(
+        "JOB_LEASE_S", "an admin job's owner lease, renewed every third; a job unrenewed this long is taken over",
+        ge=1, le=3600)] = 30
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -178,4 +178,5 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
         assert 0 <= data["steal_pct"] <= 100, phase
     assert results["cpu"]["ingest"]["ms_per_record"]["server"] > 0
     assert results["cpu"]["normalizer"]["ms_per_record"]["server"] > 0
+    assert results["cpu"]["normalizer_split"]["ms_per_record"]["normalizer-0"] > 0
     assert "CPU ms per record" in lines[-1]

@@ -68,7 +68,8 @@ async def _persons(dsn: str) -> dict[str, str]:
 async def test_a_rotation_killed_midway_resumes_keeps_persons_and_retires_the_old_key_when_complete(
     stack_env: dict[str, str], isolated_kafka: dict[str, str], own_db: str, unique: str, tmp_path: Path
 ) -> None:
-    base = {**stack_env, **isolated_kafka, "DATABASE_URL": own_db}
+    # A short lease: the killed run's lease runs out quickly, and --resume waits it out.
+    base = {**stack_env, **isolated_kafka, "DATABASE_URL": own_db, "JOB_LEASE_S": "2"}
     old_key, old_id = stack_env["LINKAGE_HMAC_KEY"], make_settings(stack_env).linkage.key_id
     ids: dict[tuple[int, int], str] = {}
     async with running_app(make_settings(base)) as client:

@@ -343,7 +343,8 @@ async def test_an_interrupted_replay_resumes_from_its_checkpoint_without_skippin
     stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, tmp_path: Path
 ) -> None:
     settings = make_settings(stack_env, **isolated_kafka)
-    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET}
+    # A short lease: the killed run's lease runs out quickly, and --resume waits it out.
+    env = {**stack_env, **isolated_kafka, "JWT_SECRET": TEST_JWT_SECRET, "JOB_LEASE_S": "2"}
     dsn = stack_env["DATABASE_URL"]
     source = f"resume-{unique}"
     total = 3000

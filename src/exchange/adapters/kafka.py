@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -23,6 +23,7 @@ __all__ = (
     "AsyncConsumer",
     "AsyncProducer",
     "ConsumedMessage",
+    "ConsumerFatal",
     "Delivered",
     "DeliveryFailed",
     "OutgoingMessage",
@@ -264,6 +265,41 @@ class ConsumedMessage:
     headers: dict[str, str]
 
 
+class ConsumerFatal(Exception):
+    """The consumer cannot go on: it must be closed and a new one made (the supervisor restarts
+    the component). ``error_name`` is librdkafka's name of the error, PII-free."""
+
+    def __init__(self, error_name: str, detail: str) -> None:
+        super().__init__(f"{error_name}: {detail}")
+        self.error_name = error_name
+
+
+ErrorClass = Literal["fatal", "unknown_topic", "ignore"]
+
+# Refusals that no retry changes: the credentials or the ACLs must be fixed first.
+_DENIED = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION,
+})
+_UNKNOWN_TOPIC = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+
+
+def classify_error(error: KafkaError) -> ErrorClass:
+    """What an error a consumed message carries means for the consumer.
+
+    ``fatal``: librdkafka says so (``fatal()``, or the ``_FATAL`` event, e.g. this member fenced by
+    another with its ``group.instance.id``) or access is denied. ``unknown_topic``: fatal only if
+    the topic is still missing after a grace (it may be being created). ``ignore``: partition EOF
+    and transient broker or network errors, which librdkafka retries itself.
+    """
+    code = error.code()
+    if error.fatal() or code == KafkaError._FATAL or code in _DENIED:
+        return "fatal"
+    if code in _UNKNOWN_TOPIC:
+        return "unknown_topic"
+    return "ignore"
+
+
 TopicPartitionKey = tuple[str, int]
 RevokeHook = Callable[[list[TopicPartitionKey]], dict[TopicPartitionKey, int]]
 
@@ -286,6 +322,7 @@ class AsyncConsumer:
         on_revoke: RevokeHook,
         on_assign: Callable[[list[TopicPartitionKey]], None] | None = None,
         group_instance_id: str | None = None,
+        unknown_topic_grace_s: float = 60.0,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         config: dict[str, Any] = {
@@ -321,6 +358,8 @@ class AsyncConsumer:
         self._consumer: Consumer | None = None
         self._paused = False  # read and written on the consumer thread only
         self._paused_set: set[tuple[str, int]] = set()
+        self._unknown_topic_grace = unknown_topic_grace_s
+        self._missing_since: dict[str, float] = {}  # consumer thread only: topic -> first "unknown" report
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -384,10 +423,13 @@ class AsyncConsumer:
             assert self._consumer is not None
             if self._paused:
                 self._pause_assignment()
+            self._check_missing_topics()
             out: list[ConsumedMessage] = []
             for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout):
-                if msg.error() is not None:
-                    continue  # partition EOF and transient broker errors: librdkafka recovers
+                error = msg.error()
+                if error is not None:
+                    self._on_error(error, msg.topic())
+                    continue
                 raw_headers: Any = msg.headers() or []
                 headers = {str(k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
                            for k, v in (raw_headers.items() if isinstance(raw_headers, dict) else raw_headers)}
@@ -397,6 +439,35 @@ class AsyncConsumer:
 
         result: list[ConsumedMessage] = await self._call(consume)
         return result
+
+    def _on_error(self, error: KafkaError, topic: str | None) -> None:
+        """On the consumer thread: raise ``ConsumerFatal`` for a fatal error; note an unknown topic."""
+        kind = classify_error(error)
+        if kind == "fatal":
+            raise ConsumerFatal(error.name(), "the consumer cannot continue")
+        if kind == "unknown_topic":
+            self._missing_since.setdefault(topic or "", time.monotonic())
+
+    def _check_missing_topics(self) -> None:
+        """On the consumer thread: a topic reported unknown is fatal once the grace has passed and
+        the cluster still does not list it (librdkafka reports it once, then waits silently)."""
+        if not self._missing_since:
+            return
+        now = time.monotonic()
+        due = [t for t, since in self._missing_since.items() if now - since >= self._unknown_topic_grace]
+        if not due:
+            return
+        assert self._consumer is not None
+        try:
+            listed = set(self._consumer.list_topics(timeout=5.0).topics)
+        except KafkaException:
+            return  # no metadata now: ask again on a later poll
+        missing = [t for t in due if t not in listed and (t or not set(self._topics) <= listed)]
+        for topic in due:
+            self._missing_since.pop(topic, None)
+        if missing:
+            raise ConsumerFatal(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART).name(),
+                                f"a subscribed topic is still missing after {self._unknown_topic_grace:g}s")
 
     async def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
         """Commit ``next offset to read`` per partition (synchronously, on the consumer thread)."""

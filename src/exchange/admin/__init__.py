@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exchange.admin._routes import admin_routes
-from exchange.admin._service import AdminService, JobKind
+from exchange.admin._service import RESUMABLE, AdminService, JobKind
+from exchange.admin._sweeper import JobSweeper
 
-__all__ = ("AdminService", "JobKind", "admin_routes")
+__all__ = ("RESUMABLE", "AdminService", "JobKind", "JobSweeper", "admin_routes")

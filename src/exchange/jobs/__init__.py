@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from exchange.jobs._runs import JobRun, Jobs, checkpoint_name
+from exchange.jobs._runs import JobBusy, JobFinished, JobRun, Jobs, LeaseLost, checkpoint_name, owner_name
 
-__all__ = ("JobRun", "Jobs", "checkpoint_name")
+__all__ = ("JobBusy", "JobFinished", "JobRun", "Jobs", "LeaseLost", "checkpoint_name", "owner_name")

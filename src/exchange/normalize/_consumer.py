@@ -18,6 +18,12 @@ gate stays closed, consumption is paused and every record waits until a probe fi
 dependency back (health shows the task ``waiting`` for it). Only failures of the record
 itself (or of a dependency that answers its probe) spend attempts and lead to the DLQ.
 
+A fatal consumer error (``ConsumerFatal``: fenced by another member with our
+``group.instance.id``, access denied, a topic missing past its grace) ends ``run`` with that
+error after the usual drain, counted in ``exchange_kafka_consumer_fatal_errors_total``: the
+supervisor shows the task ``restarting`` and starts it again with a new consumer, instead of a
+consumer that no longer fetches while the task says ``running``.
+
 A dead letter is finished only once it is durable: the DLQ topic confirmed the envelope
 AND its ``dlq_events`` row committed. Until then the record is not finished, so its
 offset is never committed past (after a crash it is delivered again).
@@ -37,7 +43,7 @@ from typing import Any
 import msgspec
 from opentelemetry.trace import SpanKind
 
-from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, ConsumedMessage, DeliveryFailed
+from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, ConsumedMessage, ConsumerFatal, DeliveryFailed
 from exchange.adapters.postgres import Database
 from exchange.errors import DatabaseUnavailable
 from exchange.events import DlqEnvelope, DlqError, RecordIngested, RecordIngestedV2, format_timestamp
@@ -129,6 +135,11 @@ class Normalizer:
                 if loop.time() >= next_commit:
                     next_commit = loop.time() + self._commit_interval
                     await self._commit(consumer, book)
+        except ConsumerFatal as fatal:
+            self._metrics.consumer_fatal.labels(self.name, fatal.error_name).inc()
+            _log.error("kafka consumer failed fatally; restarting the normalizer",
+                       extra={"error_type": fatal.error_name})
+            raise
         finally:
             # Drain: finish what we can in time, abandon the rest without committing past it.
             if tasks:

@@ -67,6 +67,12 @@ class Metrics:
             "Outages of a dependency confirmed by a background task's probe (it then waits instead of retrying).",
             ["task", "dependency"], registry=r,
         )
+        self.consumer_fatal = Counter(
+            "exchange_kafka_consumer_fatal_errors_total",
+            "Fatal Kafka consumer errors (fenced, access denied, topic missing past its grace): the task "
+            "stopped its consumer and the supervisor restarts it.",
+            ["task", "error"], registry=r,
+        )
         self.normalizer_retries = Counter(
             "exchange_normalizer_retries_total", "Transient failures retried.", ["stage", "error_type"], registry=r
         )
