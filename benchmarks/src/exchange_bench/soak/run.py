@@ -1,0 +1,210 @@
+"""``exchange soak``: every role in one ``exchange serve`` process under steady load at half its
+measured capacity, sampled every few seconds; the slopes and the verdict go to
+``benchmarks/results/soak.json``.
+
+Capacity is measured first on the same server, unless a rate is given: a closed-loop burst
+(``exchange_bench.loadgen``) and the time until every accepted record is canonical, so it is what
+the whole pipeline sustains, not what ingest alone accepts while the normalizer falls behind.
+The steady load is the chaos run's client (``exchange_bench.chaos.load``: a record every
+``1 / rate`` seconds, retried with its key on a 503), on a database, bucket and topics of the
+run's own (``ScratchRun``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exchange_bench.chaos.answers import AnswerLog
+from exchange_bench.machine import machine
+from exchange_bench.scratch import ScratchRun, token
+from exchange_bench.server import Server
+from exchange_bench.soak.probe import DatabaseProbe, GroupLag, process_sample, task_restarts
+from exchange_bench.soak.trend import Tolerances, verdict
+from exchange_stack import Stack
+
+__all__ = ("SoakConfig", "run_soak")
+
+
+@dataclass(frozen=True, slots=True)
+class SoakConfig:
+    stack_root: Path
+    duration_s: float = 1800.0
+    """Seconds of steady load."""
+    rate: float | None = None
+    """Records started a second; None: half the capacity measured first."""
+    capacity_s: float = 20.0
+    """Seconds of the closed-loop burst that measures capacity."""
+    concurrency: int = 32
+    """Connections of the burst."""
+    sample_interval_s: float = 5.0
+    settle_s: float | None = None
+    """Samples before this many seconds of load are not judged (default a fifth of the run, at most
+    three minutes): pools filling and caches warming are not a leak."""
+    drain_timeout_s: float = 600.0
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    output: Path = Path("benchmarks/results/soak.json")
+
+    def __post_init__(self) -> None:
+        if self.duration_s <= 0 or self.sample_interval_s <= 0 or self.capacity_s <= 0:
+            raise ValueError("duration, sample interval and capacity burst must be positive")
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError("rate must be positive")
+
+    @property
+    def settle(self) -> float:
+        return self.settle_s if self.settle_s is not None else min(180.0, self.duration_s / 5)
+
+
+def run_soak(cfg: SoakConfig, report: Callable[[str], None] = print, *, stack: Stack | None = None) -> dict[str, Any]:
+    """The soak on ``stack`` (default: the developer stack at ``cfg.stack_root``, started)."""
+    if stack is None:
+        stack = Stack(cfg.stack_root)
+        stack.up()
+    scratch = Path(tempfile.mkdtemp(prefix="exchange-soak-"))
+    load_before = os.getloadavg()
+    with ScratchRun.open(stack, report) as run, Server(run.env, "all", scratch) as server:
+        dsn = run.env["DATABASE_URL"]
+        capacity: dict[str, float] | None = None
+        if cfg.rate is None:
+            capacity = _capacity(cfg, server, dsn, run.run_id, scratch, report)
+            rate = capacity["end_to_end_rps"] / 2
+        else:
+            rate = cfg.rate
+        source, answers = f"soak-{run.run_id}", AnswerLog(scratch / "answers.jsonl")
+        report(f"soak: {rate:.1f} records/s for {cfg.duration_s:.0f}s, sampled every {cfg.sample_interval_s:.0f}s ...")
+        started = time.monotonic()
+        load = _start_load(cfg, server.port, source, run.run_id, rate, answers.path, scratch / "load.log")
+        lag = GroupLag(run.env["KAFKA_BROKERS"], run.env["KAFKA_CONSUMER_GROUP"],
+                       [run.env["TOPIC_RECORD_INGESTED_V1"], run.env["TOPIC_RECORD_INGESTED_V2"]], partitions=6)
+        try:
+            assert server.proc is not None
+            samples = asyncio.run(_sample(cfg, server.proc.pid, server.port, dsn, lag, load, report))
+        finally:
+            lag.close()
+            if load.poll() is None:
+                load.kill()
+            load.wait(timeout=30)
+        load_s = time.monotonic() - started
+        answers.refresh()
+        report(f"drain: waiting for {len(answers.accepted):,} accepted records ...")
+        drain_s, normalized = asyncio.run(_drain(dsn, source, len(answers.accepted), cfg.drain_timeout_s))
+        restarts_at_end = task_restarts(server.port)
+    judged = verdict(samples, settle_s=cfg.settle, rate=rate, tolerances=cfg.tolerances)
+    judged["task_restarts"] = max(judged["task_restarts"], int(restarts_at_end))
+    ingests = answers.summary()
+    all_normalized = normalized == ingests["accepted"] == ingests["keys"]
+    results = {
+        "passed": judged["flat"] and judged["task_restarts"] == 0 and all_normalized,
+        "run_id": run.run_id,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": {k: (asdict(v) if k == "tolerances" else str(v) if isinstance(v, Path) else v)
+                   for k, v in ((f, getattr(cfg, f)) for f in cfg.__dataclass_fields__)},
+        "machine": {**machine(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())},
+        "capacity": capacity,
+        "rate": rate,
+        "load_s": round(load_s, 1),
+        "settle_s": cfg.settle,
+        "ingests": ingests,
+        "normalized": normalized,
+        "all_normalized": all_normalized,
+        "drain_s": round(drain_s, 1),
+        **judged,
+        "samples": samples,
+    }
+    cfg.output.parent.mkdir(parents=True, exist_ok=True)
+    cfg.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    report(markdown(results))
+    return results
+
+
+def _capacity(cfg: SoakConfig, server: Server, dsn: str, run_id: str, scratch: Path,
+              report: Callable[[str], None]) -> dict[str, float]:
+    """A closed-loop burst, then the wait until every record it got accepted is canonical."""
+    report(f"capacity: {cfg.concurrency} connections for {cfg.capacity_s:.0f}s, then the pipeline's catch-up ...")
+    source, out = f"soak-burst-{run_id}", scratch / "burst.json"
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "exchange_bench.loadgen", "--port", str(server.port), "--token",
+         token("soak", "ingest:write"), "--source", source, "--mode", "closed", "--concurrency", str(cfg.concurrency),
+         "--duration", str(cfg.capacity_s), "--out", str(out)],
+        check=True, timeout=cfg.capacity_s + 300, stdout=subprocess.DEVNULL)
+    burst = json.loads(out.read_text())
+    accepted = burst["statuses"].get("202", 0)
+    catchup_s, _ = asyncio.run(_drain(dsn, source, accepted, cfg.drain_timeout_s))
+    wall = time.monotonic() - started
+    return {"burst_s": round(burst["elapsed_s"], 2), "accepted": accepted,
+            "ingest_rps": accepted / burst["elapsed_s"], "catchup_s": round(catchup_s, 2),
+            "end_to_end_rps": accepted / wall}
+
+
+def _start_load(cfg: SoakConfig, port: int, source: str, run_id: str, rate: float, out: Path,
+                log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "exchange_bench.chaos.load", "--port", str(port),
+             "--token", token("soak-client", "ingest:write", ttl_s=int(cfg.duration_s) + 3600), "--source", source,
+             "--label", f"soak-{run_id}", "--count", str(max(1, round(rate * cfg.duration_s))),
+             "--rate", str(rate), "--out", str(out)],
+            stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+async def _sample(cfg: SoakConfig, pid: int, port: int, dsn: str, lag: GroupLag, load: subprocess.Popen[bytes],
+                  report: Callable[[str], None]) -> list[dict[str, float]]:
+    """A sample every ``cfg.sample_interval_s`` until the load process ends."""
+    db = await DatabaseProbe.connect(dsn)
+    samples: list[dict[str, float]] = []
+    started = time.monotonic()
+    next_report = started + 60
+    try:
+        while load.poll() is None:
+            sample = {"t": round(time.monotonic() - started, 2),
+                      **process_sample(pid), **await db.sample(),
+                      "consumer_lag": await asyncio.to_thread(lag.sample),
+                      "task_restarts": await asyncio.to_thread(task_restarts, port)}
+            samples.append(sample)
+            if time.monotonic() >= next_report:
+                next_report += 60
+                report(f"  t={sample['t']:.0f}s rss={sample['rss_mb']:.0f}MB fds={sample['fds']:.0f} "
+                       f"pg={sample['pg_connections']:.0f} backlog={sample['outbox_backlog']:.0f} "
+                       f"lag={sample['consumer_lag']:.0f} restarts={sample['task_restarts']:.0f}")
+            await asyncio.sleep(max(0.0, started + len(samples) * cfg.sample_interval_s - time.monotonic()))
+    finally:
+        await db.close()
+    return samples
+
+
+async def _drain(dsn: str, source: str, expected: int, timeout_s: float) -> tuple[float, int]:
+    """Seconds until ``expected`` records of ``source`` are canonical (or the timeout), and how many are."""
+    db = await DatabaseProbe.connect(dsn)
+    started = time.monotonic()
+    try:
+        while True:
+            count = await db.canonical(source)
+            if count >= expected or time.monotonic() - started >= timeout_s:
+                return time.monotonic() - started, count
+            await asyncio.sleep(0.2)
+    finally:
+        await db.close()
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The verdict and each series' slope against its limit."""
+    rows = [f"soak: {'passed' if results['passed'] else 'FAILED'} -- {results['rate']:.1f} records/s for "
+            f"{results['load_s']:.0f}s, {results['ingests']['accepted']:,} accepted, {results['normalized']:,} "
+            f"normalized, task restarts {results['task_restarts']}", "",
+            "| series | first | last | slope / min | limit / min |", "|---|---|---|---|---|"]
+    first, last = (results["samples"][0], results["samples"][-1]) if results["samples"] else ({}, {})
+    for name, slope in results["slopes_per_minute"].items():
+        rows.append(f"| {name} | {first.get(name, float('nan')):,.1f} | {last.get(name, float('nan')):,.1f} | "
+                    f"{slope:,.3f} | {results['limits_per_minute'][name]:,.2f} |")
+    return "\n".join(rows)
