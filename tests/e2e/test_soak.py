@@ -25,7 +25,7 @@ KEYS = {"passed", "run_id", "measured_at", "config", "machine", "capacity", "rat
 @pytest.mark.timeout(480)
 def test_a_one_minute_soak_samples_everything_and_nothing_restarts(stack: Stack, tmp_path: Path) -> None:
     output = tmp_path / "soak.json"
-    cfg = SoakConfig(stack_root=stack.root, duration_s=60.0, capacity_s=5.0, concurrency=8, sample_interval_s=2.0,
+    cfg = SoakConfig(stack_root=stack.root, duration_s=60.0, capacity_records=300, concurrency=8, sample_interval_s=2.0,
                      settle_s=20.0, output=output)
     lines: list[str] = []
     results = run_soak(cfg, report=lines.append, stack=stack)
@@ -33,7 +33,7 @@ def test_a_one_minute_soak_samples_everything_and_nothing_restarts(stack: Stack,
     assert json.loads(output.read_text()) == results
     assert set(results) == KEYS
     capacity = results["capacity"]
-    assert capacity["accepted"] > 0 and capacity["end_to_end_rps"] > 0
+    assert capacity["accepted"] == capacity["records"] == 300 and capacity["end_to_end_rps"] > 0
     assert capacity["end_to_end_rps"] <= capacity["ingest_rps"] * (1 + 1e-9)  # the catch-up counts
     assert results["rate"] == pytest.approx(capacity["end_to_end_rps"] / 2)
     ingests = results["ingests"]

@@ -99,8 +99,8 @@ def register(sub: Any) -> None:
     so.add_argument("--duration", type=_positive, default=1800.0, help="seconds of steady load (default 1800)")
     so.add_argument("--rate", type=_positive, default=None,
                     help="records a second (default: half the capacity measured by a burst first)")
-    so.add_argument("--capacity-burst", type=_positive, default=20.0,
-                    help="seconds of the closed-loop burst that measures capacity (default 20)")
+    so.add_argument("--capacity-records", type=_at_least_one, default=4000,
+                    help="records of the closed-loop burst that measures capacity (default 4,000)")
     so.add_argument("--interval", type=_positive, default=5.0, help="seconds between samples (default 5)")
     so.add_argument("--output", type=Path, default=DEFAULT_SOAK_OUTPUT,
                     help=f"where the JSON goes (default {DEFAULT_SOAK_OUTPUT}, relative to the working folder)")
@@ -142,5 +142,6 @@ def run_soak(args: argparse.Namespace) -> int:
     from exchange_bench.soak import SoakConfig, run_soak  # noqa: PLC0415 - `exchange --help` stays light
 
     results = run_soak(SoakConfig(stack_root=args.stack_root, duration_s=args.duration, rate=args.rate,
-                                  capacity_s=args.capacity_burst, sample_interval_s=args.interval, output=args.output))
+                                  capacity_records=args.capacity_records, sample_interval_s=args.interval,
+                                  output=args.output))
     return 0 if results["passed"] else 1
