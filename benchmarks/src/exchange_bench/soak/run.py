@@ -91,7 +91,7 @@ def run_soak(cfg: SoakConfig, report: Callable[[str], None] = print, *, stack: S
                        [run.env["TOPIC_RECORD_INGESTED_V1"], run.env["TOPIC_RECORD_INGESTED_V2"]], partitions=6)
         try:
             assert server.proc is not None
-            samples = asyncio.run(_sample(cfg, server.proc.pid, server.port, dsn, lag, load, report))
+            samples = asyncio.run(_sample(cfg, server, dsn, lag, load, report))
         finally:
             lag.close()
             if load.poll() is None:
@@ -100,14 +100,16 @@ def run_soak(cfg: SoakConfig, report: Callable[[str], None] = print, *, stack: S
         load_s = time.monotonic() - started
         answers.refresh()
         report(f"drain: waiting for {len(answers.accepted):,} accepted records ...")
-        drain_s, normalized = asyncio.run(_drain(dsn, source, len(answers.accepted), cfg.drain_timeout_s))
-        restarts_at_end = task_restarts(server.port)
+        drain_s, normalized = asyncio.run(_drain(dsn, source, len(answers.accepted), cfg.drain_timeout_s, server))
+        server_ended = None if _alive(server) else server.proc.returncode if server.proc is not None else None
+        restarts_at_end = task_restarts(server.port) if server_ended is None else 0
     judged = verdict(samples, settle_s=cfg.settle, rate=rate, tolerances=cfg.tolerances)
     judged["task_restarts"] = max(judged["task_restarts"], int(restarts_at_end))
     ingests = answers.summary()
     all_normalized = normalized == ingests["accepted"] == ingests["keys"]
     results = {
-        "passed": judged["flat"] and judged["task_restarts"] == 0 and all_normalized,
+        "passed": judged["flat"] and judged["task_restarts"] == 0 and all_normalized and server_ended is None,
+        "server_ended": server_ended,
         "run_id": run.run_id,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": {k: (asdict(v) if k == "tolerances" else str(v) if isinstance(v, Path) else v)
@@ -142,7 +144,9 @@ def _capacity(cfg: SoakConfig, server: Server, dsn: str, run_id: str, scratch: P
     ingest_s = time.monotonic() - started
     answers.refresh()
     accepted = len(answers.accepted)
-    catchup_s, _ = asyncio.run(_drain(dsn, source, accepted, cfg.drain_timeout_s))
+    catchup_s, _ = asyncio.run(_drain(dsn, source, accepted, cfg.drain_timeout_s, server))
+    if not _alive(server):
+        raise RuntimeError(f"the server ended during the capacity burst; see {server.log}")
     wall = time.monotonic() - started
     return {"records": cfg.capacity_records, "accepted": accepted, "ingest_s": round(ingest_s, 2),
             "ingest_rps": accepted / ingest_s, "catchup_s": round(catchup_s, 2), "end_to_end_rps": accepted / wall}
@@ -158,15 +162,17 @@ def _start_load(port: int, source: str, label: str, count: int, rate: float, out
             stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-async def _sample(cfg: SoakConfig, pid: int, port: int, dsn: str, lag: GroupLag, load: subprocess.Popen[bytes],
+async def _sample(cfg: SoakConfig, server: Server, dsn: str, lag: GroupLag, load: subprocess.Popen[bytes],
                   report: Callable[[str], None]) -> list[dict[str, float]]:
-    """A sample every ``cfg.sample_interval_s`` until the load process ends."""
+    """A sample every ``cfg.sample_interval_s`` until the load process ends (or the server does)."""
+    assert server.proc is not None
+    pid, port = server.proc.pid, server.port
     db = await DatabaseProbe.connect(dsn)
     samples: list[dict[str, float]] = []
     started = time.monotonic()
     next_report = started + 60
     try:
-        while load.poll() is None:
+        while load.poll() is None and _alive(server):
             sample = {"t": round(time.monotonic() - started, 2),
                       **process_sample(pid), **await db.sample(),
                       "consumer_lag": await asyncio.to_thread(lag.sample),
@@ -183,18 +189,23 @@ async def _sample(cfg: SoakConfig, pid: int, port: int, dsn: str, lag: GroupLag,
     return samples
 
 
-async def _drain(dsn: str, source: str, expected: int, timeout_s: float) -> tuple[float, int]:
-    """Seconds until ``expected`` records of ``source`` are canonical (or the timeout), and how many are."""
+async def _drain(dsn: str, source: str, expected: int, timeout_s: float, server: Server) -> tuple[float, int]:
+    """Seconds until ``expected`` records of ``source`` are canonical (or the timeout, or the server's
+    end), and how many are."""
     db = await DatabaseProbe.connect(dsn)
     started = time.monotonic()
     try:
         while True:
             count = await db.canonical(source)
-            if count >= expected or time.monotonic() - started >= timeout_s:
+            if count >= expected or time.monotonic() - started >= timeout_s or not _alive(server):
                 return time.monotonic() - started, count
             await asyncio.sleep(0.2)
     finally:
         await db.close()
+
+
+def _alive(server: Server) -> bool:
+    return server.proc is not None and server.proc.poll() is None
 
 
 def markdown(results: dict[str, Any]) -> str:
