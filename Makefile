@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8080
 ROLE ?= all
 
-.PHONY: help install promtool run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage chaos clean
+.PHONY: help install promtool run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage chaos soak clean
 
 help:
 	@echo "make run    - start the local stack (PostgreSQL, Kafka, S3), migrate, serve all roles on :$(PORT)"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench  - benchmarks (writes benchmarks/results/latest.json)"
 	@echo "make eval-linkage - Febrl4 end to end through the service, scored (writes benchmarks/results/linkage.json)"
 	@echo "make chaos  - 10,000 records under a schedule of real faults, then checked (writes benchmarks/results/chaos.json)"
+	@echo "make soak   - 30 minutes at half the measured capacity, all roles; flat or not (writes benchmarks/results/soak.json)"
 
 # uv is installed with pip when the machine lacks it. Bytecode is compiled once at install:
 # every server, CLI and bench process imports litestar, asyncpg, confluent-kafka and obstore,
@@ -64,6 +65,10 @@ eval-linkage: install
 # CHAOS_ARGS passes options through, e.g. `make chaos CHAOS_ARGS="--count 2000 --rounds 1"`.
 chaos: install
 	$(UV) run exchange chaos $(CHAOS_ARGS)
+
+# SOAK_ARGS likewise, e.g. `make soak SOAK_ARGS="--duration 600 --rate 50"`.
+soak: install
+	$(UV) run exchange soak $(SOAK_ARGS)
 
 clean:
 	-$(UV) run exchange stack down

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from exchange.settings import Settings, SettingsError, load_settings, read_env_file
 
-__all__ = ("PLUGIN_GROUP", "environ", "main", "settings_or_exit")
+__all__ = ("PLUGIN_GROUP", "environ", "main", "settings_or_exit", "shared_port_socket")
 
 DEFAULT_STACK_ROOT = Path(".exchange")
 PLUGIN_GROUP = "exchange.commands"
@@ -61,10 +62,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"exchange: {exc}", file=sys.stderr)
         return 2
     tune_collector()
+    host, port = args.host or settings.http.host, args.port or settings.http.port
     config = uvicorn.Config(
         app,
-        host=args.host or settings.http.host,
-        port=args.port or settings.http.port,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -76,8 +78,40 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # dies "by signal"; a completed drain is a clean exit for us, so that re-raise lands
     # on this no-op handler and we return 0.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
-    server.run()
+    if args.reuse_port:
+        try:
+            listener = shared_port_socket(host, port)
+        except OSError as exc:
+            print(f"exchange: --reuse-port: cannot bind {host}:{port} ({exc.strerror})", file=sys.stderr)
+            return 1
+        server.run(sockets=[listener])
+    else:
+        server.run()
     return 0 if server.started else 1
+
+
+def shared_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, not yet listening.
+
+    Every ``exchange serve --reuse-port`` on the same port binds its own such socket and the
+    kernel spreads new connections over those that listen (a hash of the connection's
+    addresses), so several processes serve one port with no balancer in front; a process that
+    dies leaves the group and the others take its new connections. The socket listens only when
+    uvicorn serves on it (asyncio calls ``listen`` after the lifespan has started), so a process
+    still starting receives no connection. Linux semantics: only processes of the same user may
+    join the group.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(False)
+    return sock
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -126,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="all, or a comma list of ingest,tokenizer,publisher,normalizer,admin,query")
     serve.add_argument("--host", default=None, help="bind address (default HTTP_HOST)")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default HTTP_PORT)")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="bind with SO_REUSEPORT: several processes started so share the port "
+                       "(the kernel spreads connections over them; docs/operations.md)")
     serve.set_defaults(func=_cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")

@@ -81,6 +81,7 @@ METRICS = (
     "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
     "normalizer_scaling_2_over_1", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
     "query_rest_pages_per_s", "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio",
+    "ingest_scaling_2_over_1",
 )
 
 
@@ -138,6 +139,11 @@ def test_the_benchmark_runs_every_phase_and_writes_its_json(stack: Stack, tmp_pa
         assert all(rate > 0 for rate in per_round), side
         assert min(per_round) * (1 - 1e-9) <= results[side] <= max(per_round) * (1 + 1e-9), side
     assert results["ingest_backlog_at_end"] >= 0
+    # Ingest on one port served by one process and by two (--reuse-port), alternating rounds.
+    assert set(results["ingest_scaling"]) == {"1", "2"}
+    assert all(rate > 0 for rate in results["ingest_scaling"].values())
+    assert [line.split(":")[0] for line in lines if line.startswith("ingest scale-out")] == [
+        "ingest scale-out 1/2", "ingest scale-out 1/2", "ingest scale-out 2/2", "ingest scale-out 2/2"]
     # The normalizer beside its floor, split, scaled out to 3, and one of 3 killed: nothing lost or doubled.
     assert set(results["normalizer_scaling"]) == {"1", "2", "3"}
     assert all(rate > 0 for rate in results["normalizer_scaling"].values())

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app import TEST_JWT_SECRET
+from exchange_stack._process import pid_listens, wait_until
+from tests.support.app import DEV, TEST_JWT_SECRET
 from tests.support.process import ServeProcess
 
 
@@ -104,3 +105,68 @@ def test_an_unknown_role_is_refused(env: dict[str, str]) -> None:
                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2
     assert "bogus" in out.stderr
+
+
+def _post_fresh(port: int, path: str, body: dict[str, object], key: str) -> int:
+    """One request on a connection of its own (urllib opens one a call): the kernel picks the
+    process that answers it afresh each time."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={**DEV, "Idempotency-Key": key, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback test server
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _accepted_counts_seen(port: int, scrapes: int) -> set[int]:
+    """The ``exchange_ingest_accepted_total`` each scrape of ``/metrics`` reported (each scrape on
+    a fresh connection, so from whichever process the kernel chose)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seen: set[int] = set()
+    for _ in range(scrapes):
+        text = urllib_text(f"http://127.0.0.1:{port}/metrics")
+        seen.add(round(sum(sample.value for family in text_string_to_metric_families(text)
+                           for sample in family.samples if sample.name == "exchange_ingest_accepted_total")))
+    return seen
+
+
+def test_two_processes_share_one_port_and_one_killed_leaves_it_serving(
+    env: dict[str, str], tmp_path: Path, unique: str
+) -> None:
+    first = ServeProcess(env, "ingest", tmp_path, name="a", args=["--reuse-port"]).start()
+    second = ServeProcess(env, "ingest", tmp_path, name="b", port=first.port, args=["--reuse-port"]).start()
+    try:
+        first.wait_healthy()
+        second.wait_healthy()  # answered by either: each process's own listening socket tells
+        assert first.proc is not None and second.proc is not None
+        pids = (first.proc.pid, second.proc.pid)
+        assert wait_until(lambda: all(pid_listens(pid, first.port) for pid in pids), timeout=30)
+        # A server started without the option cannot take the port from them.
+        intruder = subprocess.run([sys.executable, "-m", "exchange.cli", "serve", "--role=ingest"],
+                                  env={**os.environ, **env, "HTTP_PORT": str(first.port), "HTTP_HOST": "127.0.0.1"},
+                                  capture_output=True, text=True, timeout=60, check=False)
+        assert intruder.returncode != 0
+        body = {"source": f"rp-{unique}", "record_type": "encounter",
+                "patient": {"first_name": "Ana", "last_name": "Lee", "dob": "1980-02-03"}, "payload": {}}
+        sent = 41  # odd: the two processes' shares cannot be equal, so two counts mean two processes
+        statuses = [_post_fresh(first.port, "/v1/ingest", body, f"{unique}-{n}") for n in range(sent)]
+        assert statuses == [202] * sent
+        # Each process counts what it accepted: two different counts, adding up to every request.
+        seen = _accepted_counts_seen(first.port, scrapes=30)
+        assert len(seen) == 2 and sum(seen) == sent and min(seen) > 0, seen
+
+        first.signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        after = [_post_fresh(first.port, "/v1/ingest", body, f"{unique}-after-{n}") for n in range(20)]
+        assert after == [202] * 20  # the survivor takes every new connection
+        assert len(_accepted_counts_seen(first.port, scrapes=5)) == 1
+    finally:
+        first.stop()
+        second.stop()

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,12 @@ from exchange_stack._process import free_port
 
 class ServeProcess:
     def __init__(
-        self, env: Mapping[str, str], roles: str, log_dir: Path, *, name: str = "serve", port: int | None = None
+        self, env: Mapping[str, str], roles: str, log_dir: Path, *, name: str = "serve", port: int | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()  # a restarted server keeps its predecessor's port
         self.roles = roles
+        self.args = tuple(args)
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self._env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1"}
         self._env.setdefault("LOG_LEVEL", "INFO")
@@ -36,7 +38,7 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}"],
+            [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}", *self.args],
             env=self._env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -1,6 +1,7 @@
 """``exchange bench`` (every benchmark of the local stack in one run), ``exchange
-eval-linkage`` (Febrl4 end to end through the running service, scored pairwise) and ``exchange
-chaos`` (faults under steady load, checked afterwards)."""
+eval-linkage`` (Febrl4 end to end through the running service, scored pairwise), ``exchange
+chaos`` (faults under steady load, checked afterwards) and ``exchange soak`` (a long steady load,
+what the process holds sampled)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ __all__ = ("register",)
 DEFAULT_OUTPUT = Path("benchmarks/results/latest.json")
 DEFAULT_EVAL_OUTPUT = Path("benchmarks/results/linkage.json")
 DEFAULT_CHAOS_OUTPUT = Path("benchmarks/results/chaos.json")
+DEFAULT_SOAK_OUTPUT = Path("benchmarks/results/soak.json")
 FEBRL4_PAIRS = 5000
 
 
@@ -49,7 +51,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def register(sub: Any) -> None:
-    """Add ``bench``, ``eval-linkage`` and ``chaos`` to the ``exchange`` command's subparsers (entry point
+    """Add ``bench``, ``eval-linkage``, ``chaos`` and ``soak`` to the ``exchange`` command's subparsers (entry point
     ``exchange.commands``)."""
     bench = sub.add_parser("bench", help="benchmarks on the local stack -> benchmarks/results/latest.json")
     bench.add_argument("--concurrency", type=int, default=32)
@@ -98,6 +100,18 @@ def register(sub: Any) -> None:
                     help=f"where the JSON goes (default {DEFAULT_CHAOS_OUTPUT}, relative to the working folder)")
     ch.set_defaults(func=run_chaos)
 
+    so = sub.add_parser("soak", help="steady load at half the measured capacity, all roles in one process; "
+                        "RSS, connections, descriptors and backlog sampled -> benchmarks/results/soak.json")
+    so.add_argument("--duration", type=_positive, default=1800.0, help="seconds of steady load (default 1800)")
+    so.add_argument("--rate", type=_positive, default=None,
+                    help="records a second (default: half the capacity measured by a burst first)")
+    so.add_argument("--capacity-records", type=_at_least_one, default=4000,
+                    help="records of the closed-loop burst that measures capacity (default 4,000)")
+    so.add_argument("--interval", type=_positive, default=5.0, help="seconds between samples (default 5)")
+    so.add_argument("--output", type=Path, default=DEFAULT_SOAK_OUTPUT,
+                    help=f"where the JSON goes (default {DEFAULT_SOAK_OUTPUT}, relative to the working folder)")
+    so.set_defaults(func=run_soak)
+
 
 def run(args: argparse.Namespace) -> int:
     from exchange_bench.runner import BenchConfig, run_bench  # noqa: PLC0415 - `exchange --help` stays light
@@ -134,4 +148,14 @@ def run_chaos(args: argparse.Namespace) -> int:
     chosen: dict[str, Any] = {} if args.faults is None else {"kinds": args.faults}
     results = run_chaos(ChaosConfig(stack_root=args.stack_root, count=args.count, rate=args.rate, rounds=args.rounds,
                                     hold_s=args.hold, warmup_s=args.warmup, output=args.output, **chosen))
+    return 0 if results["passed"] else 1
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """Exit 1 when a series grew past its limit, a task restarted or a record was not normalized."""
+    from exchange_bench.soak import SoakConfig, run_soak  # noqa: PLC0415 - `exchange --help` stays light
+
+    results = run_soak(SoakConfig(stack_root=args.stack_root, duration_s=args.duration, rate=args.rate,
+                                  capacity_records=args.capacity_records, sample_interval_s=args.interval,
+                                  output=args.output))
     return 0 if results["passed"] else 1

@@ -8,6 +8,7 @@ Each benchmark uses its own topics and sources, so runs never see each other's d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -349,6 +350,50 @@ class _RatioRounds:
                                         self._window_s))
 
 
+class _IngestScaling:
+    """Ingest at ``cfg.concurrency`` connections to one port served by one process and by two
+    (``exchange serve --reuse-port``, ingest and publisher roles each: the kernel spreads the
+    connections over the processes), alternating over the rounds as ``_RatioRounds`` does. The
+    events go to a topic of their own, which no phase consumes."""
+
+    ROLES = "ingest,publisher"
+
+    def __init__(self, cfg: BenchConfig, stack: Stack, env: dict[str, str], dsn: str, run_id: str,
+                 scratch: Path, report: Callable[[str], None]) -> None:
+        self._cfg, self._stack, self._dsn, self._run_id = cfg, stack, dsn, run_id
+        self._scratch, self._report = scratch, report
+        self._topic = f"bench{run_id}.iscale"
+        ensure_topics(env["KAFKA_BROKERS"], [self._topic], partitions=6)
+        self._env = {**env, "TOPIC_RECORD_INGESTED_V1": self._topic}
+        self.sides = {1: _Side(), 2: _Side()}
+
+    def run(self) -> dict[str, float]:
+        """Requests/s with 1 and 2 processes, each over all of its rounds."""
+        for n in range(1, self._cfg.rounds + 1):
+            for processes in (1, 2) if n % 2 else (2, 1):
+                asyncio.run(_vacuum(self._dsn, *BENCH_TABLES))
+                self._round(n, processes)
+        return {str(processes): side.rate for processes, side in self.sides.items()}
+
+    def _round(self, n: int, processes: int) -> None:
+        cfg = self._cfg
+        self._report(f"ingest scale-out {n}/{cfg.rounds}: {processes} process(es) on one port, "
+                     f"{cfg.concurrency} connections ...")
+        with contextlib.ExitStack() as running:
+            first = running.enter_context(Server(self._env, self.ROLES, self._scratch, args=["--reuse-port"]))
+            servers = [first, *(running.enter_context(Server(self._env, self.ROLES, self._scratch, port=first.port,
+                                                             args=["--reuse-port"], tag=f"-{i}"))
+                                for i in range(1, processes))]
+            components = {**stack_pids(self._stack),
+                          **{f"server{i}": s.proc.pid for i, s in enumerate(servers) if s.proc is not None}}
+            self.sides[processes].add(*_measured_loadgen(
+                first.port, f"bench-iscale-{self._run_id}", self._scratch / "iscale.json",
+                concurrency=cfg.concurrency, duration=cfg.duration_s / cfg.rounds, warmup=cfg.warmup_s,
+                components=components))
+            # The publishers finish the outbox before the next round measures (as in the split phase).
+            asyncio.run(_wait(self._dsn, _drained(self._topic), timeout=600, interval=0.1))
+
+
 def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack: Stack | None = None) -> dict[str, Any]:
     """Every benchmark, one after the other, on ``stack`` (default: the developer stack, started)."""
     if stack is None:
@@ -403,6 +448,11 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         rss.update(sides.rss)
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         results.update(_lone_clients(cfg, stack, env, run_id, scratch, report))
+
+        # 1b. Ingest scaled out: one port served by 1 and by 2 processes (SO_REUSEPORT).
+        ingest_scaling = _IngestScaling(cfg, stack, env, dsn, run_id, scratch, report).run()
+        results["ingest_scaling"] = ingest_scaling
+        results["ingest_scaling_2_over_1"] = ingest_scaling["2"] / ingest_scaling["1"]
 
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         # 4. The service's own ingest work (IngestService, batched) without the HTTP side.
@@ -716,7 +766,7 @@ def markdown(results: dict[str, Any]) -> str:
     for key in ("database_mb_at_start", "ingest_rps", "ingest_p50_ms", "ingest_p99_ms", "ingest_backlog_at_end",
                 "ingest_catchup_s", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
                 "floor_rps", "ingest_ratio", "ingest_split_rps",
-                "ingest_split_ratio", "core_rps", "core_ratio", "e2e_p50_ms",
+                "ingest_split_ratio", "ingest_scaling_2_over_1", "core_rps", "core_ratio", "e2e_p50_ms",
                 "e2e_p95_ms", "e2e_p99_ms", "publisher_drain_eps", "normalizer_rps", "normalizer_wall_rps",
                 "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
                 "normalizer_scaling_2_over_1",

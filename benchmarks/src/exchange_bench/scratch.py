@@ -134,7 +134,21 @@ async def _create_database(dsn: str, name: str) -> str | None:
 async def _drop_bench_databases(dsn: str, *, ours: str | None = None) -> list[str]:
     """Drop the runs' databases: ``ours`` even with a session left behind (a server killed
     mid-run), and those of runs killed before their cleanup -- but not one in use, which is a
-    run going on now (no FORCE: the drop is refused). Returns those kept."""
+    run going on now (no FORCE: the drop is refused). Returns those kept.
+
+    The administrative connection was seen closed in the middle of a DROP on a loaded machine
+    (twice in a day, the cause not found): the drops are retried on a new connection."""
+    for attempt in range(3):
+        try:
+            return await _drop_once(dsn, ours)
+        except (asyncpg.PostgresConnectionError, OSError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(2.0)
+    raise AssertionError("unreachable")
+
+
+async def _drop_once(dsn: str, ours: str | None) -> list[str]:
     conn = await asyncpg.connect(dsn)
     kept: list[str] = []
     try:

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from exchange_stack import Stack
-from exchange_stack._process import free_port
+from exchange_stack._process import free_port, pid_listens
 
 __all__ = ("Server", "stack_pids")
 
@@ -37,15 +38,18 @@ def _rss_peak_mb(pid: int) -> float:
 
 
 class Server:
-    """``exchange serve --role=<roles>`` with ``env``; ready once ``/healthz`` answers. A killed
-    server started again (``start``) keeps its port and appends to its log."""
+    """``exchange serve --role=<roles>`` with ``env``; ready once ``/healthz`` answers (and, for
+    one of several processes sharing a port with ``--reuse-port``, once its own socket listens).
+    A killed server started again (``start``) keeps its port and appends to its log."""
 
-    def __init__(self, env: dict[str, str], roles: str, log_dir: Path, *, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], roles: str, log_dir: Path, *, port: int | None = None,
+                 args: Sequence[str] = (), tag: str = "") -> None:
         self.port = port or free_port()
         self.env = {**os.environ, **env, "HTTP_PORT": str(self.port), "HTTP_HOST": "127.0.0.1",
                     "LOG_LEVEL": "INFO"}
-        self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}.log"
+        self.log = log_dir / f"serve-{roles.replace(',', '_')}-{self.port}{tag}.log"
         self.roles = roles
+        self.args = tuple(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.rss_peak_mb = 0.0
 
@@ -57,16 +61,19 @@ class Server:
         """Start the process and wait until ``/healthz`` answers; RuntimeError if it does not."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}"],
+                [sys.executable, "-m", "exchange.cli", "serve", f"--role={self.roles}", *self.args],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
+                    pass
+                if "--reuse-port" not in self.args or pid_listens(self.proc.pid, self.port):
                     return self
             except OSError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         self.__exit__()
         raise RuntimeError(f"server did not start; see {self.log}")
 

@@ -82,12 +82,17 @@ async def _run(args: argparse.Namespace) -> None:
     pool = _Pool(args.port)
     started = time.perf_counter()
     tasks: set[asyncio.Task[None]] = set()
+    # At most this many records in flight (0: no bound): with a rate above what the server takes,
+    # a closed loop (the soak measures capacity so, with the records it then sends).
+    in_flight = asyncio.Semaphore(args.concurrency or args.count)
     with open(args.out, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - one small append per answer
         for n in range(args.start, args.start + args.count):
             await asyncio.sleep(max(0.0, started + (n - args.start) / args.rate - time.perf_counter()))
+            await in_flight.acquire()
             task = asyncio.create_task(_record(n, args, pool, out))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            task.add_done_callback(lambda _task: in_flight.release())
         while tasks:
             await asyncio.gather(*list(tasks))
 
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, required=True, help="records started a second")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds one request may take")
     parser.add_argument("--max-backoff", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=0, help="records in flight at most (default 0: no bound)")
     parser.add_argument("--out", required=True, help="JSON-lines file of every answer")
     args = parser.parse_args(argv)
     install_uvloop()

@@ -14,6 +14,7 @@ from pathlib import Path
 __all__ = (
     "free_port",
     "pid_alive",
+    "pid_listens",
     "port_open",
     "read_pid",
     "spawn_detached",
@@ -33,6 +34,30 @@ def free_port() -> int:
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
         return True
+    return False
+
+
+def pid_listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket listening on ``port`` (Linux ``/proc``).
+
+    With ``SO_REUSEPORT`` several processes listen on one port, so a probe that connects to
+    the port says only that *some* process answers; this asks about one of them.
+    """
+    inodes: set[str] = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):  # closed while we looked (listdir's own, for one)
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        tables = [Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:] for name in ("tcp", "tcp6")]
+    except OSError:  # the process is gone
+        return False
+    for line in (row for table in tables for row in table):
+        fields = line.split()
+        # local address "ADDR:PORT" in hex, state 0A = LISTEN, inode in column 10
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+            return True
     return False
 
 
