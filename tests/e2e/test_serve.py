@@ -125,15 +125,17 @@ def _post_fresh(port: int, path: str, body: dict[str, object], key: str) -> int:
 
 
 def _accepted_counts_seen(port: int, scrapes: int) -> set[int]:
-    """The ``exchange_ingest_accepted_total`` each scrape of ``/metrics`` reported (each scrape on
-    a fresh connection, so from whichever process the kernel chose)."""
+    """The accepted ingests (``exchange_ingest_requests_total{outcome="accepted"}``) each scrape of
+    ``/metrics`` reported (each scrape on a fresh connection, so from whichever process the kernel chose)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     seen: set[int] = set()
     for _ in range(scrapes):
         text = urllib_text(f"http://127.0.0.1:{port}/metrics")
         seen.add(round(sum(sample.value for family in text_string_to_metric_families(text)
-                           for sample in family.samples if sample.name == "exchange_ingest_accepted_total")))
+                           for sample in family.samples
+                           if sample.name == "exchange_ingest_requests_total"
+                           and sample.labels.get("outcome") == "accepted")))
     return seen
 
 
