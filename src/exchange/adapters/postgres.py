@@ -144,16 +144,24 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        conn: asyncpg.Connection | None = None
+        # Whether the connection is gone is asked while it is still ours: once the pool has it
+        # back, its proxy answers every call (is_closed too) with an InterfaceError of its own,
+        # which escaped as a 500 when PostgreSQL stopped mid-transaction.
+        judged: bool | None = None  # set when the block raised: was the database unavailable?
         try:
             async with self.pool.acquire() as conn:
                 try:
                     yield conn
                 except asyncpg.InternalClientError:
                     conn.terminate()  # its protocol state is unknown: never lend it out again
+                    judged = True
+                    raise
+                except Exception as exc:
+                    judged = is_unavailable(exc, conn)
                     raise
         except Exception as exc:
-            if is_unavailable(exc, conn):
+            # Raised inside the block (judged there), or by acquire or release (no connection of ours).
+            if judged if judged is not None else is_unavailable(exc):
                 raise DatabaseUnavailable(f"database unavailable ({type(exc).__name__})") from None
             raise
 
