@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange_bench.cli import register
-from exchange_bench.soak.trend import SERIES, Tolerances, slope_per_minute, verdict
+from exchange_bench.soak.trend import SERIES, Tolerances, floors, median_slope_per_minute, slope_per_minute, verdict
 
 
 def _sample(t: float, **values: float) -> dict[str, float]:
@@ -81,3 +81,31 @@ def test_the_soak_command_defaults_to_thirty_minutes_at_half_the_measured_capaci
 def test_the_soak_command_refuses_a_rate_that_is_not_positive(bad: str) -> None:
     with pytest.raises(SystemExit):
         _soak_args("--rate", bad)
+
+
+def test_connections_swinging_with_the_load_are_flat_but_a_rising_floor_is_a_leak() -> None:
+    # Descriptors follow the connections open at the moment: a swing of dozens with no trend,
+    # ending on a peak, is flat; a floor rising a descriptor a minute under the same swing is not.
+    swing = [(t, 90 + (45 if (t // 5) % 13 == 0 or t > 1700 else 0)) for t in range(0, 1800, 5)]
+    samples = [_sample(t, fds=v, tcp_sockets=v - 34) for t, v in swing]
+    judged = verdict(samples, settle_s=180, rate=145, tolerances=Tolerances())
+    assert judged["raw_slopes_per_minute"]["fds"] > 0.2  # the raw slope alone would call it a leak
+    assert judged["flat"] is True and judged["slopes_per_minute"]["fds"] == pytest.approx(0.0)
+    leaking = [_sample(t, fds=v + t / 60, tcp_sockets=v - 34) for t, v in swing]
+    judged = verdict(leaking, settle_s=180, rate=145, tolerances=Tolerances())
+    assert judged["growing"] == ["fds"] and judged["slopes_per_minute"]["fds"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_floors_are_the_minima_of_whole_windows() -> None:
+    points = [(float(t), float(t % 7)) for t in range(0, 130)]
+    assert floors(points, window_s=60) == [(30.0, 0.0), (90.0, 0.0)]  # the partial third window is left out
+    assert floors([]) == []
+
+
+def test_the_median_slope_ignores_a_few_high_points_and_finds_a_steady_rise() -> None:
+    flat = [(60.0 * n, 85.0 + (40.0 if n in (17, 18, 26) else 0.0)) for n in range(27)]
+    assert median_slope_per_minute(flat) == 0.0
+    assert slope_per_minute(flat) > 0.2  # least squares is tilted by the last high minute
+    rising = [(t, v + t / 60) for t, v in flat]
+    assert median_slope_per_minute(rising) == pytest.approx(1.0)
+    assert median_slope_per_minute([(5.0, 1.0)]) == 0.0
