@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +83,10 @@ class NormalizerPhases:
                 env = {**env, "TOKENIZER_URL": f"http://127.0.0.1:{tokenizer.port}"}
                 components["tokenizer"] = _pid(tokenizer)
             roles = "normalizer" if split else "normalizer,tokenizer"
-            for i in range(processes):
-                member = {**env, "KAFKA_GROUP_INSTANCE_ID": f"bench-{label}-{i}"}
-                components[f"normalizer-{i}"] = _pid(servers.enter_context(Server(member, roles, self.scratch)))
+            members = _start_together(servers, [
+                Server({**env, "KAFKA_GROUP_INSTANCE_ID": f"bench-{label}-{i}"}, roles, self.scratch)
+                for i in range(processes)])
+            components.update({f"normalizer-{i}": _pid(m) for i, m in enumerate(members)})
             meter = CpuMeter({**components, **stack_pids(self.stack)})
             asyncio.run(_wait_canonical(self.dsn, source, 1, timeout=300))
             before = meter.sample()
@@ -102,8 +104,9 @@ class NormalizerPhases:
         self.report(f"normalizer kill: {n} records, 3 processes, one killed mid-backlog ...")
         env, source = self._phase("nkill", n)
         with ExitStack() as servers:
-            members = [servers.enter_context(Server({**env, "KAFKA_GROUP_INSTANCE_ID": f"bench-nkill-{i}"},
-                                                    "normalizer,tokenizer", self.scratch)) for i in range(3)]
+            members = _start_together(servers, [
+                Server({**env, "KAFKA_GROUP_INSTANCE_ID": f"bench-nkill-{i}"}, "normalizer,tokenizer", self.scratch)
+                for i in range(3)])
             asyncio.run(_wait_canonical(self.dsn, source, n // 3, timeout=600))
             killed_at = time.time()
             victim = members[1]
@@ -113,6 +116,22 @@ class NormalizerPhases:
             asyncio.run(_wait_canonical(self.dsn, source, n, timeout=900))
         facts = asyncio.run(_after_kill(self.dsn, source, killed_at))
         return {"records": n, **facts}
+
+
+def _start_together(servers: ExitStack, members: list[Server]) -> list[Server]:
+    """Start the group's members at once, as a deployment does: started one after another (each
+    a few seconds to ready), the first took every partition and the group rebalanced as each next
+    one joined, inside the measured span -- a short backlog then measured the joining, not the rate."""
+    for member in members:
+        servers.callback(_stop, member)
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        list(pool.map(Server.start, members))
+    return members
+
+
+def _stop(server: Server) -> None:
+    if server.proc is not None:
+        server.__exit__()
 
 
 def _pid(server: Server) -> int:
