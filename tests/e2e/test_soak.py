@@ -19,7 +19,7 @@ from exchange_stack import Stack
 
 KEYS = {"passed", "server_ended", "run_id", "measured_at", "config", "machine", "capacity", "rate", "load_s",
         "settle_s", "ingests", "normalized", "all_normalized", "drain_s", "slopes_per_minute", "limits_per_minute",
-        "samples_judged", "growing", "task_restarts", "flat", "samples"}
+        "samples_judged", "growing", "task_restarts", "flat", "samples", "raw_slopes_per_minute"}
 
 
 @pytest.mark.timeout(480)

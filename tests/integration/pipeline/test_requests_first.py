@@ -12,7 +12,7 @@ import itertools
 import uuid
 from typing import Any
 
-from exchange.runtime.load import BUSY_HOLD_S, WAVE_EVERY_S, WAVE_SIZE
+from exchange.runtime.load import BUSY_HOLD_S, SUSTAINED_S, WAVE_EVERY_S, WAVE_SIZE
 from tests.integration.ingest._support import v1_body
 from tests.support.app import DEV, make_settings, running_app
 from tests.support.db import eventually, fetch, fetchval
@@ -73,6 +73,11 @@ async def test_the_normalizer_goes_in_waves_while_requests_are_in_flight_and_not
         for _ in range(BUSY_AT):  # requests in flight for the whole first phase (e.g. slow uploads)
             load.enter()
         try:
+            # Crowded on average too once a whole window has passed with them (SUSTAINED_S).
+            async def crowded() -> bool:
+                return bool(load.busy)
+
+            await eventually(crowded, timeout=5 * SUSTAINED_S, interval=0.05)
             await _ingest(client, busy, 40, unique)
             during = await _attempts(dsn, busy, 40)
         finally:
