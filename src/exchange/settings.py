@@ -28,6 +28,7 @@ from exchange.events.topics import DLQ_SUFFIX, TOPIC_V1, TOPIC_V2
 __all__ = (
     "ENV_VARS",
     "AuthSettings",
+    "ConsoleSettings",
     "DatabaseSettings",
     "HttpSettings",
     "IngestSettings",
@@ -260,6 +261,16 @@ class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
         url_schemes=("http", "https"))] = ""
 
 
+class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True):
+    session_secret: Annotated[Secret, var(
+        "CONSOLE_SESSION_SECRET", f"signs console session cookies, at least {SECRET_MIN_BYTES} bytes; unset: random "
+        "at start (sessions end on restart; set it when several admin processes share users)",
+        default_text="random per process", min_bytes=SECRET_MIN_BYTES)] = Secret("")
+    session_ttl_s: Annotated[int, var(
+        "CONSOLE_SESSION_TTL_S", "a console session's lifetime (never past the login token's `exp`)",
+        ge=60, le=86_400)] = 3600
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Annotated[Environment, var(
         "ENV", "`local`, `test` or `production`; only `local` accepts `Bearer dev`")] = "production"
@@ -273,6 +284,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pipeline: PipelineSettings
     ingest: IngestSettings
     observability: ObservabilitySettings
+    console: ConsoleSettings
 
     @property
     def local(self) -> bool:
@@ -291,6 +303,7 @@ _GROUPS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("pipeline", PipelineSettings),
     ("ingest", IngestSettings),
     ("observability", ObservabilitySettings),
+    ("console", ConsoleSettings),
 )
 
 
