@@ -263,11 +263,11 @@ class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True):
     session_secret: Annotated[Secret, var(
-        "CONSOLE_SESSION_SECRET", f"signs console session cookies, at least {SECRET_MIN_BYTES} bytes; unset: random "
-        "at start (sessions end on restart; set it when several admin processes share users)",
+        "CONSOLE_SESSION_SECRET",
+        f"console cookie key, at least {SECRET_MIN_BYTES} bytes (unset: sessions end on restart)",
         default_text="random per process", min_bytes=SECRET_MIN_BYTES)] = Secret("")
     session_ttl_s: Annotated[int, var(
-        "CONSOLE_SESSION_TTL_S", "a console session's lifetime (never past the login token's `exp`)",
+        "CONSOLE_SESSION_TTL_S", "console session lifetime (capped by the token's `exp`)",
         ge=60, le=86_400)] = 3600
 
 
