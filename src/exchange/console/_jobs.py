@@ -41,7 +41,7 @@ async def jobs_list(request: Request[Any, Any, Any]) -> Template:
 @post("/jobs/{kind:str}", include_in_schema=False, status_code=303)
 async def start_job(request: Request[Any, Any, Any], kind: str) -> Response[Any]:
     if kind not in _FORMS:
-        raise InvalidRequest(f"no job kind {kind[:40]!r}; one of {', '.join(_FORMS)}", status=404)
+        raise InvalidRequest(f"no such job kind; the console starts {', '.join(_FORMS)}", status=404)
     struct, fields, checkboxes = _FORMS[kind]
     data = from_form(await request.form(), struct, fields=fields, checkboxes=checkboxes)
     job_kind: JobKind

@@ -58,7 +58,7 @@ async def sign_in(client: AsyncTestClient[Any], settings: Settings, sub: str = "
     return hidden(page.text, "csrf_token")
 
 
-async def open_dlq_entry(dsn: str, topic: str, *, error_type: str = "RawObjectNotFound") -> tuple[int, str]:
+async def open_dlq_entry(dsn: str, topic: str, *, error_type: str = "ConsoleTestMissing") -> tuple[int, str]:
     """A dead letter as the normalizer writes one (a decodable v1 event, metadata only): its id, record id."""
     record_id, event_id = str(uuid.uuid4()), str(uuid.uuid4())
     event: dict[str, Any] = {"event_type": "record.ingested", "event_version": "1", "event_id": event_id,

@@ -169,7 +169,7 @@ async def test_reprocess_reemits_once_and_a_second_submit_is_a_409_that_changes_
     csrf = await sign_in(console, console_settings, sub="ops-frank")
     page = await console.get(f"/console/dlq/{entry}")
     assert page.status_code == 200
-    assert "RawObjectNotFound" in page.text
+    assert "ConsoleTestMissing" in page.text
     assert f"console-src/{record_id}.json" in page.text
     r = await console.post(f"/console/dlq/{entry}/reprocess", data={"csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303
