@@ -140,7 +140,9 @@ async def test_an_operator_fixes_a_dead_letter_and_replays_a_source_in_a_real_br
                 await page.fill("#token", "dev")
                 async with page.expect_navigation() as refused:
                     await page.click("button:has-text('Sign in')")
-                assert (await refused.value) is not None and (await refused.value).status == 401
+                answer = await refused.value
+                assert answer is not None
+                assert answer.status == 401
                 await expect(page.get_by_role("alert")).to_contain_text(
                     "That token was refused: the dev token is accepted only when ENV=local")
                 await visit.check("login-refused")
