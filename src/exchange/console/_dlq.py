@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Template
 
 from exchange.admin import ResolveRequest
@@ -87,7 +88,7 @@ async def dlq_list(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/dlq/{entry:str}", include_in_schema=False)
-async def dlq_entry(request: Request[Any, Any, Any], entry: str) -> Template:
+async def dlq_entry(request: Request[Any, Any, Any], entry: FromPath[str]) -> Template:
     key = entry_id(entry)
     console = console_of(request)
     found = await console.admin.dlq.inspect(key)
@@ -98,14 +99,14 @@ async def dlq_entry(request: Request[Any, Any, Any], entry: str) -> Template:
 
 
 @post("/dlq/{entry:str}/reprocess", include_in_schema=False, status_code=303)
-async def reprocess_entry(request: Request[Any, Any, Any], entry: str) -> Response[Any]:
+async def reprocess_entry(request: Request[Any, Any, Any], entry: FromPath[str]) -> Response[Any]:
     key = entry_id(entry)
     await console_of(request).admin.dlq_reprocess(key, session_of(request).subject, expect_status=("open",))
     return see_other(f"/console/dlq/{key}?notice=reprocessed")
 
 
 @post("/dlq/{entry:str}/resolve", include_in_schema=False, status_code=303)
-async def resolve_entry(request: Request[Any, Any, Any], entry: str) -> Response[Any]:
+async def resolve_entry(request: Request[Any, Any, Any], entry: FromPath[str]) -> Response[Any]:
     key = entry_id(entry)
     data = from_form(await request.form(), ResolveRequest, fields=("reason",))
     await console_of(request).admin.dlq_resolve(key, session_of(request).subject, data.reason,

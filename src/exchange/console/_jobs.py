@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Template
 
 from exchange.admin import DeriveJobRequest, JobKind, ReconcileJobRequest, ReplayJobRequest, VerifyJobRequest
@@ -39,7 +40,7 @@ async def jobs_list(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/jobs/{kind:str}", include_in_schema=False, status_code=303)
-async def start_job(request: Request[Any, Any, Any], kind: str) -> Response[Any]:
+async def start_job(request: Request[Any, Any, Any], kind: FromPath[str]) -> Response[Any]:
     if kind not in _FORMS:
         raise InvalidRequest(f"no such job kind; the console starts {', '.join(_FORMS)}", status=404)
     struct, fields, checkboxes = _FORMS[kind]
@@ -58,7 +59,7 @@ async def start_job(request: Request[Any, Any, Any], kind: str) -> Response[Any]
 
 
 @get("/jobs/{job_id:str}", include_in_schema=False)
-async def job_page(request: Request[Any, Any, Any], job_id: str) -> Template:
+async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Template:
     key = checked_uuid(job_id, "job_id")
     job = await console_of(request).admin.jobs.get(key)
     if job is None:

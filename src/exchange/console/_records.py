@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 from litestar.response import Template
 
 from exchange.adapters.jwt import Principal
@@ -32,7 +33,7 @@ async def record_search(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/records/{record_id:str}", include_in_schema=False)
-async def record_page(request: Request[Any, Any, Any], record_id: str) -> Template:
+async def record_page(request: Request[Any, Any, Any], record_id: FromPath[str]) -> Template:
     key = checked_uuid(record_id, "record_id")
     admin = Principal(session_of(request).subject, frozenset({"admin"}))
     try:
