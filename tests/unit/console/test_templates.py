@@ -122,3 +122,8 @@ def test_what_a_page_shows_is_escaped() -> None:
 
 def test_every_template_is_covered() -> None:
     assert {p.name for p in TEMPLATES.glob("*.html")} - {"base.html"} == set(PAGES)
+
+
+def test_a_running_job_reloads_itself_and_a_finished_one_does_not() -> None:
+    assert '<meta http-equiv="refresh" content="2">' in render("job.html", **PAGES["job.html"])
+    assert "http-equiv" not in render("job.html", **{**PAGES["job.html"], "refresh_s": None})
