@@ -30,6 +30,7 @@ from exchange.outbox import OutboxPublisher, outbox_stats
 from exchange.persons import KeyRotation, PersonLinker
 from exchange.roles import Role
 from exchange.runtime import BackgroundComponent, DependencyGate, RequestLoad, Supervisor, TaskStatus
+from exchange.runtime.load import SUSTAINED_S
 from exchange.settings import Settings, SettingsError
 from exchange.tokenize import HttpTokenizer, InProcessTokenizer, Tokenizer
 
@@ -120,7 +121,7 @@ def _scrape_hook(name: str, refresh: Callable[[], Awaitable[None]], *,
 
 def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
     metrics = Metrics()
-    request_load = RequestLoad(busy_at=settings.pipeline.normalizer_yield_at)
+    request_load = RequestLoad(busy_at=settings.pipeline.normalizer_yield_at, sustained_s=SUSTAINED_S)
     configure_tracing("exchange", settings.observability.otlp_endpoint)
     components: list[BackgroundComponent] = []
     gates: list[tuple[str, DependencyGate]] = []

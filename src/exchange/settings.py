@@ -235,7 +235,8 @@ class PipelineSettings(msgspec.Struct, frozen=True, kw_only=True):
         "NORMALIZER_CONCURRENCY", "records one normalizer processes at once",
         ge=1, le=1024)] = 128
     normalizer_yield_at: Annotated[int, var(
-        "NORMALIZER_YIELD_AT", "requests in flight from which background work yields to them; 0 = never",
+        "NORMALIZER_YIELD_AT",
+        "requests in flight (now and over 0.5 s) at which background work yields to them; 0 = never",
         ge=0, le=100_000)] = 16
     job_lease_s: Annotated[int, var(
         "JOB_LEASE_S", "an admin job's owner lease, renewed every third; a job unrenewed this long is taken over",

@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
                        help="canonical rows the query phase generates in SQL (default 1,000,000)")
     bench.add_argument("--query-duration", type=float, default=20.0,
                        help="seconds of REST and GraphQL page load, shared by their rounds")
-    bench.add_argument("--only", choices=("query",), default=None,
+    bench.add_argument("--only", choices=("query", "normalizers"), default=None,
                        help="run this phase alone and merge its numbers into --output")
     bench.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                        help=f"where the JSON goes (default {DEFAULT_OUTPUT}, relative to the working folder)")
@@ -123,6 +123,18 @@ def run(args: argparse.Namespace) -> int:
         stack = Stack(args.stack_root)
         stack.up()
         run_query_bench(stack, rows=args.query_rows, duration_s=args.query_duration, output=args.output)
+        return 0
+    if args.only == "normalizers":
+        from exchange.settings import load_settings  # noqa: PLC0415 - as above
+        from exchange_bench.normalizers import run_normalizer_bench  # noqa: PLC0415 - as above
+        from exchange_bench.runner import _prepublish  # noqa: PLC0415 - as above
+        from exchange_stack import Stack  # noqa: PLC0415 - as above
+
+        stack = Stack(args.stack_root)
+        stack.up()
+        run_normalizer_bench(stack, records=args.normalizer_records, scaling_records=args.scaling_records,
+                             concurrency=load_settings(stack.env()).pipeline.normalizer_concurrency,
+                             output=args.output, prepublish=_prepublish)
         return 0
     run_bench(BenchConfig(
         stack_root=args.stack_root, concurrency=args.concurrency, duration_s=args.duration,

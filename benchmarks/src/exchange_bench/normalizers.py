@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -169,3 +170,41 @@ async def _after_kill(dsn: str, source: str, killed_at: float) -> dict[str, Any]
     assert row is not None
     return {"lost": int(row["sent"]) - int(row["canonical"]), "doubled": int(row["inserted"]) - int(row["canonical"]),
             "redelivered": int(row["redelivered"]), "recovery_s": round(float(row["recovery_s"] or 0.0), 2)}
+
+
+def run_normalizer_bench(stack: Stack, *, records: int, scaling_records: int, concurrency: int,
+                         output: Path | None, prepublish: Callable[[Any, str, str, int], Any],
+                         report: Callable[[str], None] = print) -> dict[str, Any]:
+    """The normalizer phases alone, in a scratch run of their own: in one process (the reference
+    of the split's CPU ratio), against its floor, split, scaled out to 1, 2 and 3 processes, and
+    one of three killed. Keys named as ``make bench`` names them, merged into ``output``."""
+    from exchange_bench.scratch import ScratchRun  # noqa: PLC0415 - a bench-only dependency chain
+
+    with ScratchRun.open(stack, report) as run:
+        scratch = Path(tempfile.mkdtemp(prefix="exchange-bench-normalizers-"))
+        phases = NormalizerPhases(stack, run.env, run.env["DATABASE_URL"], run.run_id, scratch, report, prepublish)
+        one = phases.run("none", records)
+        floor = phases.floor(records, concurrency=concurrency)
+        split = phases.run("nsplit", records, split=True)
+        scaling = {str(n): phases.run(f"nscale{n}", scaling_records, n)["rps"] for n in (1, 2, 3)}
+        kill = phases.kill_one_of_three(scaling_records)
+    results: dict[str, Any] = {
+        "normalizer_alone_rps": one["rps"],
+        "normalizer_alone_cpu_ms_per_record": one["normalizer_cpu_ms_per_record"],
+        "normalizer_floor_rps": floor["normalizer_floor_rps"],
+        "normalizer_alone_ratio": one["rps"] / floor["normalizer_floor_rps"],
+        "normalizer_split_rps": split["rps"],
+        "normalizer_split_cpu_ratio": split["normalizer_cpu_ms_per_record"]
+        / max(one["normalizer_cpu_ms_per_record"], 1e-6),
+        "normalizer_scaling": scaling,
+        "normalizer_scaling_2_over_1": scaling["2"] / scaling["1"],
+        "normalizer_kill_one_of_three": kill,
+        "normalizers_measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if output is not None:
+        merged = json.loads(output.read_text()) if output.exists() else {}
+        merged.update(results)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    report(json.dumps(results, indent=2, sort_keys=True))
+    return results

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 __all__ = (
     "AsyncConsumer",
@@ -360,6 +360,7 @@ class AsyncConsumer:
         self._paused_set: set[tuple[str, int]] = set()
         self._unknown_topic_grace = unknown_topic_grace_s
         self._missing_since: dict[str, float] = {}  # consumer thread only: topic -> first "unknown" report
+        self._admin: AdminClient | None = None  # for the watermarks a lag report needs (made on first use)
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -444,28 +445,43 @@ class AsyncConsumer:
         """Per partition this member owns: the broker's high watermark minus the group's committed
         offset (the low watermark where nothing is committed yet), i.e. the records not finished.
 
-        Asks the broker (one request for the committed offsets, one per partition for its
-        watermarks) instead of reading the watermarks of the last fetch: those stand still while
-        consumption is paused, which is when the lag grows. Meant for a scrape, not per record; on
-        the consumer thread, so it waits behind a poll, and a poll waits behind it. Raises
-        ``KafkaException`` when the broker does not answer within ``timeout``.
+        Asks the broker instead of reading the watermarks of the last fetch: those stand still
+        while consumption is paused, which is when the lag grows. Meant for a scrape, not per
+        record. Only the assignment and the committed offsets (one request) are read on the
+        consumer thread, where a poll waits behind them; the watermarks of every partition come
+        from one admin request off that thread (a request per partition there stalled the
+        normalizer for the whole scrape). Raises ``KafkaException`` when the broker does not
+        answer within ``timeout``.
         """
 
-        def lag() -> dict[TopicPartitionKey, int]:
+        def committed() -> list[TopicPartition]:
             if self._consumer is None:
-                return {}
+                return []
             owned = self._consumer.assignment()
-            if not owned:
-                return {}
-            out: dict[TopicPartitionKey, int] = {}
-            for tp in self._consumer.committed(owned, timeout=timeout):
-                low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
-                resume_at = tp.offset if tp.offset >= 0 else low
-                out[(tp.topic, tp.partition)] = max(0, high - resume_at)
-            return out
+            return list(self._consumer.committed(owned, timeout=timeout)) if owned else []
 
-        result: dict[TopicPartitionKey, int] = await self._call(lag)
-        return result
+        positions: list[TopicPartition] = await self._call(committed)
+        if not positions:
+            return {}
+        high = await self._watermarks(positions, OffsetSpec.latest(), timeout)  # type: ignore[no-untyped-call]
+        unstarted = [tp for tp in positions if tp.offset < 0]
+        low = (await self._watermarks(unstarted, OffsetSpec.earliest(), timeout)  # type: ignore[no-untyped-call]
+               if unstarted else {})
+        return {
+            (tp.topic, tp.partition): max(0, high[(tp.topic, tp.partition)]
+                                          - (tp.offset if tp.offset >= 0 else low[(tp.topic, tp.partition)]))
+            for tp in positions
+        }
+
+    async def _watermarks(self, partitions: list[TopicPartition], spec: Any,
+                          timeout: float) -> dict[TopicPartitionKey, int]:
+        """``spec``'s offset (latest, earliest) of each partition, in one admin request."""
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self._config["bootstrap.servers"], **_QUIET})
+        futures = self._admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+                                           request_timeout=timeout)
+        answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures.values()))
+        return {(tp.topic, tp.partition): int(info.offset) for tp, info in zip(futures, answers, strict=True)}
 
     def _on_error(self, error: KafkaError, topic: str | None) -> None:
         """On the consumer thread: raise ``ConsumerFatal`` for a fatal error; note an unknown topic."""

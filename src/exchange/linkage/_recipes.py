@@ -77,10 +77,13 @@ class Recipe:
     id: str
     version: int
     parts: tuple[Part, ...]
+    certifies: tuple[tuple[Field, Level], ...] = field(init=False, compare=False, repr=False)
+    """What agreement on this recipe proves, per field: its parts' together (computed once:
+    the person step reads it for every candidate pair)."""
 
-    @property
-    def certifies(self) -> tuple[tuple[Field, Level], ...]:
-        return tuple(dict.fromkeys(c for part in self.parts for c in part.certifies))
+    def __post_init__(self) -> None:
+        certified = tuple(dict.fromkeys(c for part in self.parts for c in part.certifies))
+        object.__setattr__(self, "certifies", certified)
 
 
 TOKEN_BYTES = 16

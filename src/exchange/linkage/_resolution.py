@@ -22,7 +22,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from exchange.linkage._recipes import FIELDS, RECIPES, Field, Level, LinkageToken, Recipe
 
@@ -42,20 +42,37 @@ __all__ = (
 Pattern = tuple[Level | None, ...]  # per FIELDS; None: at least one record lacks the field
 _LEVELS = tuple(Level)
 _FLOOR = 1e-12
+_MAX_DECISIONS = 1 << 16  # combinations remembered per model (far more than a feed repeats)
+
+
+_Certified = dict[str, tuple[tuple[Field, Level], ...]]
+_CERTIFIED: dict[int, tuple[tuple[Recipe, ...], _Certified]] = {}
+
+
+def _certified(recipes: tuple[Recipe, ...]) -> _Certified:
+    """Recipe id -> what it certifies, built once per recipe set (found by identity: the person
+    step asks for every candidate pair, and hashing 37 recipes costs more than the answer)."""
+    entry = _CERTIFIED.get(id(recipes))
+    if entry is None or entry[0] is not recipes:
+        if len(_CERTIFIED) > 64:  # research code makes recipe sets by the hundred
+            _CERTIFIED.clear()
+        entry = (recipes, {r.id: r.certifies for r in recipes})
+        _CERTIFIED[id(recipes)] = entry
+    return entry[1]
 
 
 def fields_present(recipe_ids: Iterable[str], recipes: tuple[Recipe, ...] = RECIPES) -> frozenset[Field]:
     """The fields a record has, read from the recipes it has tokens for (what the service stores)."""
-    by_id = {r.id: r for r in recipes}
-    return frozenset(f for rid in recipe_ids for f, _ in by_id[rid].certifies)
+    by_id = _certified(recipes)
+    return frozenset(f for rid in recipe_ids for f, _ in by_id[rid])
 
 
 def pattern(agreeing: Iterable[str], observed: frozenset[Field], recipes: tuple[Recipe, ...] = RECIPES) -> Pattern:
     """Per field, the best level an agreeing recipe certifies; DIFFERENT if none; None if unobserved."""
-    by_id = {r.id: r for r in recipes}
+    by_id = _certified(recipes)
     best: dict[Field, Level] = {}
     for rid in agreeing:
-        for f, level in by_id[rid].certifies:
+        for f, level in by_id[rid]:
             best[f] = min(best.get(f, Level.DIFFERENT), level)
     return tuple((best.get(f, Level.DIFFERENT) if f in observed else None) for f in FIELDS)
 
@@ -69,6 +86,10 @@ class Model:
     prior: float  # probability that two records drawn at random are one person
     threshold: float  # link when the match weight (bits) reaches it
     recipes: tuple[str, ...] = ()
+    _decisions: dict[tuple[frozenset[str], frozenset[Field]], bool] = field(
+        default_factory=dict, init=False, compare=False, repr=False)
+    """``decides``' answers so far: a pair's decision depends only on its agreeing recipes and
+    the fields both records have, and a stream of records repeats few such combinations."""
 
     def weight(self, pat: Pattern) -> float:
         """log2 of the Bayes factor: how much more likely the pattern is for one person than for two."""
@@ -80,6 +101,19 @@ class Model:
 
     def links(self, pat: Pattern) -> bool:
         return self.weight(pat) >= self.threshold
+
+    def decides(self, agreeing: frozenset[str], observed: frozenset[Field],
+                recipes: tuple[Recipe, ...] = RECIPES) -> bool:
+        """``links(pattern(agreeing, observed, recipes))``, remembered for the default recipes."""
+        if recipes is not RECIPES:
+            return self.links(pattern(agreeing, observed, recipes))
+        key = (agreeing, observed)
+        decided = self._decisions.get(key)
+        if decided is None:
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()
+            decided = self._decisions[key] = self.links(pattern(agreeing, observed, recipes))
+        return decided
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -246,9 +280,10 @@ def _normalized(counts: list[float]) -> tuple[float, float, float]:
 # --- incremental assignment ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """An existing record sharing at least one token with the new one (one row per record)."""
+class Candidate(NamedTuple):
+    """An existing record sharing at least one token with the new one (one row per record).
+    A named tuple: the person step makes one for every record a new record shares a token with,
+    and a frozen dataclass costs several times as much to make."""
 
     record_id: str
     person_id: str
@@ -273,7 +308,7 @@ def assign(
     Person ids must sort by age (time-ordered UUIDs): the survivor of a merge is the smallest,
     so persons stay stable whatever order records arrive in.
     """
-    linked = [c for c in candidates if model.links(pattern(c.agreeing, fields & c.fields, recipes))]
+    linked = [c for c in candidates if model.decides(c.agreeing, fields & c.fields, recipes)]
     persons = sorted({c.person_id for c in linked})
     if not persons:
         return Assignment(None)

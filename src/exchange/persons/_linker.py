@@ -50,11 +50,13 @@ class Linked:
 
 
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
-# After the lock, one read: the requests that already have a person (a redelivery: ``token`` is
+# After the lock, one read: the requests that already have a person (a redelivery: ``tokens`` is
 # null), and the records holding any of the batch's tokens (each token unique to its key id and
-# recipe) with their persons; a token held by more than MAX_TOKEN_RECORDS records is dropped
-# (``sharing``). The tokens come as one concatenated bytea: an array of thousands of small values
-# costs the client ~20x more CPU to encode than the same bytes in one value.
+# recipe) with their persons, one row a holder with the batch's tokens it holds concatenated; a
+# token held by more than MAX_TOKEN_RECORDS records is dropped (``sharing``). One row a holder,
+# not a token: a common token's holders repeat across tokens, and each row costs the client more
+# than its bytes. The tokens come as one concatenated bytea too: an array of thousands of small
+# values costs the client ~20x more CPU to encode than the same bytes in one value.
 _READ = f"""
 WITH wanted AS (
     SELECT substring($2::bytea FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token
@@ -66,12 +68,14 @@ WITH wanted AS (
         SELECT t.record_id FROM linkage_tokens t WHERE t.token = q.token LIMIT {MAX_TOKEN_RECORDS + 1}
     ) s
 )
-SELECT NULL::bytea AS token, rp.record_id::text AS record_id, rp.person_id::text AS person_id, rp.fields
+SELECT NULL::bytea AS tokens, rp.record_id::text AS record_id, rp.person_id::text AS person_id, NULL AS fields
 FROM record_persons rp WHERE rp.record_id = ANY($1::uuid[])
 UNION ALL
-SELECT hit.token, hit.record_id::text, rp.person_id::text, rp.fields
+SELECT string_agg(hit.token, ''::bytea), rp.record_id::text, rp.person_id::text,
+       array_to_string(rp.fields, ',')
 FROM hit JOIN record_persons rp ON rp.record_id = hit.record_id
 WHERE hit.sharing <= {MAX_TOKEN_RECORDS}
+GROUP BY rp.record_id, rp.person_id, rp.fields
 """
 # A record's tokens under one key (one row), and from it the lookup rows: only for rows this
 # statement inserted, so storing a record twice stores its tokens once.
@@ -137,6 +141,12 @@ def fields_text(fields: frozenset[Field]) -> str:
     return ",".join(sorted(f.value for f in fields))
 
 
+@functools.lru_cache(maxsize=64)
+def fields_of(text: str) -> frozenset[Field]:
+    """``fields_text`` read back (a record's stored fields, as the read gives them)."""
+    return frozenset(Field(f) for f in text.split(",") if f)
+
+
 @dataclass
 class _Batch:
     """What the batch has decided so far: tokens of its records, persons, merges made in it."""
@@ -178,12 +188,13 @@ class PersonLinker:
         every = [d for r in requests for block in r.tokens for d in block.digests]
         done: dict[str, str] = {}
         holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
-        for row in await conn.fetch(_READ, ids, b"".join(set(every))):
-            if row["token"] is None:
-                done[row["record_id"]] = row["person_id"]
-            else:
-                holders[row["token"]].append(
-                    (row["record_id"], row["person_id"], frozenset(Field(f) for f in row["fields"])))
+        for tokens, record_id, person_id, fields in await conn.fetch(_READ, ids, b"".join(set(every))):
+            if tokens is None:
+                done[record_id] = person_id
+                continue
+            holder = (record_id, person_id, fields_of(fields))
+            for i in range(0, len(tokens), TOKEN_BYTES):
+                holders[tokens[i:i + TOKEN_BYTES]].append(holder)
         todo = [(n, r) for n, r in enumerate(requests) if r.record_id not in done]
         answers: dict[int, Linked] = {}
         if todo:

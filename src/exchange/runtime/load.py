@@ -27,7 +27,11 @@ records normalized during the load (docs/performance.md).
 ``busy_at`` (NORMALIZER_YIELD_AT, 16) is a saturation signal: a steady moderate rate (the
 benchmark's 100 requests/s) keeps well below that in flight and must not slow the pipeline
 (with a threshold of 8 it did: docs/performance.md); a partner's batch on 32 connections
-keeps about 32 in flight.
+keeps about 32 in flight. The count must also have been that high on average over the last
+``sustained_s`` (``SUSTAINED_S`` in the server): at a steady rate of half the capacity the count
+crosses 16 again and again for a moment (an open loop's arrivals bunch up), and waves of 64
+records a second then left the normalizer behind the partners for good (the soak,
+docs/performance.md). A partner's batch keeps the average high; a bunch of arrivals does not.
 A process without the HTTP roles never counts a request, so nothing narrows there.
 """
 
@@ -39,11 +43,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-__all__ = ("BUSY_HOLD_S", "WAVE_EVERY_S", "WAVE_SIZE", "RequestLoad")
+__all__ = ("BUSY_HOLD_S", "SUSTAINED_S", "WAVE_EVERY_S", "WAVE_SIZE", "RequestLoad")
 
 WAVE_SIZE = 64
 WAVE_EVERY_S = 1.0
 BUSY_HOLD_S = 0.25
+SUSTAINED_S = 0.5
 
 
 class RequestLoad:
@@ -54,9 +59,18 @@ class RequestLoad:
         wave_size: int = WAVE_SIZE,
         wave_every_s: float = WAVE_EVERY_S,
         busy_hold_s: float = BUSY_HOLD_S,
+        sustained_s: float | None = None,
     ) -> None:
         """``busy_at``: requests in flight from which background work narrows; 0 never narrows.
-        ``busy_hold_s``: how long the count must stay below it before the burst is over."""
+        ``busy_hold_s``: how long the count must stay below it before the burst is over.
+        ``sustained_s``: the count's mean over the last window of this length must have reached
+        ``busy_at`` too; None: the count alone decides."""
+        self._window = sustained_s
+        now = time.monotonic()
+        self._area = 0.0  # integral of the count over the current window, request-seconds
+        self._marked = now  # when the count last changed (or was accounted)
+        self._window_began = now
+        self._mean = 0.0  # the count's mean over the last complete window
         self._busy_at = busy_at
         self._wave_size = wave_size
         self._wave_every = wave_every_s
@@ -72,13 +86,29 @@ class RequestLoad:
         self._busy_until = float("-inf")
 
     def enter(self) -> None:
+        if self._window is not None:
+            self._account(time.monotonic())
         self.in_flight += 1
 
     def leave(self) -> None:
+        if self._window is not None:
+            self._account(time.monotonic())
         if self.in_flight == self._busy_at:  # busy until now: it stays so for a moment
             self._busy_until = time.monotonic() + self._hold
             self._watch_for_calm(self._hold)
         self.in_flight -= 1
+
+    def _account(self, now: float) -> None:
+        """Add the count since it last changed to the window's integral; close the window (its
+        mean is the one ``busy`` reads) once it is ``sustained_s`` long."""
+        assert self._window is not None
+        self._area += self.in_flight * (now - self._marked)
+        self._marked = now
+        elapsed = now - self._window_began
+        if elapsed >= self._window:
+            self._mean = self._area / elapsed
+            self._area = 0.0
+            self._window_began = now
 
     @property
     def busy(self) -> bool:
@@ -86,7 +116,12 @@ class RequestLoad:
         in-flight count dips between requests, and a dip is not the end of a burst."""
         if self._busy_at <= 0:
             return False
-        return self.in_flight >= self._busy_at or time.monotonic() < self._busy_until
+        now = time.monotonic()
+        crowded = self.in_flight >= self._busy_at or now < self._busy_until
+        if not crowded or self._window is None:
+            return crowded
+        self._account(now)
+        return self._mean >= self._busy_at
 
     async def next_turn(self) -> None:
         """Wait for background work's turn, and take it at once: immediately when the process is

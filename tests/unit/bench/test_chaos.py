@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,15 @@ def test_an_unknown_fault_kind_is_refused_by_name() -> None:
     assert _kinds("kafka, s3") == ("kafka", "s3")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown"):
         _kinds("kafka,disk")
+
+
+def test_the_close_name_tokens_are_spread_like_a_populations() -> None:
+    # The person step reads a name's sound (NYSIIS) and its first four letters: were they one
+    # for every record, each new record would have hundreds of candidates (docs/performance.md).
+    from exchange.linkage._normalize import _name
+    from exchange.linkage._recipes import _close_name_codes
+
+    for field in ("given_name", "family_name"):
+        names = {json.loads(record_body("s", n))["patient"][field] for n in range(0, 70_000, 7)}
+        shared = Counter(code for name in names for code in _close_name_codes(_name(name)))
+        assert len(names) > 1_000 and max(shared.values()) <= len(names) // 20, (field, shared.most_common(3))

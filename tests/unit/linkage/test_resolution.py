@@ -190,3 +190,29 @@ def test_the_default_model_links_a_typo_and_not_a_shared_surname_and_dob() -> No
     assert not DEFAULT_MODEL.links((D, E, E, D))
     assert not DEFAULT_MODEL.links((D, E, D, D))
     assert DEFAULT_MODEL.recipes == tuple(f"{r.id}@{r.version}" for r in RECIPES)
+
+
+_RECIPE_IDS = [r.id for r in RECIPES]
+
+
+@settings(max_examples=300, deadline=None)
+@given(agreeing=st.frozensets(st.sampled_from(_RECIPE_IDS), min_size=1),
+       observed=st.frozensets(st.sampled_from(FIELDS)), model=st.sampled_from([DEFAULT_MODEL, HAND]))
+def test_a_remembered_decision_is_the_decision(agreeing: frozenset[str], observed: frozenset[Field],
+                                               model: Model) -> None:
+    # Asked twice (the second answer comes from the memo), and for a copy of the recipe set
+    # (which is never remembered): always what the weight of the pattern says.
+    expected = model.weight(pattern(agreeing, observed)) >= model.threshold
+    assert model.decides(agreeing, observed) is expected
+    assert model.decides(agreeing, observed) is expected
+    assert model.decides(agreeing, observed, tuple(RECIPES)) is expected
+
+
+def test_the_memo_of_decisions_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exchange.linkage import _resolution
+
+    monkeypatch.setattr(_resolution, "_MAX_DECISIONS", 4)
+    model = Model(HAND.m, HAND.u, HAND.prior, HAND.threshold)
+    for rid in _RECIPE_IDS:
+        model.decides(frozenset({rid}), ALL)
+    assert 0 < len(model._decisions) <= 4

@@ -93,7 +93,7 @@ async def test_units_waiting_when_the_burst_ends_go_at_once_not_wave_by_wave() -
     *waves, rest = _waves(starts, gap=0.02)
     assert waves and all(size == 2 for size in waves)  # e.g. [2, 2] then the rest together
     assert rest == 12 - sum(waves) > 2
-    assert peak == rest
+    assert rest <= peak <= rest + 2  # together (a loaded machine may stretch the last wave into them)
 
 
 async def test_the_waiting_units_go_when_the_hold_is_over_not_at_the_next_wave() -> None:
@@ -177,3 +177,32 @@ async def test_next_turn_is_immediate_at_rest_and_a_wave_apart_under_load() -> N
     started = time.monotonic()
     await asyncio.wait_for(waiting, timeout=2)
     assert time.monotonic() - started < 0.15
+
+
+async def test_a_moment_of_crowding_at_a_steady_rate_does_not_narrow_background_work() -> None:
+    # An open loop's arrivals bunch up: the count crosses the threshold for a moment while its
+    # mean stays low. Background work keeps its full concurrency (the soak, docs/performance.md).
+    load = RequestLoad(busy_at=4, wave_size=1, wave_every_s=10.0, sustained_s=0.05)
+    load.enter()  # one request in flight for a whole window: the mean is 1
+    await asyncio.sleep(0.06)
+    for _ in range(3):
+        load.enter()  # four now, for a moment
+    assert load.in_flight == 4
+    assert not load.busy
+    peak, _ = await asyncio.wait_for(_run(load, 5), timeout=1)
+    assert peak == 5
+
+
+async def test_crowding_sustained_over_a_window_narrows_background_work() -> None:
+    load = RequestLoad(busy_at=4, wave_size=1, wave_every_s=10.0, sustained_s=0.05)
+    for _ in range(5):
+        load.enter()
+    await asyncio.sleep(0.06)  # a whole window with five in flight
+    assert load.busy
+    task = asyncio.ensure_future(_run(load, 3))
+    await asyncio.sleep(0.05)
+    assert not task.done()  # one wave of one went; the others wait for the next (10 s away)
+    for _ in range(5):
+        load.leave()
+    peak, _ = await asyncio.wait_for(task, timeout=2)  # the burst ended: they go
+    assert peak == 2

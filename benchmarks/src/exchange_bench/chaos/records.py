@@ -2,10 +2,13 @@
 (``phi-canaries.json``, a copy of the test suite's list) in its identifier fields and payload,
 and the patterns that find any of them, or any record's own identifiers, in an output.
 
-The identifier fields hold the canaries with a per-record part (a suffix on the names, the
+The identifier fields hold the canaries with a per-record part (a prefix on the names, the
 date of birth moved by days, the SSN's last four digits): one patient named ten thousand times
 would make the person step compare every record with every other, which is not the load a
-real feed puts on it. The patterns match the canary stem, so every record's value is found.
+real feed puts on it. A prefix, not a suffix: the close name tokens (NYSIIS, the first four
+letters) read a name's start, and with a suffix every record shared them -- each new record then
+had hundreds of stored records as candidates, far more than a real population gives (one name's
+sound in one month of birth). The patterns match the canary stem, so every record's value is found.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ def _suffix(n: int) -> str:
     return out
 
 
+def _prefixed(n: int, canary: str) -> str:
+    return (_suffix(n) + canary.lower()).capitalize()
+
+
 def record_key(label: str, n: int) -> str:
     return f"{label}-{n}"
 
@@ -58,7 +65,7 @@ def record_body(source: str, n: int) -> bytes:
     """Record ``n`` of the run, a v2 ingest body."""
     c = canaries()
     dob = _EPOCH + dt.timedelta(days=n % 10_000)
-    patient = {"given_name": c["given_name"] + _suffix(n), "family_name": c["family_name"] + _suffix(n // 7),
+    patient = {"given_name": _prefixed(n, c["given_name"]), "family_name": _prefixed(n // 7, c["family_name"]),
                "dob": dob.isoformat(), "ssn": c["ssn"][:7] + f"{n % 10_000:04d}"}
     payload = {**c, "notes": f"seen at {c['street']}", "n": n}
     return json.dumps({"source": source, "record_kind": "encounter", "schema_hint": "partnerB.v1",
