@@ -78,11 +78,17 @@ async def tab_to(page: Page, selector: str, *, limit: int = 80) -> None:
     raise AssertionError(f"{selector} is not reachable with Tab")
 
 
-def v2_body(source: str, canaries: dict[str, str], visit: int) -> dict[str, Any]:
-    return {"source": source, "record_kind": "encounter", "schema_hint": "partnerB.v1",
-            "patient": {"given_name": canaries["given_name"], "family_name": canaries["family_name"],
-                        "dob": canaries["dob"], "ssn": canaries["ssn"]},
-            "payload": {"phone": canaries["phone"], "email": canaries["email"], "visit": visit}}
+def patient_of(unique: str) -> dict[str, str]:
+    """A patient of this test's own: sharing the canary patient's linkage tokens would join this
+    test's records to the person other tests build from that patient, and change their linkage."""
+    return {"given_name": f"Consolegiven{unique}", "family_name": f"Consolefamily{unique}", "dob": "1950-05-06",
+            "ssn": f"{int(unique[:8], 16) % 10**9:09d}"}
+
+
+def v2_body(source: str, patient: dict[str, str], canaries: dict[str, str], visit: int) -> dict[str, Any]:
+    # The canaries ride in the payload (the raw object only), with the patient's identifiers.
+    return {"source": source, "record_kind": "encounter", "schema_hint": "partnerB.v1", "patient": patient,
+            "payload": {"notes": canaries, "visit": visit}}
 
 
 @pytest.mark.timeout(600)
@@ -98,6 +104,7 @@ async def test_an_operator_fixes_a_dead_letter_and_replays_a_source_in_a_real_br
     settings = make_settings(stack_env, **isolated_kafka, ENV="test")
     dsn = stack_env["DATABASE_URL"]
     source = f"console-{unique}"
+    patient = patient_of(unique)
     tokenizer = ServeProcess(env, "tokenizer", tmp_path, name="tokenizer").start()
     app = ServeProcess({**env, "TOKENIZER_URL": tokenizer.url}, "ingest,publisher,normalizer,admin,query", tmp_path,
                        name="app")
@@ -111,7 +118,7 @@ async def test_an_operator_fixes_a_dead_letter_and_replays_a_source_in_a_real_br
         async with httpx.AsyncClient(base_url=app.url, timeout=10) as api:
 
             async def ingest(visit: int) -> str:
-                r = await api.post("/v2/ingest", json=v2_body(source, canaries, visit),
+                r = await api.post("/v2/ingest", json=v2_body(source, patient, canaries, visit),
                                    headers={**sender, "Idempotency-Key": f"{unique}-{visit}"})
                 assert r.status_code == 202, r.text
                 return str(r.json()["record_id"])
@@ -241,7 +248,7 @@ async def test_an_operator_fixes_a_dead_letter_and_replays_a_source_in_a_real_br
 
         assert elsewhere == []  # nothing loaded from the network
         # The canaries long enough not to occur by chance in a page of hex digests and uuids.
-        planted = [value for value in canaries.values() if len(value) >= 8]
+        planted = [value for value in [*canaries.values(), *patient.values()] if len(value) >= 8]
         for html in visit.html:
             for value in planted:
                 assert value not in html
