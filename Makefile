@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8080
 ROLE ?= all
 
-.PHONY: help install promtool run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage chaos soak clean
+.PHONY: help install promtool chromium run stack-up stack-down stack-status migrate test test-unit lint typecheck bench eval-linkage chaos soak clean
 
 help:
 	@echo "make run    - start the local stack (PostgreSQL, Kafka, S3), migrate, serve all roles on :$(PORT)"
@@ -26,6 +26,11 @@ install:
 # when it is not on PATH: extracted alone, no Prometheus server installed or started.
 promtool:
 	@deploy/prometheus/install-promtool.sh
+
+# chromium (the console's browser tests drive it through Playwright), from Debian's package
+# when it is not on PATH.
+chromium:
+	@tests/support/install-chromium.sh
 
 run: install
 	$(UV) run exchange stack up
@@ -50,7 +55,7 @@ lint: install
 typecheck: install
 	$(UV) run mypy
 
-test: lint typecheck promtool
+test: lint typecheck promtool chromium
 	$(UV) run pytest
 
 test-unit: install promtool

@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from exchange.admin import AdminService, admin_routes
 from exchange.bootstrap import Runtime, build_runtime
+from exchange.console import ConsoleContext, Cookies, console_router, console_templates
 from exchange.ingest import ingest_descriptions, ingest_routes
 from exchange.ops.health import health_routes
 from exchange.query import graphql_controller, query_routes, status_routes
@@ -54,8 +55,14 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
                                       max_body_bytes=settings.http.max_body_bytes))
     if Role.TOKENIZER in roles:
         handlers.extend(tokenize_routes)
+    console: ConsoleContext | None = None
     if Role.ADMIN in roles:
         handlers.extend(admin_routes)
+        assert rt.admin_service is not None  # build_runtime makes them for the admin role
+        assert rt.console_sessions is not None
+        console = ConsoleContext(rt.console_sessions, Cookies(secure=not settings.local), rt.admin_service,
+                                 rt.token_verifier)
+        handlers.append(console_router())
     if Role.QUERY in roles:
         handlers.extend(query_routes)
         handlers.append(graphql_controller(local=settings.local))
@@ -71,6 +78,7 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
             "token_verifier": rt.token_verifier,
             "health_probes": rt.health_probes,
             "metrics_hooks": rt.metrics_hooks,
+            "console": console,
         }
     )
     app = Litestar(
@@ -83,6 +91,7 @@ def create_app(settings: Settings, roles: frozenset[Role], *, runtime: Runtime |
             "admin_service": Provide(_provide_admin_service, sync_to_thread=False),
         },
         request_max_body_size=settings.http.max_body_bytes,
+        template_config=console_templates() if console is not None else None,
         openapi_config=OpenAPIConfig(
             title="Exchange",
             version="1.0.0",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from exchange.adapters.kafka import AsyncConsumer, AsyncProducer, broker_ready
 from exchange.adapters.objectstore import ObjectStore, make_object_store
 from exchange.adapters.postgres import Database
 from exchange.admin import AdminService, JobSweeper
+from exchange.console import SessionCodec
 from exchange.ingest import IdempotencyJanitor, IngestService
 from exchange.jobs import Jobs
 from exchange.normalize import Normalizer, OffsetBook, RecordProcessor, identifiers_from_raw
@@ -51,6 +53,7 @@ class Runtime:
     ingest_service: IngestService | None = None
     local_tokenizer: Tokenizer | None = None
     admin_service: AdminService | None = None
+    console_sessions: SessionCodec | None = None
     health_probes: dict[str, HealthProbe] = field(default_factory=dict)
     metrics_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -259,7 +262,9 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
             probes["tokenizer"] = tokenizer_probe
 
     admin_service = None
+    console_sessions = None
     if Role.ADMIN in roles:
+        console_sessions = _console_sessions(settings)
         assert db is not None
         assert store is not None
         admin_service = _admin_service(settings, db, store)
@@ -299,10 +304,18 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
         ingest_service=ingest_service,
         local_tokenizer=local_tokenizer,
         admin_service=admin_service,
+        console_sessions=console_sessions,
         health_probes=probes,
         metrics_hooks=hooks,
         _closers=closers,
     )
+
+
+def _console_sessions(settings: Settings) -> SessionCodec:
+    # No default secret: without one configured each process draws its own, and its sessions
+    # end when it does (docs/operations.md, Console).
+    configured = settings.console.session_secret.reveal().encode()
+    return SessionCodec(configured or secrets.token_bytes(32), settings.console.session_ttl_s)
 
 
 def _admin_service(settings: Settings, db: Database, store: ObjectStore) -> AdminService:

@@ -28,6 +28,7 @@ from exchange.events.topics import DLQ_SUFFIX, TOPIC_V1, TOPIC_V2
 __all__ = (
     "ENV_VARS",
     "AuthSettings",
+    "ConsoleSettings",
     "DatabaseSettings",
     "HttpSettings",
     "IngestSettings",
@@ -261,6 +262,16 @@ class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True):
         url_schemes=("http", "https"))] = ""
 
 
+class ConsoleSettings(msgspec.Struct, frozen=True, kw_only=True):
+    session_secret: Annotated[Secret, var(
+        "CONSOLE_SESSION_SECRET",
+        f"console cookie key, at least {SECRET_MIN_BYTES} bytes (unset: sessions end on restart)",
+        default_text="random per process", min_bytes=SECRET_MIN_BYTES)] = Secret("")
+    session_ttl_s: Annotated[int, var(
+        "CONSOLE_SESSION_TTL_S", "console session lifetime (capped by the token's `exp`)",
+        ge=60, le=86_400)] = 3600
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Annotated[Environment, var(
         "ENV", "`local`, `test` or `production`; only `local` accepts `Bearer dev`")] = "production"
@@ -274,6 +285,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pipeline: PipelineSettings
     ingest: IngestSettings
     observability: ObservabilitySettings
+    console: ConsoleSettings
 
     @property
     def local(self) -> bool:
@@ -292,6 +304,7 @@ _GROUPS: tuple[tuple[str, type[msgspec.Struct]], ...] = (
     ("pipeline", PipelineSettings),
     ("ingest", IngestSettings),
     ("observability", ObservabilitySettings),
+    ("console", ConsoleSettings),
 )
 
 

@@ -53,7 +53,8 @@ class LogCapture:
 
 @contextlib.asynccontextmanager
 async def running_app(
-    settings: Settings, roles: frozenset[Role] = ALL_ROLES, *, logs: LogCapture | None = None
+    settings: Settings, roles: frozenset[Role] = ALL_ROLES, *, logs: LogCapture | None = None,
+    base_url: str = "http://testserver.local",
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     """The whole application (lifespan included) behind an in-process HTTP client."""
     root = logging.getLogger()
@@ -63,7 +64,7 @@ async def running_app(
         root.setLevel(logging.DEBUG)
     try:
         app = create_app(settings, roles)
-        async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
+        async with AsyncTestClient(app=app, base_url=base_url) as client:
             yield client
     finally:
         if logs is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "exchange"
 CONTEXTS = {"ingest", "outbox", "tokenize", "linkage", "normalize", "replay", "query", "admin", "derive", "persons",
-            "jobs"}
+            "jobs", "console"}
 
 
 def _imports(path: Path) -> list[str]:

@@ -75,6 +75,13 @@ class TokenVerifier:
             raise Unauthorized("the dev token is accepted only when ENV=local")
         return self._verify_jwt(token)
 
+    def authenticate_until(self, authorization: str | None) -> tuple[Principal, float | None]:
+        """``authenticate``, and until when the token holds (its ``exp``; None for the dev token):
+        a session opened with a token must not outlive it."""
+        principal = self.authenticate(authorization)
+        cached = self._cache.get((authorization or "").partition(" ")[2].strip())
+        return principal, (cached[1] if cached is not None else None)
+
     def _verify_jwt(self, token: str) -> Principal:
         cached = self._cache.get(token)
         if cached is not None:

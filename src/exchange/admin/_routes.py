@@ -16,19 +16,21 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 
+from exchange.admin._requests import (
+    DeriveJobRequest,
+    ReconcileJobRequest,
+    ReplayJobRequest,
+    ResolveRequest,
+    VerifyJobRequest,
+)
 from exchange.admin._service import AdminService, JobKind
-from exchange.derive import MAX_BATCH
 from exchange.errors import InvalidRequest, ValidationFailed
-from exchange.events import SOURCE_PATTERN
 from exchange.normalize import DlqEntryNotFound, NotReprocessable
 from exchange.ops.logging import correlation_id_var
-from exchange.replay import MAX_LIMIT, MAX_WINDOW_S
 from exchange.web import BIGINT_MAX, NO_NUL, authenticated, principal_of
 
 __all__ = ("admin_routes",)
 
-Source = Annotated[str, msgspec.Meta(pattern=SOURCE_PATTERN)]
-Window = Annotated[float, msgspec.Meta(ge=0, le=MAX_WINDOW_S)]
 EntryId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="A dlq_events id")]
 Filter = Annotated[str | None, Parameter(max_length=200, pattern=NO_NUL)]
 
@@ -41,37 +43,6 @@ def _admin(*errors: int, described: dict[int, str] | None = None) -> dict[str, A
 
 _JOB = _admin(413)
 _ENTRY = {404: "No DLQ entry with this id"}
-
-
-class ReplayJobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    source: Source
-    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT)] | None = None
-    emit_version: Literal["v1", "v2", "auto"] = "auto"
-    dry_run: bool = False
-    read_raw: bool = False
-
-
-class VerifyJobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    source: Source
-
-
-class ReconcileJobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    source: Source
-    repair: bool = False
-    orphan_grace_s: Window = 600.0
-    stuck_after_s: Window = 900.0
-    in_flight_s: Window = 300.0
-
-
-class DeriveJobRequest(msgspec.Struct, forbid_unknown_fields=True):
-    dataset: Literal["patient-index", "persons"]
-    verify: bool = False
-    dry_run: bool = False
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH)] = 1000
-
-
-class ResolveRequest(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=NO_NUL)]
 
 
 class NotFound(InvalidRequest):

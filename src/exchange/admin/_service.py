@@ -159,16 +159,20 @@ class AdminService:
             await asyncio.wait(self._background, timeout=2)
 
     # -- DLQ ---------------------------------------------------------------------------
-    async def dlq_reprocess(self, entry_id: int, actor: str) -> dict[str, Any]:
+    async def dlq_reprocess(self, entry_id: int, actor: str, *,
+                            expect_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Re-emit the entry's event, audited; ``expect_status`` (the console's guard against a
+        double submit) refuses an entry no longer in those statuses with ``DlqEntryChanged``."""
         async with self.db.transaction() as conn:
-            result = await self.dlq.reprocess(conn, entry_id)
+            result = await self.dlq.reprocess(conn, entry_id, expect_status=expect_status)
             await write_audit(conn, actor=actor, action="dlq.reprocess", entity_type="dlq_event",
                               entity_id=str(entry_id), status="ok", details={"record_id": result["record_id"]})
         return result
 
-    async def dlq_resolve(self, entry_id: int, actor: str, reason: str) -> dict[str, Any]:
+    async def dlq_resolve(self, entry_id: int, actor: str, reason: str, *,
+                          expect_status: tuple[str, ...] | None = None) -> dict[str, Any]:
         async with self.db.transaction() as conn:
-            result = await self.dlq.resolve(conn, entry_id, actor=actor, reason=reason)
+            result = await self.dlq.resolve(conn, entry_id, actor=actor, reason=reason, expect_status=expect_status)
             await write_audit(conn, actor=actor, action="dlq.resolve", entity_type="dlq_event",
                               entity_id=str(entry_id), status="ok", details={"reason": reason})
         return result

@@ -162,6 +162,13 @@ WHERE status IN ('queued', 'running') OR ended_at >= now() - interval '24 hours'
 GROUP BY job_name, status
 LIMIT 200
 """
+# Newest first; $2 (a job id) pages on from that job. job_runs holds a row per operator job run.
+_RECENT = f"""
+SELECT {_COLUMNS} FROM job_runs
+WHERE ($2::uuid IS NULL OR (job_runs.started_at, job_runs.job_run_id)
+                           < (SELECT started_at, job_run_id FROM job_runs WHERE job_run_id = $2))
+ORDER BY job_runs.started_at DESC, job_runs.job_run_id DESC LIMIT $1
+"""
 _SAVE_CHECKPOINT = """
 INSERT INTO job_checkpoints (job_name, job_run_id, checkpoint, updated_at) VALUES ($1, $2, $3::jsonb, now())
 ON CONFLICT (job_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()
@@ -213,6 +220,18 @@ class Jobs:
         async with self._db.connection() as conn:
             row = await conn.fetchrow(_GET, key)
         return None if row is None else _job(row)
+
+    async def recent(self, limit: int, *, before: str | None = None) -> list[JobRun]:
+        """Runs newest first, at most ``limit``; ``before`` (a job id) pages on after that run."""
+        key = None
+        if before is not None:
+            try:
+                key = uuid.UUID(before)
+            except ValueError:
+                return []
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(_RECENT, limit, key)
+        return [_job(r) for r in rows]
 
     async def summary(self) -> list[JobSummary]:
         """Every job kind with a run queued, running or ended in the last 24 hours."""

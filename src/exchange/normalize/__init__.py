@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from exchange.normalize._consumer import Normalizer
-from exchange.normalize._dlq_tools import DlqEntryNotFound, DlqTools, NotReprocessable
+from exchange.normalize._dlq_tools import DlqEntryChanged, DlqEntryNotFound, DlqTools, NotReprocessable
 from exchange.normalize._ledger import PIPELINE
 from exchange.normalize._offsets import OffsetBook
-from exchange.normalize._pipeline import RecordProcessor, StageFailure, identifiers_from_raw, payload_keys
+from exchange.normalize._pipeline import STAGES, RecordProcessor, StageFailure, identifiers_from_raw, payload_keys
 from exchange.normalize._queries import (
     Attempt,
     Canonical,
@@ -18,10 +18,12 @@ from exchange.normalize._queries import (
 
 __all__ = (
     "PIPELINE",
+    "STAGES",
     "Attempt",
     "Canonical",
     "DeadLetter",
     "Processing",
+    "DlqEntryChanged",
     "DlqEntryNotFound",
     "DlqTools",
     "NotReprocessable",

@@ -15,11 +15,20 @@ from exchange.adapters.postgres import Connection, Database
 from exchange.events import RecordIngestedV2, decode_event, encode_event
 from exchange.outbox import OutboxMessage, enqueue
 
-__all__ = ("DlqEntryNotFound", "DlqTools", "NotReprocessable")
+__all__ = ("DlqEntryChanged", "DlqEntryNotFound", "DlqTools", "NotReprocessable")
 
 
 class DlqEntryNotFound(LookupError):
     pass
+
+
+class DlqEntryChanged(ValueError):
+    """The entry is no longer in the status the caller acted on (a double submit, or another
+    operator first): nothing was done."""
+
+    def __init__(self, entry_id: int, status: str) -> None:
+        super().__init__(f"DLQ entry {entry_id} is {status} now")
+        self.status = status
 
 
 class NotReprocessable(ValueError):
@@ -64,22 +73,30 @@ class DlqTools:
         status: str | None = None,
         since: dt.datetime | None = None,
         limit: int = 50,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first; ``before`` (an entry id) pages on: the entries listed after that one."""
         sql = f"""
         SELECT {_COLUMNS} FROM dlq_events
         WHERE ($1::text IS NULL OR dlq_topic = $1) AND ($2::text IS NULL OR error_stage = $2)
           AND ($3::text IS NULL OR error_type = $3) AND ($4::text IS NULL OR status = $4)
           AND ($5::timestamptz IS NULL OR failed_at >= $5)
+          AND ($7::bigint IS NULL OR (failed_at, id) < (SELECT failed_at, id FROM dlq_events WHERE id = $7))
         ORDER BY failed_at DESC, id DESC LIMIT $6
         """
         async with self._db.connection() as conn:
-            rows = await conn.fetch(sql, topic, stage, error_type, status, since, limit)
+            rows = await conn.fetch(sql, topic, stage, error_type, status, since, limit, before)
         return [_row(r) for r in rows]
 
-    async def _get(self, conn: Connection, entry_id: int) -> Any:
-        row = await conn.fetchrow(f"SELECT {_COLUMNS}, original_event FROM dlq_events WHERE id = $1", entry_id)
+    async def _get(self, conn: Connection, entry_id: int, *, expect_status: tuple[str, ...] | None = None) -> Any:
+        """The entry; with ``expect_status``, locked for the caller's transaction and only while in
+        one of those statuses (``DlqEntryChanged`` else), so two submits of one action cannot both pass."""
+        lock = " FOR UPDATE" if expect_status is not None else ""
+        row = await conn.fetchrow(f"SELECT {_COLUMNS}, original_event FROM dlq_events WHERE id = $1{lock}", entry_id)
         if row is None:
             raise DlqEntryNotFound(f"no DLQ entry {entry_id}")
+        if expect_status is not None and row["status"] not in expect_status:
+            raise DlqEntryChanged(entry_id, row["status"])
         return row
 
     async def inspect(self, entry_id: int) -> dict[str, Any]:
@@ -105,9 +122,11 @@ class DlqTools:
         )
         return entry
 
-    async def reprocess(self, conn: Connection, entry_id: int) -> dict[str, Any]:
-        """Re-emit the original event (in the caller's transaction, with its audit row)."""
-        row = await self._get(conn, entry_id)
+    async def reprocess(self, conn: Connection, entry_id: int, *,
+                        expect_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Re-emit the original event (in the caller's transaction, with its audit row); with
+        ``expect_status``, only from one of those statuses."""
+        row = await self._get(conn, entry_id, expect_status=expect_status)
         try:
             event = decode_event(msgspec.json.encode(row["original_event"]))
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -118,8 +137,9 @@ class DlqTools:
         await conn.execute("UPDATE dlq_events SET status = 'reprocessed' WHERE id = $1", entry_id)
         return {"id": entry_id, "record_id": event.record_id, "status": "reprocessed", "topic": topic}
 
-    async def resolve(self, conn: Connection, entry_id: int, *, actor: str, reason: str) -> dict[str, Any]:
-        await self._get(conn, entry_id)
+    async def resolve(self, conn: Connection, entry_id: int, *, actor: str, reason: str,
+                      expect_status: tuple[str, ...] | None = None) -> dict[str, Any]:
+        await self._get(conn, entry_id, expect_status=expect_status)
         await conn.execute(
             "UPDATE dlq_events SET status = 'resolved', resolved_at = now(), resolved_by = $2, "
             "resolution_reason = $3 WHERE id = $1",

@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 from opentelemetry import trace
@@ -38,9 +38,11 @@ from exchange.runtime.gate import Probe
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, TokenSet, dob_problem
 from exchange.web.validation import field_and_rule
 
-__all__ = ("Processed", "RecordProcessor", "StageFailure", "identifiers_from_raw", "payload_keys")
+__all__ = ("STAGES", "Processed", "RecordProcessor", "StageFailure", "identifiers_from_raw", "payload_keys")
 
 Stage = Literal["decode", "ledger", "fetch", "verify", "parse", "quality", "tokenize", "write"]
+STAGES: tuple[str, ...] = get_args(Stage)
+"""Every stage a failure (and so a DLQ entry) can name, in pipeline order."""
 
 
 class StageFailure(Exception):

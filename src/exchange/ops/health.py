@@ -13,7 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from exchange.ops.metrics import Metrics
 
-__all__ = ("HealthProbe", "health_routes", "probe_all")
+__all__ = ("HealthProbe", "detailed_health", "health_routes", "probe_all")
 
 HealthProbe = Callable[[], Awaitable[dict[str, Any] | None]]
 
@@ -56,19 +56,25 @@ async def probe_all(probes: dict[str, HealthProbe], timeout: float) -> dict[str,
                                   description="Degraded: a dependency is down, or a task is not running "
                                               "(waiting for a dependency, restarting); the same body")})
 async def health_detailed(state: State) -> Response[dict[str, Any]]:
+    body = await detailed_health(state)
+    return Response(body, status_code=503 if body["status"] == "degraded" else 200)
+
+
+async def detailed_health(state: State) -> dict[str, Any]:
+    """What ``/health/detailed`` answers: every probe of this process and its tasks' states (the
+    operator console shows the same)."""
     probes: dict[str, HealthProbe] = state.health_probes
     results = await probe_all(probes, 3.0)
     tasks = _tasks(state)
     degraded = any(r["status"] != "up" for r in results.values()) or any(
         t["state"] != "running" for t in tasks.values()
     )
-    body = {
+    return {
         "status": "degraded" if degraded else "ok",
         "roles": sorted(state.roles),
         "dependencies": results,
         "tasks": tasks,
     }
-    return Response(body, status_code=503 if degraded else 200)
 
 
 @get("/metrics", summary="Prometheus metrics", media_type="text/plain; version=0.0.4; charset=utf-8")
