@@ -13,8 +13,10 @@ saved under the test's folder (its path is printed).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,10 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from exchange.adapters.migrations import upgrade_to_head
 from exchange.adapters.objectstore import AiobotocoreObjectStore
 from tests.support.app import TEST_JWT_SECRET, bearer, make_settings
-from tests.support.db import eventually, fetch, fetchval
+from tests.support.db import create_database, drop_database, eventually, fetch, fetchval
 from tests.support.process import ServeProcess
 
 # Run in the page: what a screen reader and a keyboard user need at the least.
@@ -92,9 +95,24 @@ def v2_body(source: str, patient: dict[str, str], canaries: dict[str, str], visi
 
 
 @pytest.mark.timeout(600)
+@pytest.fixture
+def own_db(stack_env: dict[str, str], unique: str) -> Iterator[dict[str, str]]:
+    """The stack's environment on a database of this test's own: its admin process takes over the
+    stale jobs it finds when it starts (ADR 0009), and in the suite's database those are other
+    tests' -- a persons rebuild among them refits the model later tests link with."""
+    name = f"console_{unique}"
+    dsn = asyncio.run(create_database(stack_env["DATABASE_URL"], name))
+    upgrade_to_head(dsn, Path(__file__).resolve().parents[2] / "migrations")
+    try:
+        yield {**stack_env, "DATABASE_URL": dsn}
+    finally:
+        asyncio.run(drop_database(stack_env["DATABASE_URL"], name))
+
+
 async def test_an_operator_fixes_a_dead_letter_and_replays_a_source_in_a_real_browser(
-    stack_env: dict[str, str], isolated_kafka: dict[str, str], unique: str, canaries: dict[str, str], tmp_path: Path
+    own_db: dict[str, str], isolated_kafka: dict[str, str], unique: str, canaries: dict[str, str], tmp_path: Path
 ) -> None:
+    stack_env = own_db
     chromium = shutil.which("chromium")
     assert chromium, "chromium is missing: `make chromium` installs Debian's package"  # a failure, never a skip
     shots = tmp_path / "console-screenshots"
