@@ -94,7 +94,6 @@ def v2_body(source: str, patient: dict[str, str], canaries: dict[str, str], visi
             "payload": {"notes": canaries, "visit": visit}}
 
 
-@pytest.mark.timeout(600)
 @pytest.fixture
 def own_db(stack_env: dict[str, str], unique: str) -> Iterator[dict[str, str]]:
     """The stack's environment on a database of this test's own: its admin process takes over the
@@ -109,6 +108,7 @@ def own_db(stack_env: dict[str, str], unique: str) -> Iterator[dict[str, str]]:
         asyncio.run(drop_database(stack_env["DATABASE_URL"], name))
 
 
+@pytest.mark.timeout(600)
 async def test_an_operator_fixes_a_dead_letter_and_replays_a_source_in_a_real_browser(
     own_db: dict[str, str], isolated_kafka: dict[str, str], unique: str, canaries: dict[str, str], tmp_path: Path
 ) -> None:
