@@ -81,7 +81,7 @@ METRICS = (
     "normalizer_floor_rps", "normalizer_ratio", "normalizer_split_rps", "normalizer_split_cpu_ratio",
     "normalizer_scaling_2_over_1", "pipeline_rps", "ingest_c1_rps", "ingest_c1_p50_ms", "ingest_c8_rps",
     "query_rest_pages_per_s", "query_graphql_pages_per_s", "query_rest_p95_ms", "query_graphql_p95_ms", "graphql_ratio",
-    "ingest_scaling_2_over_1",
+    "ingest_scaling_2_over_1", "normalizer_floor_bare_rps",
 )
 
 

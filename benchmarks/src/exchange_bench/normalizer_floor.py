@@ -2,10 +2,17 @@
 
 The same libraries and concurrency as the normalizer: the backlog consumed with the same
 Kafka adapter, and for each record the raw object's GET (the same object-store client), its
-sha256 checked, its JSON parsed, the seed token's HMAC, and the canonical row inserted; rows
-go to the database in batches as the normalizer's group commit sends them, and offsets are
-committed after each batch. No ledger, no linkage, no retries, no metrics: what is left is the
-work any normalizer must do. ``normalizer_rps`` divided by this rate is what the service adds.
+sha256 checked, its JSON parsed, its tokens computed (the seed token and the linkage tokens:
+``token_set``, the normalizer's pure computation), and what the product reads of a record
+written: the canonical row, its derived index row, its linkage tokens and a person row (a
+new person each: no candidates are read). Rows go to the database in one statement a batch
+as the normalizer's group commit sends them, and offsets are committed after each batch.
+
+Left out is what the service adds to that: the ledger (attempts, stage state, manifest state),
+the person decision (the candidate read, the resolution, the linkage lock), quality gates,
+retries, the DLQ, metrics and traces. ``normalizer_rps`` divided by this rate is its cost.
+``--bare`` keeps the first floor (the seed token and the canonical row only; the normalizer
+had no linkage when it was written), reported beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -24,21 +32,48 @@ import msgspec
 from exchange.adapters.kafka import AsyncConsumer
 from exchange.adapters.objectstore import make_object_store
 from exchange.adapters.postgres import keep_session
-from exchange.events import decode_event
+from exchange.events import decode_event, uuid7
+from exchange.linkage import TOKEN_BYTES
 from exchange.runtime.eventloop import install_uvloop
 from exchange.settings import load_settings
-from exchange.tokenize import patient_token
+from exchange.tokenize import patient_token, token_set
 from exchange.tokenize._canonical import PatientIdentifiers
 
 __all__ = ("run",)
 
-_INSERT = """
+_BARE = """
 INSERT INTO canonical_records
     (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, correlation_id, event_version,
      token_key_id)
 SELECT r, s, k, h, n::jsonb, now(), c, '1', $7
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(r, s, k, h, n, c)
 ON CONFLICT (record_id) DO NOTHING
+"""
+_INSERT = f"""
+WITH canon AS (
+    INSERT INTO canonical_records
+        (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, correlation_id, event_version,
+         token_key_id)
+    SELECT r, s, k, h, n::jsonb, now(), c, '1', $7
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(r, s, k, h, n, c)
+    ON CONFLICT (record_id) DO NOTHING
+    RETURNING record_id, source, normalized_at, ingested_at
+), idx AS (
+    INSERT INTO derived_patient_record_index
+        (patient_token, record_id, source, event_version, ingested_at, normalized_at)
+    SELECT t, c.record_id, c.source, '1', c.ingested_at, c.normalized_at
+    FROM canon c JOIN unnest($1::uuid[], $8::text[]) AS u(r, t) ON u.r = c.record_id
+), stored AS (
+    INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
+    SELECT r, $13, string_to_array(rs, ','), ts FROM unnest($1::uuid[], $9::text[], $10::bytea[]) AS u(r, rs, ts)
+    RETURNING record_id, tokens
+), lookup AS (
+    INSERT INTO linkage_tokens (token, record_id)
+    SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
+    FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
+)
+INSERT INTO record_persons (record_id, person_id, fields)
+SELECT r, p, string_to_array(f, ',') FROM unnest($1::uuid[], $11::uuid[], $12::text[]) AS u(r, p, f)
 """
 
 
@@ -53,9 +88,10 @@ class _Raw(msgspec.Struct):
     patient: _Patient
 
 
-async def run(records: int, concurrency: int) -> dict[str, float]:
+async def run(records: int, concurrency: int, *, bare: bool = False) -> dict[str, float]:
     settings = load_settings(dict(os.environ))
     key = settings.tokenizer.hmac_key.reveal().encode()
+    ring = ((settings.linkage.key_id, settings.linkage.hmac_key.reveal().encode()),)
     store = make_object_store(settings.object_store)
     pool = await asyncpg.create_pool(settings.database.dsn, min_size=2, max_size=4, reset=keep_session)
     consumer = AsyncConsumer(settings.kafka.brokers, f"{settings.kafka.consumer_group}-floor", settings.kafka.topics,
@@ -64,17 +100,24 @@ async def run(records: int, concurrency: int) -> dict[str, float]:
     decode_raw = msgspec.json.Decoder(_Raw).decode
     limit = asyncio.Semaphore(concurrency)
 
-    async def one(value: bytes) -> tuple[str, str, str, str, str, str]:
+    async def one(value: bytes) -> tuple[Any, ...]:
         event = decode_event(value)
         async with limit:
             raw = await store.get(event.raw_object.key)
         if hashlib.sha256(raw).hexdigest() != event.raw_object.sha256:
             raise RuntimeError("sha256 mismatch in the floor's backlog")
         p = decode_raw(raw).patient
-        token = patient_token(key, PatientIdentifiers(p.first_name, p.last_name, p.dob, p.ssn))
-        normalized = json.dumps({"patient_token": token, "meta": {"source": event.source}})
+        ids = PatientIdentifiers(p.first_name, p.last_name, p.dob, p.ssn)
+        if bare:
+            token = patient_token(key, ids)
+            return (event.record_id, event.source, event.raw_object.key, event.raw_object.sha256,
+                    json.dumps({"patient_token": token, "meta": {"source": event.source}}), event.correlation_id)
+        tokens = token_set(key, ring, ids)
+        [block] = tokens.linkage
+        normalized = json.dumps({"patient_token": tokens.patient_token, "meta": {"source": event.source}})
         return (event.record_id, event.source, event.raw_object.key, event.raw_object.sha256, normalized,
-                event.correlation_id)
+                event.correlation_id, tokens.patient_token, ",".join(block.recipes), b"".join(block.digests),
+                str(uuid7()), ",".join(sorted(f.value for f in tokens.fields)))
 
     done = 0
     first_at: float | None = None
@@ -86,8 +129,13 @@ async def run(records: int, concurrency: int) -> dict[str, float]:
             if first_at is None:
                 first_at = time.perf_counter()
             rows = await asyncio.gather(*(one(m.value) for m in batch))
+            columns = [list(col) for col in zip(*rows, strict=True)]
             async with pool.acquire() as conn:
-                await conn.execute(_INSERT, *(list(col) for col in zip(*rows, strict=True)), settings.tokenizer.key_id)
+                if bare:
+                    await conn.execute(_BARE, *columns, settings.tokenizer.key_id)
+                else:
+                    await conn.execute(_INSERT, *columns[:6], settings.tokenizer.key_id, *columns[6:],
+                                       settings.linkage.key_id)
             offsets: dict[tuple[str, int], int] = {}
             for m in batch:
                 offsets[(m.topic, m.partition)] = max(offsets.get((m.topic, m.partition), -1), m.offset + 1)
@@ -106,9 +154,10 @@ def main() -> None:
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--bare", action="store_true", help="the seed token and the canonical row only")
     args = parser.parse_args()
     install_uvloop()
-    result = asyncio.run(run(args.records, args.concurrency))
+    result = asyncio.run(run(args.records, args.concurrency, bare=args.bare))
     Path(args.out).write_text(json.dumps(result))
 
 

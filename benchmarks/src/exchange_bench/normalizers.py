@@ -60,13 +60,14 @@ class NormalizerPhases:
         asyncio.run(self.prepublish(load_settings(env), source, topic, n))
         return env, source
 
-    def floor(self, n: int, concurrency: int) -> dict[str, Any]:
-        """The bare per-record work (``normalizer_floor``) over a backlog of its own."""
-        self.report(f"normalizer floor: {n} records ...")
-        env, _source = self._phase("nfloor", n)
+    def floor(self, n: int, concurrency: int, *, bare: bool = False, label: str = "nfloor") -> dict[str, Any]:
+        """The per-record work without the service (``normalizer_floor``) over a backlog of its own;
+        ``bare``: the first floor's work (the seed token and the canonical row only)."""
+        self.report(f"normalizer floor{' (bare)' if bare else ''}: {n} records ...")
+        env, _source = self._phase(label + ("b" if bare else ""), n)
         out = self.scratch / "normalizer-floor.json"
         subprocess.run([sys.executable, "-m", "exchange_bench.normalizer_floor", "--records", str(n),
-                        "--concurrency", str(concurrency), "--out", str(out)],
+                        "--concurrency", str(concurrency), "--out", str(out), *(["--bare"] if bare else [])],
                        env={**os.environ, **env}, check=True, timeout=900)
         result: dict[str, Any] = json.loads(out.read_text())
         return result
@@ -96,6 +97,19 @@ class NormalizerPhases:
         cpu = cpu_breakdown(before, after, (n - 1) / max(after.at - before.at, 1e-6))
         normalizers = sum(v for k, v in cpu["ms_per_record"].items() if k.startswith("normalizer-"))
         return {"rps": rps, "normalizer_cpu_ms_per_record": round(normalizers, 3), "cpu": cpu}
+
+    def scaling(self, n: int, counts: tuple[int, ...] = (1, 2, 3),
+                between: Callable[[], None] = lambda: None) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """Groups of each size in ``counts`` over backlogs of ``n``, run in order and then in reverse
+        (1, 2, 3, 3, 2, 1): the database grows from phase to phase and each record costs it a
+        little more, so a fixed order favoured whichever size ran first. The mean of each size's two
+        runs, and every run; ``between`` runs before each (a vacuum)."""
+        runs: list[dict[str, float]] = []
+        for i, processes in enumerate((*counts, *reversed(counts))):
+            between()
+            runs.append({"processes": processes, "rps": self.run(f"nscale{processes}r{i}", n, processes)["rps"]})
+        means = {str(c): sum(r["rps"] for r in runs if r["processes"] == c) / 2 for c in counts}
+        return means, runs
 
     def kill_one_of_three(self, n: int) -> dict[str, Any]:
         """Three members; one killed (SIGKILL) a third of the way through. Nothing may be lost
@@ -204,18 +218,21 @@ def run_normalizer_bench(stack: Stack, *, records: int, scaling_records: int, co
         phases = NormalizerPhases(stack, run.env, run.env["DATABASE_URL"], run.run_id, scratch, report, prepublish)
         one = phases.run("none", records)
         floor = phases.floor(records, concurrency=concurrency)
+        bare = phases.floor(records, concurrency=concurrency, bare=True)
         split = phases.run("nsplit", records, split=True)
-        scaling = {str(n): phases.run(f"nscale{n}", scaling_records, n)["rps"] for n in (1, 2, 3)}
+        scaling, scaling_runs = phases.scaling(scaling_records)
         kill = phases.kill_one_of_three(scaling_records)
     results: dict[str, Any] = {
         "normalizer_alone_rps": one["rps"],
         "normalizer_alone_cpu_ms_per_record": one["normalizer_cpu_ms_per_record"],
         "normalizer_floor_rps": floor["normalizer_floor_rps"],
+        "normalizer_floor_bare_rps": bare["normalizer_floor_rps"],
         "normalizer_alone_ratio": one["rps"] / floor["normalizer_floor_rps"],
         "normalizer_split_rps": split["rps"],
         "normalizer_split_cpu_ratio": split["normalizer_cpu_ms_per_record"]
         / max(one["normalizer_cpu_ms_per_record"], 1e-6),
         "normalizer_scaling": scaling,
+        "normalizer_scaling_runs": scaling_runs,
         "normalizer_scaling_2_over_1": scaling["2"] / scaling["1"],
         "normalizer_kill_one_of_three": kill,
         "normalizers_measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

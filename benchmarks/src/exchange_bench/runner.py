@@ -507,15 +507,16 @@ def run_bench(cfg: BenchConfig, report: Callable[[str], None] = print, *, stack:
         results["normalizer_floor_rps"] = floor["normalizer_floor_rps"]
         results["normalizer_ratio"] = results["normalizer_rps"] / floor["normalizer_floor_rps"]
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
+        bare = phases.floor(cfg.normalizer_records, concurrency=settings.pipeline.normalizer_concurrency, bare=True)
+        results["normalizer_floor_bare_rps"] = bare["normalizer_floor_rps"]
+        asyncio.run(_vacuum(dsn, *BENCH_TABLES))
         split = phases.run("nsplit", cfg.normalizer_records, split=True)
         results["normalizer_split_rps"] = split["rps"]
         cpu["normalizer_split"] = split["cpu"]
         inproc = cpu["normalizer"]["ms_per_record"]["server"]
         results["normalizer_split_cpu_ratio"] = split["normalizer_cpu_ms_per_record"] / max(inproc, 1e-6)
-        scaling: dict[str, float] = {}
-        for processes in (1, 2, 3):
-            asyncio.run(_vacuum(dsn, *BENCH_TABLES))
-            scaling[str(processes)] = phases.run(f"nscale{processes}", cfg.scaling_records, processes)["rps"]
+        scaling, results["normalizer_scaling_runs"] = phases.scaling(
+            cfg.scaling_records, between=lambda: asyncio.run(_vacuum(dsn, *BENCH_TABLES)))
         results["normalizer_scaling"] = scaling
         results["normalizer_scaling_2_over_1"] = scaling["2"] / scaling["1"]
         asyncio.run(_vacuum(dsn, *BENCH_TABLES))
@@ -568,7 +569,8 @@ async def _canonical_count(conn: asyncpg.Connection, source: str) -> int:
 # autovacuum picks its own moment, inside some phase's window, and charges it there (seen,
 # run after run, as PostgreSQL's CPU per record nearly doubling: docs/performance.md).
 BENCH_TABLES = ("outbox_events", "idempotency_keys", "raw_object_manifest", "canonical_records",
-                "derived_patient_record_index", "processing_stage_state", "processing_attempts")
+                "derived_patient_record_index", "processing_stage_state", "processing_attempts",
+                "record_linkage", "linkage_tokens", "record_persons")
 
 
 async def _vacuum(dsn: str, *tables: str) -> None:

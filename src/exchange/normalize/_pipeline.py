@@ -32,7 +32,7 @@ from exchange.errors import (
 from exchange.events import RecordIngested, RecordIngestedV2, decode_event
 from exchange.normalize._ledger import AttemptRef, DeliveryInfo, Ledger
 from exchange.ops.tracing import tracer
-from exchange.persons import LinkRequest, PersonLinker
+from exchange.persons import LinkRequest, PersonLinker, apply_call
 from exchange.runtime.batcher import Batcher
 from exchange.runtime.gate import Probe
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer, TokenSet, dob_problem
@@ -124,7 +124,7 @@ def _ingested_at(occurred_at: str) -> dt.datetime:
 # batch: canonical insert (idempotent), the derived patient index, the manifest's state
 # (``enqueued -> canonicalized``, inlined here for the round-trip) and the ledger
 # success. A redelivered record (already canonical) only updates the ledger.
-_WRITE = """
+_WRITE_STEPS = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int[])
@@ -147,23 +147,41 @@ WITH input AS (
            c.normalized_at
     FROM canon c JOIN input i USING (record_id)
     ON CONFLICT (record_id) DO NOTHING
+    RETURNING 1
 ), manifest AS (
     UPDATE raw_object_manifest m SET state = 'canonicalized', updated_at = now()
     FROM canon c WHERE m.record_id = c.record_id AND m.state <> 'canonicalized'
+    RETURNING 1
 ), state AS (
     UPDATE processing_stage_state s
     SET status = 'succeeded', last_success_at = now(), next_retry_at = NULL, last_error_type = NULL,
         last_error_message = NULL, last_error_stage = NULL, updated_at = now()
     FROM input i WHERE s.record_id = i.record_id AND s.pipeline = 'normalizer'
+    RETURNING 1
 ), attempt AS (
     UPDATE processing_attempts a
     SET status = 'succeeded', ended_at = now(),
         result = CASE WHEN c.record_id IS NOT NULL THEN 'inserted' ELSE 'duplicate' END
     FROM input i LEFT JOIN canon c USING (record_id)
     WHERE a.record_id = i.record_id AND a.pipeline = 'normalizer' AND a.attempt_no = i.attempt_no
-)
+    RETURNING 1
+)"""
+_WRITE = _WRITE_STEPS + """
 SELECT c.record_id IS NOT NULL AS inserted
 FROM input i LEFT JOIN canon c USING (record_id)
+ORDER BY i.n
+"""
+# The success path with the batch's persons: ``linkage_apply`` (the person step's checked write)
+# called in the same statement, so the linkage lock it takes ends with this statement's commit;
+# it runs after the other writes (its condition reads them first), so the lock covers only itself
+# and the commit.
+_WRITE_LINKED = _WRITE_STEPS + f""", linked AS MATERIALIZED (
+    SELECT {apply_call(14)} AS ok
+    WHERE (SELECT count(*) FROM idx) + (SELECT count(*) FROM manifest) + (SELECT count(*) FROM state)
+        + (SELECT count(*) FROM attempt) >= 0
+)
+SELECT c.record_id IS NOT NULL AS inserted
+FROM input i LEFT JOIN canon c USING (record_id) CROSS JOIN linked
 ORDER BY i.n
 """
 _DUPLICATE = """
@@ -338,11 +356,11 @@ class RecordProcessor:
         return Processed(result, attempt, row.ingested_at if inserted else None)
 
     async def _write_many(self, writes: Sequence[_Write]) -> list[bool]:
-        # One transaction: the canonical rows, then their persons (a record is never canonical
-        # without its person, and a redelivery finds the person it already has).
-        async with self._db.transaction() as conn:
-            result = await conn.fetch(_WRITE, *unnest_columns([w.row for w in writes]))  # in the order given
-            await self._linker.link(conn, [w.link for w in writes])
+        # The canonical rows and their persons commit together (a record is never canonical
+        # without its person, and a redelivery finds the person it already has): one statement
+        # that writes the rows and calls ``linkage_apply`` (``PersonLinker.write_linked``).
+        result = await self._linker.write_linked([w.link for w in writes], _WRITE_LINKED, _WRITE,
+                                                 unnest_columns([w.row for w in writes]))
         return [bool(r["inserted"]) for r in result]
 
 

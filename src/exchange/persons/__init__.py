@@ -3,7 +3,7 @@ normalizer's transaction, and by the rebuild job), and read back (ADR 0006)."""
 
 from __future__ import annotations
 
-from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkRequest, PersonLinker
+from exchange.persons._linker import LINKAGE_LOCK, Linked, LinkPlan, LinkRequest, PersonLinker, apply_call
 from exchange.persons._queries import (
     RecordLinkage,
     latest_model,
@@ -20,10 +20,12 @@ from exchange.persons._rotation import KeyRotation, RotationProgress
 __all__ = (
     "LINKAGE_LOCK",
     "KeyRotation",
+    "LinkPlan",
     "LinkRequest",
     "Linked",
     "PersonLinker",
     "PersonsRebuild",
+    "apply_call",
     "RecordLinkage",
     "RotationProgress",
     "latest_model",

@@ -2,15 +2,19 @@
 stored and the record joins, merges or starts a person (``exchange.linkage.assign``).
 
 Concurrency: two records of one person resolved at the same moment in two transactions would
-not see each other's tokens and would stay two persons forever. So the step takes one
-transaction-scoped advisory lock before it reads candidates: linkage transactions run one at a
-time across every normalizer process (they are a few statements a batch). Per-token locks would
-let more through at once but take dozens of lock slots a record, and PostgreSQL's lock table is
-shared and bounded.
+not see each other's tokens and would stay two persons forever. So every linkage write takes one
+transaction-scoped advisory lock (``LINKAGE_LOCK``) and writes only what was decided against the
+candidates as they are under that lock. The normalizer reads and decides without the lock
+(``plan``); ``linkage_apply`` (migration 0007) takes the lock inside the statement that writes
+the batch, re-reads the candidates, and refuses if another batch changed them meanwhile (the
+normalizer then plans again). The lock is so held only from that check to the commit, never
+across a round trip or the Python of a decision. Per-token locks would take dozens of lock slots
+a record, and PostgreSQL's lock table is shared and bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections import Counter, defaultdict
@@ -18,12 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL, TOKEN_BYTES, Candidate, Field, KeyTokens, Model, assign
 from exchange.persons._queries import latest_model
 
-__all__ = ("LINKAGE_LOCK", "MAX_TOKEN_RECORDS", "LinkRequest", "Linked", "PersonLinker", "store_tokens")
+__all__ = ("LINKAGE_LOCK", "MAX_TOKEN_RECORDS", "LinkPlan", "LinkRequest", "Linked", "PersonLinker", "apply_call",
+           "store_tokens")
 
 # pg_advisory_xact_lock key of the linkage step (an arbitrary constant of this application).
 LINKAGE_LOCK = 0x6C696E6B61676531  # "linkage1"
@@ -32,6 +39,8 @@ LINKAGE_LOCK = 0x6C696E6B61676531  # "linkage1"
 # lookup reads at most this many rows a token. The rebuild applies the same rule.
 MAX_TOKEN_RECORDS = 200
 MODEL_REFRESH_S = 60.0
+# Optimistic writes a batch tries before it links under the lock from the start.
+OPTIMISTIC_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,68 +59,43 @@ class Linked:
 
 
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
-# After the lock, one read: the requests that already have a person (a redelivery: ``tokens`` is
-# null), and the records holding any of the batch's tokens (each token unique to its key id and
-# recipe) with their persons, one row a holder with the batch's tokens it holds concatenated; a
-# token held by more than MAX_TOKEN_RECORDS records is dropped (``sharing``). One row a holder,
-# not a token: a common token's holders repeat across tokens, and each row costs the client more
-# than its bytes. The tokens come as one concatenated bytea too: an array of thousands of small
-# values costs the client ~20x more CPU to encode than the same bytes in one value.
-_READ = f"""
-WITH wanted AS (
-    SELECT substring($2::bytea FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}) AS token
-    FROM generate_series(0, length($2::bytea) / {TOKEN_BYTES} - 1) AS g(i)
-), hit AS (
-    SELECT q.token, s.record_id, count(*) OVER (PARTITION BY q.token) AS sharing
-    FROM wanted q
-    CROSS JOIN LATERAL (
-        SELECT t.record_id FROM linkage_tokens t WHERE t.token = q.token LIMIT {MAX_TOKEN_RECORDS + 1}
-    ) s
-)
-SELECT NULL::bytea AS tokens, rp.record_id::text AS record_id, rp.person_id::text AS person_id, NULL AS fields
-FROM record_persons rp WHERE rp.record_id = ANY($1::uuid[])
-UNION ALL
-SELECT string_agg(hit.token, ''::bytea), rp.record_id::text, rp.person_id::text,
-       array_to_string(rp.fields, ',')
-FROM hit JOIN record_persons rp ON rp.record_id = hit.record_id
-WHERE hit.sharing <= {MAX_TOKEN_RECORDS}
-GROUP BY rp.record_id, rp.person_id, rp.fields
-"""
+# The one read (``linkage_holders``, migration 0007): the requests that already have a person (a
+# redelivery: ``tokens`` is null), and the records holding any of the batch's tokens (each token
+# unique to its key id and recipe) with their persons, one row a holder with the batch's tokens it
+# holds concatenated; a token held by more than MAX_TOKEN_RECORDS records is dropped. One row a
+# holder, not a token: a common token's holders repeat across tokens, and each row costs the
+# client more than its bytes. The tokens go as one concatenated bytea: an array of thousands of
+# small values costs the client ~20x more CPU to encode than the same bytes in one value.
+_READ = (f"SELECT tokens, record_id::text, person_id::text, fields "
+         f"FROM linkage_holders($1::uuid[], $2::bytea, {TOKEN_BYTES}, {MAX_TOKEN_RECORDS})")
+_APPLY_TYPES = ("uuid[]", "bytea", "uuid[]", "uuid[]", "int[]", "uuid[]", "text[]", "text[]", "bytea[]",
+                "uuid[]", "uuid[]", "text[]", "uuid[]", "uuid[]")
+
+
+def apply_call(first: int) -> str:
+    """``linkage_apply(...)`` with its parameters numbered from ``$first``, in ``LinkPlan.args``'s
+    order: the normalizer calls it inside the statement that writes its canonical rows."""
+    p = [f"${first + i}::{t}" for i, t in enumerate(_APPLY_TYPES)]
+    return (f"linkage_apply({LINKAGE_LOCK}, {p[0]}, {p[1]}, {TOKEN_BYTES}, {MAX_TOKEN_RECORDS}, "
+            + ", ".join(p[2:]) + ")")
+
+
+_APPLY = f"SELECT {apply_call(1)}"
 # A record's tokens under one key (one row), and from it the lookup rows: only for rows this
-# statement inserted, so storing a record twice stores its tokens once.
-_STORED = f"""
-    stored AS (
-        INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
-        SELECT r, k, string_to_array(rs, ','), ts
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) AS u(r, k, rs, ts)
-        ON CONFLICT (record_id, key_id) DO NOTHING
-        RETURNING record_id, tokens
-    ), lookup AS (
-        INSERT INTO linkage_tokens (token, record_id)
-        SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
-        FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
-    )"""
-_STORE = f"WITH {_STORED.strip()}\nSELECT count(*) FROM stored"
-# The batch's writes in one statement: its tokens, and each record's person.
-_STORE_WITH_PERSONS = f"""
-WITH {_STORED.strip()}, persons AS (
-    INSERT INTO record_persons (record_id, person_id, fields)
-    SELECT r, p, string_to_array(f, ',') FROM unnest($5::uuid[], $6::uuid[], $7::text[]) AS u(r, p, f)
-    ON CONFLICT (record_id) DO NOTHING
+# statement inserted, so storing a record twice stores its tokens once (the key rotation's path).
+_STORE = f"""
+WITH stored AS (
+    INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
+    SELECT r, k, string_to_array(rs, ','), ts
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) AS u(r, k, rs, ts)
+    ON CONFLICT (record_id, key_id) DO NOTHING
+    RETURNING record_id, tokens
+), lookup AS (
+    INSERT INTO linkage_tokens (token, record_id)
+    SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
+    FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
 )
 SELECT count(*) FROM stored
-"""
-# A merge re-points the absorbed persons' records and earlier merges into them (one hop to the
-# survivor for every id ever handed out) and records the absorbed ids.
-_MERGE = """
-WITH moved AS (
-    UPDATE record_persons SET person_id = $1::uuid WHERE person_id = ANY($2::uuid[])
-), rehomed AS (
-    UPDATE person_merges SET merged_into = $1::uuid WHERE merged_into = ANY($2::uuid[])
-)
-INSERT INTO person_merges (person_id, merged_into)
-SELECT a, $1::uuid FROM unnest($2::uuid[]) AS a
-ON CONFLICT (person_id) DO UPDATE SET merged_into = EXCLUDED.merged_into, merged_at = now()
 """
 
 
@@ -170,6 +154,9 @@ class PersonLinker:
         self._fixed = model
         self._model = model or DEFAULT_MODEL
         self._loaded_at = float("-inf")
+        self._turn = asyncio.Lock()
+        self.refusals = 0
+        """Optimistic writes refused so far: another process had linked a candidate meanwhile."""
 
     async def model(self, conn: Connection) -> Model:
         if self._fixed is None and time.monotonic() - self._loaded_at >= MODEL_REFRESH_S:
@@ -177,18 +164,51 @@ class PersonLinker:
             self._loaded_at = time.monotonic()
         return self._model
 
+    async def write_linked(self, requests: Sequence[LinkRequest], linked_sql: str, plain_sql: str,
+                           args: Sequence[Any]) -> list[asyncpg.Record]:
+        """Run ``linked_sql`` with ``args`` and then a plan's (it calls ``apply_call(len(args) + 1)``)
+        in autocommit, the plan made without the lock; a refused plan is made again. After
+        ``OPTIMISTIC_TRIES`` refusals, ``plain_sql`` and ``link`` in one transaction under the lock.
+        This process's writes link one at a time: two of its own would only refuse each other."""
+        async with self._turn:
+            for _ in range(OPTIMISTIC_TRIES):
+                async with self._db.connection() as conn:
+                    plan = await self.plan(conn, requests)
+                    try:
+                        return list(await conn.fetch(linked_sql, *args, *plan.args))
+                    except asyncpg.SerializationError:
+                        self.refusals += 1
+            async with self._db.transaction() as conn:
+                result = list(await conn.fetch(plain_sql, *args))
+                await self.link(conn, requests)
+                return result
+
     async def link(self, conn: Connection, requests: Sequence[LinkRequest]) -> list[Linked]:
         """Store tokens and persons of ``requests`` in the caller's transaction; answers in order.
+        The lock is taken first and held to the caller's commit (the key rotation's path, and the
+        normalizer's after its optimistic tries lost).
 
         A record that already has a person (a redelivery) keeps it and is answered with it.
         """
         await conn.execute(_LOCK, LINKAGE_LOCK)
+        plan = await self.plan(conn, requests, checked=False)
+        await conn.execute(_APPLY, *plan.args)
+        return plan.linked
+
+    async def plan(self, conn: Connection, requests: Sequence[LinkRequest], *, checked: bool = True) -> LinkPlan:
+        """Read the candidates and decide each record's person, writing nothing; ``LinkPlan.args``
+        are ``linkage_apply``'s (``apply_call``). ``checked``: the apply re-reads the candidates
+        under the lock and refuses (``40001``) if they changed since this read."""
         model = await self.model(conn)
         ids = [r.record_id for r in requests]
-        every = [d for r in requests for block in r.tokens for d in block.digests]
+        wanted = b"".join({d for r in requests for block in r.tokens for d in block.digests})
         done: dict[str, str] = {}
         holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
-        for tokens, record_id, person_id, fields in await conn.fetch(_READ, ids, b"".join(set(every))):
+        seen: tuple[list[str], list[str], list[int]] = ([], [], [])
+        for tokens, record_id, person_id, fields in await conn.fetch(_READ, ids, wanted):
+            seen[0].append(record_id)
+            seen[1].append(person_id)
+            seen[2].append(0 if tokens is None else len(tokens) // TOKEN_BYTES)
             if tokens is None:
                 done[record_id] = person_id
                 continue
@@ -196,63 +216,86 @@ class PersonLinker:
             for i in range(0, len(tokens), TOKEN_BYTES):
                 holders[tokens[i:i + TOKEN_BYTES]].append(holder)
         todo = [(n, r) for n, r in enumerate(requests) if r.record_id not in done]
-        answers: dict[int, Linked] = {}
-        if todo:
-            await self._resolve(conn, model, todo, holders, answers)
-        for n, r in enumerate(requests):
-            if r.record_id in done:
-                answers[n] = Linked(r.record_id, done[r.record_id])
-        return [answers[n] for n in range(len(requests))]
+        answers: dict[int, Linked] = {n: Linked(r.record_id, done[r.record_id])
+                                      for n, r in enumerate(requests) if r.record_id in done}
+        writes = _resolve(model, todo, holders, answers) if todo else _Writes()
+        check: tuple[Any, ...] = seen if checked else (None, None, None)
+        args = (ids, wanted, *check, *_token_columns([(r.record_id, r.tokens) for _n, r in todo]),
+                writes.records, writes.persons, writes.fields, writes.merge_into, writes.merge_absorbed)
+        return LinkPlan([answers[n] for n in range(len(requests))], args)
 
-    async def _resolve(self, conn: Connection, model: Model, todo: list[tuple[int, LinkRequest]],
-                       holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]],
-                       answers: dict[int, Linked]) -> None:
-        """Persons for records that have none yet, each seeing the stored records and the batch's
-        earlier records it shares tokens with; then their tokens, persons and merges are written.
 
-        Most records share no token with anything: only tokens that some stored record holds or
-        that two records of the batch share (``relevant``) are looked at one by one."""
-        every = [d for _n, r in todo for block in r.tokens for d in block.digests]
-        repeated = {d for d, count in Counter(every).items() if count > 1}
-        relevant = holders.keys() | repeated
-        batch = _Batch()
-        new_rows: list[tuple[str, str, str]] = []
-        merges: list[tuple[str, tuple[str, ...]]] = []
-        for n, r in todo:
-            # The recipes each other record agrees on: a shared token's recipe is this record's.
-            agreeing: dict[str, set[str]] = defaultdict(set)
-            seen: dict[str, tuple[str, frozenset[Field]]] = {}
-            for block in r.tokens:
-                if relevant.isdisjoint(block.digests):
-                    continue
-                for recipe, token in zip(block.recipes, block.digests, strict=True):
-                    for other, their_person, fields in holders.get(token, ()):
-                        agreeing[other].add(recipe)
-                        seen[other] = (their_person, fields)
-                    for other in batch.index.get(token, ()):
-                        agreeing[other].add(recipe)
-                        seen[other] = (batch.person[other], batch.fields[other])
-                    if token in repeated:
-                        batch.index[token].append(r.record_id)
-            person: str | None = None
-            if agreeing:
-                candidates = [Candidate(o, batch.resolve(seen[o][0]), frozenset(rs), seen[o][1])
-                              for o, rs in agreeing.items()]
-                decision = assign(r.fields, candidates, model)
-                person = decision.person_id or str(uuid7())
-                if decision.merged:
-                    merges.append((person, decision.merged))
-                    for absorbed in decision.merged:
-                        batch.merged_into[absorbed] = person
-            if person is None:
-                person = str(uuid7())
-            batch.person[r.record_id] = person
-            batch.fields[r.record_id] = r.fields
-            new_rows.append((r.record_id, person, fields_text(r.fields)))
-            answers[n] = Linked(r.record_id, person)
-        # Rows name the person each record joined; a later record of the batch may have merged it.
-        await conn.execute(_STORE_WITH_PERSONS, *_token_columns([(r.record_id, r.tokens) for _n, r in todo]),
-                           [row[0] for row in new_rows], [batch.resolve(row[1]) for row in new_rows],
-                           [row[2] for row in new_rows])
-        for survivor, absorbed_ids in merges:
-            await conn.execute(_MERGE, batch.resolve(survivor), list(absorbed_ids))
+@dataclass(frozen=True, slots=True)
+class LinkPlan:
+    """A batch's persons as decided, and ``linkage_apply``'s arguments that write them."""
+
+    linked: list[Linked]
+    args: tuple[Any, ...]
+
+
+@dataclass
+class _Writes:
+    """``linkage_apply``'s person and merge arrays."""
+
+    records: list[str] = field(default_factory=list)
+    persons: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    merge_into: list[str] = field(default_factory=list)
+    merge_absorbed: list[str] = field(default_factory=list)
+
+
+def _resolve(model: Model, todo: list[tuple[int, LinkRequest]],
+             holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]],
+             answers: dict[int, Linked]) -> _Writes:
+    """Persons for records that have none yet, each seeing the stored records and the batch's
+    earlier records it shares tokens with.
+
+    Most records share no token with anything: only tokens that some stored record holds or
+    that two records of the batch share (``relevant``) are looked at one by one."""
+    every = [d for _n, r in todo for block in r.tokens for d in block.digests]
+    repeated = {d for d, count in Counter(every).items() if count > 1}
+    relevant = holders.keys() | repeated
+    batch = _Batch()
+    new_rows: list[tuple[str, str, str]] = []
+    absorbed_by: dict[str, str] = {}
+    for n, r in todo:
+        # The recipes each other record agrees on: a shared token's recipe is this record's.
+        agreeing: dict[str, set[str]] = defaultdict(set)
+        seen: dict[str, tuple[str, frozenset[Field]]] = {}
+        for block in r.tokens:
+            if relevant.isdisjoint(block.digests):
+                continue
+            for recipe, token in zip(block.recipes, block.digests, strict=True):
+                for other, their_person, fields in holders.get(token, ()):
+                    agreeing[other].add(recipe)
+                    seen[other] = (their_person, fields)
+                for other in batch.index.get(token, ()):
+                    agreeing[other].add(recipe)
+                    seen[other] = (batch.person[other], batch.fields[other])
+                if token in repeated:
+                    batch.index[token].append(r.record_id)
+        person: str | None = None
+        if agreeing:
+            candidates = [Candidate(o, batch.resolve(seen[o][0]), frozenset(rs), seen[o][1])
+                          for o, rs in agreeing.items()]
+            decision = assign(r.fields, candidates, model)
+            person = decision.person_id or str(uuid7())
+            for absorbed in decision.merged:
+                batch.merged_into[absorbed] = person
+                absorbed_by[absorbed] = person
+        if person is None:
+            person = str(uuid7())
+        batch.person[r.record_id] = person
+        batch.fields[r.record_id] = r.fields
+        new_rows.append((r.record_id, person, fields_text(r.fields)))
+        answers[n] = Linked(r.record_id, person)
+    # Rows name the person each record joined; a later record of the batch may have merged it.
+    writes = _Writes()
+    for record_id, person, fields_value in new_rows:
+        writes.records.append(record_id)
+        writes.persons.append(batch.resolve(person))
+        writes.fields.append(fields_value)
+    for absorbed, survivor in absorbed_by.items():
+        writes.merge_absorbed.append(absorbed)
+        writes.merge_into.append(batch.resolve(survivor))
+    return writes

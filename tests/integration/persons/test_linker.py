@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
+from collections.abc import Callable, Sequence
 
+import asyncpg
 import pytest
 
-from exchange.adapters.postgres import Database
+from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL, PatientIdentifiers, fields_present, key_tokens
-from exchange.persons import LinkRequest, PersonLinker, person_records, surviving_person
+from exchange.persons import LinkPlan, LinkRequest, PersonLinker, apply_call, person_records, surviving_person
 
 pytestmark = pytest.mark.timeout(120)
 KEY = b"persons-test-linkage-key-0123456789abcdef"
@@ -133,3 +136,106 @@ async def test_a_token_shared_by_too_many_records_makes_no_candidates(db: Databa
     [other] = await link(db, linker, request("Jane", "Roe", "1971-02-02", "123-77-4444", key_id=kid))
     [again] = await link(db, linker, request("Jane", "Roe", "1971-02-02", "123-77-4444", key_id=kid))
     assert other == again  # rare tokens still link
+
+
+async def apply(db: Database, plan: LinkPlan) -> None:
+    """``linkage_apply`` alone, in autocommit, as the normalizer's write calls it."""
+    async with db.connection() as conn:
+        await conn.fetchval(f"SELECT {apply_call(1)}", *plan.args)
+
+
+async def test_a_plan_made_before_another_batch_linked_a_candidate_is_refused_and_a_new_plan_joins_it(
+    db: Database, unique: str
+) -> None:
+    # Two processes plan one person's records at the same moment, neither seeing the other's;
+    # the second to apply must be refused (else two persons forever), and its next plan joins.
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    a = request("Ingrid", "Holm", "1975-06-07", "444-55-6677", key_id=kid)
+    b = request("Ingrid", "Holm", "1975-06-07", "444-55-6677", key_id=kid)
+    async with db.connection() as conn:
+        plan_a = await linker.plan(conn, [a])
+        plan_b = await linker.plan(conn, [b])
+    assert plan_a.linked[0].person_id != plan_b.linked[0].person_id  # each decided alone
+    await apply(db, plan_a)
+    with pytest.raises(asyncpg.SerializationError):
+        await apply(db, plan_b)
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM record_persons WHERE record_id = $1", b.record_id) == 0
+        again = await linker.plan(conn, [b])
+    await apply(db, again)
+    assert again.linked[0].person_id == plan_a.linked[0].person_id
+    async with db.connection() as conn:
+        stored = await conn.fetchval("SELECT person_id::text FROM record_persons WHERE record_id = $1", b.record_id)
+    assert stored == plan_a.linked[0].person_id
+
+
+async def test_a_plan_is_not_refused_for_batches_of_other_people(db: Database, unique: str) -> None:
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    a = request("Pekka", "Virtanen", "1961-01-21", "610-12-3434", key_id=kid)
+    b = request("Mirja", "Salo", "1988-08-18", "880-81-1818", key_id=kid)
+    async with db.connection() as conn:
+        plan_a = await linker.plan(conn, [a])
+        plan_b = await linker.plan(conn, [b])
+    await apply(db, plan_a)
+    await apply(db, plan_b)  # no shared token: b's candidates did not change
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM record_persons WHERE record_id = ANY($1::uuid[])",
+                                   [a.record_id, b.record_id]) == 2
+
+
+async def test_planning_does_not_wait_for_the_linkage_lock_and_applying_does(db: Database, unique: str) -> None:
+    # The lock is for the write: a normalizer decides while another one holds it.
+    from exchange.persons import LINKAGE_LOCK
+
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    a = request("Sven", "Dahl", "1944-04-14", key_id=kid)
+    async with db.transaction() as holder:
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", LINKAGE_LOCK)
+        async with db.connection() as conn:
+            plan = await asyncio.wait_for(linker.plan(conn, [a]), timeout=10)
+        applying = asyncio.create_task(apply(db, plan))
+        await asyncio.sleep(0.5)
+        assert not applying.done()
+    await asyncio.wait_for(applying, timeout=10)
+
+
+class _Interleaved(PersonLinker):
+    """A linker whose first ``times`` plans are overtaken: right after each read, another process
+    links one more record of the same person (a real transaction on another connection)."""
+
+    def __init__(self, db: Database, same_person: Callable[[], LinkRequest], times: int) -> None:
+        super().__init__(db, model=DEFAULT_MODEL)
+        self._other = PersonLinker(db, model=DEFAULT_MODEL)
+        self._same_person = same_person
+        self._times = times
+
+    async def plan(self, conn: Connection, requests: Sequence[LinkRequest], *, checked: bool = True) -> LinkPlan:
+        made = await super().plan(conn, requests, checked=checked)
+        if self._times > 0:
+            self._times -= 1
+            await link(self._db, self._other, self._same_person())
+        return made
+
+
+_JUST_LINK = f"SELECT {apply_call(1)} AS ok"
+
+
+@pytest.mark.parametrize("overtaken", [1, 3])
+async def test_an_overtaken_write_plans_again_and_after_three_links_under_the_lock(
+    db: Database, unique: str, overtaken: int
+) -> None:
+    kid = f"k{unique}"
+    twin = functools.partial(request, "Greta", "Lund", "1958-11-30", "585-11-3030", key_id=kid)
+    linker = _Interleaved(db, twin, times=overtaken)
+    mine = twin()
+    rows = await linker.write_linked([mine], _JUST_LINK, "SELECT true AS ok", [])
+    assert [r["ok"] for r in rows] == [True]
+    assert linker.refusals == overtaken  # 3: every optimistic try lost, the locked path wrote
+    async with db.connection() as conn:
+        persons = await conn.fetch(
+            "SELECT DISTINCT rp.person_id FROM record_persons rp JOIN record_linkage rl USING (record_id) "
+            "WHERE rl.key_id = $1", kid)
+    assert len(persons) == 1  # the record and every record that overtook it: one person
