@@ -229,7 +229,7 @@ def build_runtime(settings: Settings, roles: frozenset[Role]) -> Runtime:
                                  unknown_topic_grace_s=kafka.unknown_topic_grace_s)
 
         normalizer = Normalizer(
-            RecordProcessor(db, store, tokenizer, PersonLinker(db)),
+            RecordProcessor(db, store, tokenizer, PersonLinker(db, on_refusal=metrics.linkage_refusals.inc)),
             db,
             consumer_factory,
             lambda: AsyncProducer(kafka.brokers),

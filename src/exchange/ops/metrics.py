@@ -185,6 +185,12 @@ class Metrics:
         self.normalizer_retries = Counter(
             "exchange_normalizer_retries_total", "Transient failures retried.", ["stage", "error_type"], registry=r
         )
+        self.linkage_refusals = Counter(
+            "exchange_linkage_refusals_total",
+            "Person-step writes refused because another normalizer linked one of their candidates after "
+            "they read them; the batch was planned again (ADR 0013).",
+            registry=r,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one served request and its latency (the label children are looked up once)."""

@@ -18,7 +18,7 @@ import asyncio
 import functools
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,13 +149,15 @@ class _Batch:
 class PersonLinker:
     """Persons for records as they become canonical; the model is the newest fitted one."""
 
-    def __init__(self, db: Database, *, model: Model | None = None) -> None:
+    def __init__(self, db: Database, *, model: Model | None = None,
+                 on_refusal: Callable[[], object] = lambda: None) -> None:
         self._db = db
         self._fixed = model
         self._model = model or DEFAULT_MODEL
         self._loaded_at = float("-inf")
         self._turn = asyncio.Lock()
         self.refusals = 0
+        self._on_refusal = on_refusal
         """Optimistic writes refused so far: another process had linked a candidate meanwhile."""
 
     async def model(self, conn: Connection) -> Model:
@@ -178,6 +180,7 @@ class PersonLinker:
                         return list(await conn.fetch(linked_sql, *args, *plan.args))
                     except asyncpg.SerializationError:
                         self.refusals += 1
+                        self._on_refusal()
             async with self._db.transaction() as conn:
                 result = list(await conn.fetch(plain_sql, *args))
                 await self.link(conn, requests)
