@@ -93,7 +93,10 @@ async def test_units_waiting_when_the_burst_ends_go_at_once_not_wave_by_wave() -
     *waves, rest = _waves(starts, gap=0.02)
     assert waves and all(size == 2 for size in waves)  # e.g. [2, 2] then the rest together
     assert rest == 12 - sum(waves) > 2
-    assert rest <= peak <= rest + 2  # together (a loaded machine may stretch the last wave into them)
+    # Together, not two at a time. On a loaded machine the last wave's two units may start close
+    # enough to the released ones to count in ``rest`` (peak then rest - 2 .. rest), or still run
+    # when those start (peak rest .. rest + 2); a wave at a time would peak at 2.
+    assert max(rest - 2, 3) <= peak <= rest + 2
 
 
 async def test_the_waiting_units_go_when_the_hold_is_over_not_at_the_next_wave() -> None:
