@@ -41,6 +41,7 @@ from exchange.tokenize._canonical import PatientIdentifiers
 
 __all__ = ("run",)
 
+# The canonical rows: the bare floor's one statement, and the first step of the whole floor's.
 _BARE = """
 INSERT INTO canonical_records
     (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, correlation_id, event_version,
@@ -50,14 +51,7 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 ON CONFLICT (record_id) DO NOTHING
 """
 _INSERT = f"""
-WITH canon AS (
-    INSERT INTO canonical_records
-        (record_id, source, raw_object_key, raw_sha256, normalized, ingested_at, correlation_id, event_version,
-         token_key_id)
-    SELECT r, s, k, h, n::jsonb, now(), c, '1', $7
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(r, s, k, h, n, c)
-    ON CONFLICT (record_id) DO NOTHING
-    RETURNING record_id, source, normalized_at, ingested_at
+WITH canon AS ({_BARE}    RETURNING record_id, source, normalized_at, ingested_at
 ), idx AS (
     INSERT INTO derived_patient_record_index
         (patient_token, record_id, source, event_version, ingested_at, normalized_at)
