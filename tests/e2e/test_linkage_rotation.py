@@ -116,6 +116,8 @@ async def test_a_rotation_killed_midway_resumes_keeps_persons_and_retires_the_ol
     assert result["verified"] is True and result["incomplete"] == 0
     assert result["records"] == PEOPLE * RECORDS_EACH  # across both runs, each record once
     assert result["retired_key_ids"] == [old_id] and result["tokens_removed"] > 0
+    # The retirement removed tokens outside ``linkage_apply``: it marked the linkage log so.
+    assert await fetchval(own_db, "SELECT count(*) FROM linkage_changes WHERE tokens IS NULL") == 1
     assert "re-tokenize progress" in err  # plain progress lines when not on a TTY
 
     keys = await fetch(own_db, "SELECT key_id, count(DISTINCT record_id) AS n FROM record_linkage GROUP BY key_id")

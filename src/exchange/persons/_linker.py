@@ -30,7 +30,7 @@ from exchange.linkage import DEFAULT_MODEL, TOKEN_BYTES, Candidate, Field, KeyTo
 from exchange.persons._queries import latest_model
 
 __all__ = ("LINKAGE_LOCK", "MAX_TOKEN_RECORDS", "LinkPlan", "LinkRequest", "Linked", "PersonLinker", "apply_call",
-           "store_tokens")
+           "mark_changed", "store_tokens")
 
 # pg_advisory_xact_lock key of the linkage step (an arbitrary constant of this application).
 LINKAGE_LOCK = 0x6C696E6B61676531  # "linkage1"
@@ -65,10 +65,15 @@ _LOCK = "SELECT pg_advisory_xact_lock($1)"
 # holds concatenated; a token held by more than MAX_TOKEN_RECORDS records is dropped. One row a
 # holder, not a token: a common token's holders repeat across tokens, and each row costs the
 # client more than its bytes. The tokens go as one concatenated bytea: an array of thousands of
-# small values costs the client ~20x more CPU to encode than the same bytes in one value.
-_READ = (f"SELECT tokens, record_id::text, person_id::text, fields "
+# small values costs the client ~20x more CPU to encode than the same bytes in one value. One more
+# row, in the same snapshot, carries the linkage log's clock (migration 0008): what the apply
+# compares to learn whether anything was linked since.
+_READ = (f"SELECT NULL::bytea AS tokens, NULL::text AS record_id, NULL::text AS person_id, NULL::text AS fields, "
+         f"(SELECT coalesce(max(clock), 0) FROM linkage_changes) AS clock "
+         f"UNION ALL "
+         f"SELECT tokens, record_id::text, person_id::text, fields, NULL "
          f"FROM linkage_holders($1::uuid[], $2::bytea, {TOKEN_BYTES}, {MAX_TOKEN_RECORDS})")
-_APPLY_TYPES = ("uuid[]", "bytea", "uuid[]", "uuid[]", "int[]", "uuid[]", "text[]", "text[]", "bytea[]",
+_APPLY_TYPES = ("uuid[]", "bytea", "uuid[]", "uuid[]", "int[]", "bigint", "uuid[]", "text[]", "text[]", "bytea[]",
                 "uuid[]", "uuid[]", "text[]", "uuid[]", "uuid[]")
 
 
@@ -81,26 +86,13 @@ def apply_call(first: int) -> str:
 
 
 _APPLY = f"SELECT {apply_call(1)}"
-# A record's tokens under one key (one row), and from it the lookup rows: only for rows this
-# statement inserted, so storing a record twice stores its tokens once (the key rotation's path).
-_STORE = f"""
-WITH stored AS (
-    INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
-    SELECT r, k, string_to_array(rs, ','), ts
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) AS u(r, k, rs, ts)
-    ON CONFLICT (record_id, key_id) DO NOTHING
-    RETURNING record_id, tokens
-), lookup AS (
-    INSERT INTO linkage_tokens (token, record_id)
-    SELECT substring(s.tokens FROM g.i * {TOKEN_BYTES} + 1 FOR {TOKEN_BYTES}), s.record_id
-    FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / {TOKEN_BYTES} - 1) AS g(i)
-)
-SELECT count(*) FROM stored
-"""
+# Marks the linkage log "anything may have changed" (a rebuild, a key retirement): a plan read
+# before it is checked by reading its candidates again. Under the lock, like every linkage write.
+_CHANGED = "INSERT INTO linkage_changes (tokens) VALUES (NULL)"
 
 
 def _token_columns(records: Sequence[tuple[str, Sequence[KeyTokens]]]) -> list[list[Any]]:
-    """``_STORED``'s four arrays: per record and key id, its recipes and its digests in one value."""
+    """``linkage_apply``'s four token arrays: per record and key id, its recipes and its digests in one value."""
     ids: list[str] = []
     key_ids: list[str] = []
     recipes: list[str] = []
@@ -116,8 +108,17 @@ def _token_columns(records: Sequence[tuple[str, Sequence[KeyTokens]]]) -> list[l
 
 
 async def store_tokens(conn: Connection, records: Sequence[tuple[str, Sequence[KeyTokens]]]) -> None:
-    """Each record's tokens: per key id, its row of recipes and digests, and the lookup rows."""
-    await conn.execute(_STORE, *_token_columns(records))
+    """Each record's tokens: per key id, its row of recipes and digests, and the lookup rows (the key
+    rotation's path: records that have persons). ``linkage_apply`` with no persons to write: it takes
+    the lock to the caller's commit and logs the tokens, as every linkage write does."""
+    await conn.execute(_APPLY, [], b"", None, None, None, None, *_token_columns(records), [], [], [], [], [])
+
+
+async def mark_changed(conn: Connection) -> None:
+    """Log, in the caller's transaction and under the linkage lock (held to its commit), that the
+    linkage may have changed anywhere: for writes that do not go through ``linkage_apply``."""
+    await conn.execute(_LOCK, LINKAGE_LOCK)
+    await conn.execute(_CHANGED)
 
 
 @functools.lru_cache(maxsize=64)
@@ -201,14 +202,19 @@ class PersonLinker:
     async def plan(self, conn: Connection, requests: Sequence[LinkRequest], *, checked: bool = True) -> LinkPlan:
         """Read the candidates and decide each record's person, writing nothing; ``LinkPlan.args``
         are ``linkage_apply``'s (``apply_call``). ``checked``: the apply re-reads the candidates
-        under the lock and refuses (``40001``) if they changed since this read."""
+        under the lock and refuses (``40001``) if they changed since this read (it reads them again
+        only if the linkage log shows a write since that could have changed them)."""
         model = await self.model(conn)
         ids = [r.record_id for r in requests]
         wanted = b"".join({d for r in requests for block in r.tokens for d in block.digests})
         done: dict[str, str] = {}
         holders: dict[bytes, list[tuple[str, str, frozenset[Field]]]] = defaultdict(list)
         seen: tuple[list[str], list[str], list[int]] = ([], [], [])
-        for tokens, record_id, person_id, fields in await conn.fetch(_READ, ids, wanted):
+        clock = 0
+        for tokens, record_id, person_id, fields, at in await conn.fetch(_READ, ids, wanted):
+            if at is not None:
+                clock = at
+                continue
             seen[0].append(record_id)
             seen[1].append(person_id)
             seen[2].append(0 if tokens is None else len(tokens) // TOKEN_BYTES)
@@ -222,7 +228,7 @@ class PersonLinker:
         answers: dict[int, Linked] = {n: Linked(r.record_id, done[r.record_id])
                                       for n, r in enumerate(requests) if r.record_id in done}
         writes = _resolve(model, todo, holders, answers) if todo else _Writes()
-        check: tuple[Any, ...] = seen if checked else (None, None, None)
+        check: tuple[Any, ...] = (*seen, clock) if checked else (None, None, None, None)
         args = (ids, wanted, *check, *_token_columns([(r.record_id, r.tokens) for _n, r in todo]),
                 writes.records, writes.persons, writes.fields, writes.merge_into, writes.merge_absorbed)
         return LinkPlan([answers[n] for n in range(len(requests))], args)

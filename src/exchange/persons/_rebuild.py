@@ -24,7 +24,7 @@ from typing import Any
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
 from exchange.linkage import TOKEN_BYTES, Field, Model, estimate, pattern
-from exchange.persons._linker import LINKAGE_LOCK, MAX_TOKEN_RECORDS
+from exchange.persons._linker import LINKAGE_LOCK, MAX_TOKEN_RECORDS, mark_changed
 from exchange.persons._queries import latest_model
 
 __all__ = ("Partition", "PersonsRebuild", "RebuildProgress")
@@ -199,6 +199,7 @@ class PersonsRebuild:
                 await conn.execute(_UNMERGE, sorted(set(person.values())))
                 await conn.execute(_MERGED, list(absorbed), list(absorbed.values()))
                 await conn.execute(_REHOME, list(absorbed), list(absorbed.values()))
+                await mark_changed(conn)  # plans read before this are checked against what it wrote
         return {
             "dataset": self.name, "dry_run": dry_run, "records": len(snap.person),
             "pairs": len(snap.pairs), "persons_before": len(set(snap.person.values())),

@@ -26,7 +26,7 @@ from exchange.errors import ObjectNotFound
 from exchange.events import NIL_UUID
 from exchange.jobs import JobRun, Jobs
 from exchange.linkage import TOKEN_BYTES, Field, KeyTokens
-from exchange.persons._linker import LinkRequest, PersonLinker, store_tokens
+from exchange.persons._linker import LinkRequest, PersonLinker, mark_changed, store_tokens
 from exchange.tokenize import InvalidIdentifiers, PatientIdentifiers, Tokenizer
 
 __all__ = ("KeyRotation", "RotationProgress")
@@ -170,6 +170,7 @@ class KeyRotation:
         removed = 0
         if retire and incomplete == 0 and others:
             async with self._db.transaction() as conn:
+                await mark_changed(conn)  # a plan that counted the retired tokens is checked again
                 removed = int(await conn.fetchval(_RETIRE, self._active))
         return {
             "active_key_id": self._active, "records": progress.done, "tokenized": progress.tokenized,

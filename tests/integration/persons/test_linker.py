@@ -243,3 +243,72 @@ async def test_an_overtaken_write_plans_again_and_after_three_links_under_the_lo
             "SELECT DISTINCT rp.person_id FROM record_persons rp JOIN record_linkage rl USING (record_id) "
             "WHERE rl.key_id = $1", kid)
     assert len(persons) == 1  # the record and every record that overtook it: one person
+
+
+def _merge_args(survivor: str, absorbed: str) -> list[object]:
+    """``linkage_apply``'s arguments for a write that only merges ``absorbed`` into ``survivor``."""
+    return [[], b"", None, None, None, None, [], [], [], [], [], [], [], [survivor], [absorbed]]
+
+
+async def test_a_plan_whose_candidate_was_merged_away_meanwhile_is_refused(db: Database, unique: str) -> None:
+    # Another batch merges the person a plan joined without sharing a token with the plan: the
+    # linkage log names the person it merged away, so the apply reads the candidates again.
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    [first] = await link(db, linker, request("Edda", "Moss", "1983-03-13", "313-13-1313", key_id=kid))
+    [other] = await link(db, linker, request("Tobias", "Fern", "1952-02-12", "212-12-1212", key_id=kid))
+    twin = request("Edda", "Moss", "1983-03-13", "313-13-1313", key_id=kid)
+    async with db.connection() as conn:
+        plan = await linker.plan(conn, [twin])
+        assert plan.linked[0].person_id == first
+        await conn.fetchval(f"SELECT {apply_call(1)}", *_merge_args(other, first))
+    with pytest.raises(asyncpg.SerializationError):
+        await apply(db, plan)
+    async with db.connection() as conn:
+        again = await linker.plan(conn, [twin])
+    assert again.linked[0].person_id == other
+
+
+async def test_a_plan_older_than_the_linkage_log_reaches_is_checked_by_reading_again(
+    db: Database, unique: str
+) -> None:
+    # A twin linked after the plan read; then more writes than the log keeps, so the twin's entry
+    # is gone from it. The apply cannot tell from the log and must read the candidates again.
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    await link(db, linker, request("Runa", "Vik", "1991-09-19", "919-19-1919", key_id=kid))
+    mine = request("Runa", "Vik", "1991-09-19", "919-19-1919", key_id=kid)
+    async with db.connection() as conn:
+        plan = await linker.plan(conn, [mine])
+    [twin] = await link(db, linker, request("Runa", "Vik", "1991-09-19", "919-19-1919", key_id=kid))
+    async with db.connection() as conn:  # writes naming no token of anyone (more than migration 0008 keeps)
+        await conn.execute("INSERT INTO linkage_changes (tokens) SELECT ''::bytea FROM generate_series(1, 600)")
+    await link(db, linker, request("Olle", "Strand", "1940-04-04", key_id=kid))  # trims the log
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM linkage_changes WHERE position($1::bytea IN tokens) > 0",
+                                   mine.tokens[0].digests[0]) == 0  # the twin's entry was trimmed
+    with pytest.raises(asyncpg.SerializationError):
+        await apply(db, plan)
+    async with db.connection() as conn:
+        again = await linker.plan(conn, [mine])
+    assert again.linked[0].person_id == twin
+
+
+async def test_a_write_outside_linkage_apply_that_marks_the_log_gets_plans_checked(
+    db: Database, unique: str
+) -> None:
+    # A rebuild moves records between persons and says only that anything may have changed.
+    from exchange.persons._linker import mark_changed
+
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    first = request("Ilse", "Kron", "1977-07-17", "717-17-1717", key_id=kid)
+    await link(db, linker, first)
+    async with db.connection() as conn:
+        plan = await linker.plan(conn, [request("Ilse", "Kron", "1977-07-17", "717-17-1717", key_id=kid)])
+    moved_to = str(uuid7())
+    async with db.transaction() as conn:
+        await mark_changed(conn)
+        await conn.execute("UPDATE record_persons SET person_id = $2 WHERE record_id = $1", first.record_id, moved_to)
+    with pytest.raises(asyncpg.SerializationError):
+        await apply(db, plan)

@@ -41,8 +41,12 @@ async def test_a_rebuild_repairs_a_split_person_keeps_its_id_and_a_second_run_ch
     assert dry["records_moved"] >= 1
     assert (await rebuild.verify())["agrees"] is False  # a dry run writes nothing
 
+    async with db.connection() as conn:
+        marked = await conn.fetchval("SELECT count(*) FROM linkage_changes WHERE tokens IS NULL")
     done = await rebuild.run(dry_run=False, fit=False)
     assert done["records_moved"] >= 1 and done["ids_absorbed"] >= 1
+    async with db.connection() as conn:  # plans read before it are checked against what it moved
+        assert await conn.fetchval("SELECT count(*) FROM linkage_changes WHERE tokens IS NULL") == marked + 1
     assert (await rebuild.verify())["agrees"] is True
     async with db.connection() as conn:
         assert await surviving_person(conn, person) == person  # the majority kept its id
