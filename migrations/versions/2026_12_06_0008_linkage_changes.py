@@ -13,6 +13,10 @@ the log no longer reaches back to ``c``: it keeps the newest ``KEPT`` writes) th
 read again and compared, as before. Every write that stores tokens or merges logs itself and
 trims the log.
 
+The token store moves before the lock: a record's tokens are the same whatever person it gets,
+and no candidate read sees them before the record has a person row (written under the lock, in
+the same transaction). The lock then covers the check, the person rows, the merges and the log.
+
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-06
@@ -36,8 +40,9 @@ _SIGNATURE_0007 = ("bigint, uuid[], bytea, integer, integer, uuid[], uuid[], int
 _SIGNATURE = ("bigint, uuid[], bytea, integer, integer, uuid[], uuid[], integer[], bigint, "
               "uuid[], text[], text[], bytea[], uuid[], uuid[], text[], uuid[], uuid[]")
 
-# The writes, unchanged from 0007.
-_WRITES = """
+# The token store: rows of records that have no person yet are seen by no one's candidate read
+# (it joins each holder to its person), so logged 0008 stores them before taking the lock.
+_STORE = """
             WITH stored AS (
                 INSERT INTO record_linkage (record_id, key_id, recipes, tokens)
                 SELECT r, k, string_to_array(rs, ','), ts
@@ -48,6 +53,9 @@ _WRITES = """
             INSERT INTO linkage_tokens (token, record_id)
             SELECT substring(s.tokens FROM g.i * token_bytes + 1 FOR token_bytes), s.record_id
             FROM stored s CROSS JOIN LATERAL generate_series(0, length(s.tokens) / token_bytes - 1) AS g(i);
+"""
+# Persons and merges, unchanged from 0007.
+_PERSONS = """
             INSERT INTO record_persons (record_id, person_id, fields)
             SELECT r, p, string_to_array(f, ',') FROM unnest(person_records, person_ids, person_fields) AS u(r, p, f)
             ON CONFLICT (record_id) DO NOTHING;
@@ -78,7 +86,7 @@ def _apply(*, logged: bool) -> str:
             PERFORM pg_advisory_xact_lock(lock_key);
             IF seen_records IS NOT NULL AND ({_CHANGED_CANDIDATES}) THEN
                 RAISE EXCEPTION 'linkage candidates changed since they were read' USING ERRCODE = '40001';
-            END IF;{_WRITES}
+            END IF;{_STORE}{_PERSONS}
             RETURN true;
         END
         $fn$"""
@@ -86,28 +94,35 @@ def _apply(*, logged: bool) -> str:
         CREATE FUNCTION linkage_apply({params}) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $fn$
         DECLARE
             latest bigint;
-        BEGIN
+            unseen boolean := false;
+            theirs bytea;
+        BEGIN{_STORE}
             PERFORM pg_advisory_xact_lock(lock_key);
             SELECT coalesce(max(clock), 0) INTO latest FROM linkage_changes;
             -- Written since the plan read its candidates, and possibly about them: a write that
             -- stored one of its tokens, merged away a person it saw or says nothing of what it
             -- changed, or one the log no longer holds. Then, and only then, read them again.
-            IF seen_records IS NOT NULL AND latest <> seen_clock AND (
-                seen_clock < latest - {KEPT}
-                OR EXISTS (
-                    SELECT 1 FROM linkage_changes c
-                    WHERE c.clock > seen_clock AND (c.tokens IS NULL OR c.absorbed && seen_persons))
-                OR EXISTS (
-                    SELECT 1
-                    FROM linkage_changes c
-                    CROSS JOIN LATERAL generate_series(0, length(c.tokens) / token_bytes - 1) AS g(i)
-                    JOIN (SELECT substring(wanted FROM w.i * token_bytes + 1 FOR token_bytes) AS token
-                          FROM generate_series(0, length(wanted) / token_bytes - 1) AS w(i)) q
-                      ON q.token = substring(c.tokens FROM g.i * token_bytes + 1 FOR token_bytes)
-                    WHERE c.clock > seen_clock)
-            ) AND ({_CHANGED_CANDIDATES}) THEN
+            IF seen_records IS NOT NULL AND latest <> seen_clock THEN
+                IF seen_clock < latest - {KEPT} THEN
+                    unseen := true;
+                ELSE
+                    -- One value of every token logged since (detoasted once), then a hashed
+                    -- INTERSECT: joined row by row, the planner chose a nested loop over both sides.
+                    SELECT coalesce(bool_or(c.tokens IS NULL OR c.absorbed && seen_persons), false),
+                           coalesce(string_agg(c.tokens, ''::bytea), ''::bytea)
+                    INTO unseen, theirs
+                    FROM linkage_changes c WHERE c.clock > seen_clock;
+                    unseen := unseen OR EXISTS (
+                        SELECT substring(wanted FROM w.i * token_bytes + 1 FOR token_bytes)
+                        FROM generate_series(0, length(wanted) / token_bytes - 1) AS w(i)
+                        INTERSECT
+                        SELECT substring(theirs FROM g.i * token_bytes + 1 FOR token_bytes)
+                        FROM generate_series(0, length(theirs) / token_bytes - 1) AS g(i));
+                END IF;
+            END IF;
+            IF unseen AND ({_CHANGED_CANDIDATES}) THEN
                 RAISE EXCEPTION 'linkage candidates changed since they were read' USING ERRCODE = '40001';
-            END IF;{_WRITES}
+            END IF;{_PERSONS}
             IF cardinality(store_records) > 0 OR cardinality(merge_into) > 0 THEN
                 INSERT INTO linkage_changes (tokens, absorbed)
                 SELECT coalesce(string_agg(t, ''::bytea), ''::bytea), merge_absorbed FROM unnest(store_tokens) AS t

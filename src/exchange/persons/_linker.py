@@ -179,7 +179,10 @@ class PersonLinker:
                     plan = await self.plan(conn, requests)
                     try:
                         return list(await conn.fetch(linked_sql, *args, *plan.args))
-                    except asyncpg.SerializationError:
+                    # Refused (40001), or a deadlock (40P01): the write stores its tokens before it
+                    # waits for the lock, so a redelivered record's twin in another process's locked
+                    # write can wait for it while it waits for the lock. Either way: plan again.
+                    except asyncpg.TransactionRollbackError:
                         self.refusals += 1
                         self._on_refusal()
             async with self._db.transaction() as conn:

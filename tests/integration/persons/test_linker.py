@@ -312,3 +312,28 @@ async def test_a_write_outside_linkage_apply_that_marks_the_log_gets_plans_check
         await conn.execute("UPDATE record_persons SET person_id = $2 WHERE record_id = $1", first.record_id, moved_to)
     with pytest.raises(asyncpg.SerializationError):
         await apply(db, plan)
+
+
+async def test_a_write_deadlocked_by_a_locked_write_of_its_own_record_plans_again(db: Database, unique: str) -> None:
+    # The optimistic write stores its tokens, then waits for the lock; a locked write (the key
+    # rotation's, another process's third try) holding the lock stores the same record's tokens
+    # and waits for it. PostgreSQL ends one of them (40P01): the optimistic one plans again.
+    from exchange.persons import LINKAGE_LOCK
+    from exchange.persons._linker import store_tokens
+
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    mine = request("Hilde", "Brandt", "1939-09-09", "939-09-0909", key_id=f"k{unique}")
+    async with db.transaction() as holder:
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", LINKAGE_LOCK)
+        writing = asyncio.create_task(linker.write_linked([mine], _JUST_LINK, "SELECT true AS ok", []))
+        for _ in range(200):  # until the write waits for the lock, its tokens stored (or 10 s)
+            async with db.connection() as conn:
+                if await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+                    break
+            await asyncio.sleep(0.05)
+        await store_tokens(holder, [(mine.record_id, mine.tokens)])  # waits for the write: a cycle
+    rows = await asyncio.wait_for(writing, timeout=30)
+    assert [r["ok"] for r in rows] == [True]
+    assert linker.refusals == 1
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM record_persons WHERE record_id = $1", mine.record_id) == 1
