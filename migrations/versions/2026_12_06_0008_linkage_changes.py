@@ -103,7 +103,7 @@ def _apply(*, logged: bool) -> str:
             -- stored one of its tokens, merged away a person it saw or says nothing of what it
             -- changed, or one the log no longer holds. Then, and only then, read them again.
             IF seen_records IS NOT NULL AND latest <> seen_clock THEN
-                IF seen_clock < latest - {KEPT} THEN
+                IF seen_clock < latest - {KEPT} OR seen_clock > latest THEN  -- trimmed past it, or reset
                     unseen := true;
                 ELSE
                     -- One value of every token logged since (detoasted once), then a hashed

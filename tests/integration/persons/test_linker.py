@@ -15,7 +15,15 @@ import pytest
 from exchange.adapters.postgres import Connection, Database
 from exchange.events import uuid7
 from exchange.linkage import DEFAULT_MODEL, PatientIdentifiers, fields_present, key_tokens
-from exchange.persons import LinkPlan, LinkRequest, PersonLinker, apply_call, person_records, surviving_person
+from exchange.persons import (
+    LINKAGE_LOCK,
+    LinkPlan,
+    LinkRequest,
+    PersonLinker,
+    apply_call,
+    person_records,
+    surviving_person,
+)
 
 pytestmark = pytest.mark.timeout(120)
 KEY = b"persons-test-linkage-key-0123456789abcdef"
@@ -187,8 +195,6 @@ async def test_a_plan_is_not_refused_for_batches_of_other_people(db: Database, u
 
 async def test_planning_does_not_wait_for_the_linkage_lock_and_applying_does(db: Database, unique: str) -> None:
     # The lock is for the write: a normalizer decides while another one holds it.
-    from exchange.persons import LINKAGE_LOCK
-
     kid = f"k{unique}"
     linker = PersonLinker(db, model=DEFAULT_MODEL)
     a = request("Sven", "Dahl", "1944-04-14", key_id=kid)
@@ -318,7 +324,6 @@ async def test_a_write_deadlocked_by_a_locked_write_of_its_own_record_plans_agai
     # The optimistic write stores its tokens, then waits for the lock; a locked write (the key
     # rotation's, another process's third try) holding the lock stores the same record's tokens
     # and waits for it. PostgreSQL ends one of them (40P01): the optimistic one plans again.
-    from exchange.persons import LINKAGE_LOCK
     from exchange.persons._linker import store_tokens
 
     linker = PersonLinker(db, model=DEFAULT_MODEL)
@@ -337,3 +342,23 @@ async def test_a_write_deadlocked_by_a_locked_write_of_its_own_record_plans_agai
     assert linker.refusals == 1
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM record_persons WHERE record_id = $1", mine.record_id) == 1
+
+
+async def test_a_plan_older_than_a_reset_linkage_log_is_checked_by_reading_again(db: Database, unique: str) -> None:
+    # The log emptied with its clock restarted (an operator's TRUNCATE ... RESTART IDENTITY): a
+    # clock behind the plan's says nothing of what was written since, so the apply reads again.
+    kid = f"k{unique}"
+    linker = PersonLinker(db, model=DEFAULT_MODEL)
+    await link(db, linker, request("Kaja", "Lunde", "1986-06-16", "616-16-1616", key_id=kid))
+    mine = request("Kaja", "Lunde", "1986-06-16", "616-16-1616", key_id=kid)
+    async with db.connection() as conn:
+        plan = await linker.plan(conn, [mine])
+    [twin] = await link(db, linker, request("Kaja", "Lunde", "1986-06-16", "616-16-1616", key_id=kid))
+    async with db.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LINKAGE_LOCK)
+        await conn.execute("TRUNCATE linkage_changes RESTART IDENTITY")
+    with pytest.raises(asyncpg.SerializationError):
+        await apply(db, plan)
+    async with db.connection() as conn:
+        again = await linker.plan(conn, [mine])
+    assert again.linked[0].person_id == twin
