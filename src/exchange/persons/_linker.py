@@ -5,11 +5,13 @@ Concurrency: two records of one person resolved at the same moment in two transa
 not see each other's tokens and would stay two persons forever. So every linkage write takes one
 transaction-scoped advisory lock (``LINKAGE_LOCK``) and writes only what was decided against the
 candidates as they are under that lock. The normalizer reads and decides without the lock
-(``plan``); ``linkage_apply`` (migration 0007) takes the lock inside the statement that writes
-the batch, re-reads the candidates, and refuses if another batch changed them meanwhile (the
-normalizer then plans again). The lock is so held only from that check to the commit, never
-across a round trip or the Python of a decision. Per-token locks would take dozens of lock slots
-a record, and PostgreSQL's lock table is shared and bounded.
+(``plan``); ``linkage_apply`` (migrations 0007, 0008) stores the batch's tokens, takes the lock
+inside the statement that writes the batch, and refuses if another batch changed the candidates
+meanwhile (the normalizer then plans again). It re-reads them only when its log of linkage writes
+(``linkage_changes``) shows one since the plan's read that could have (ADR 0014). The lock is so
+held only from that check to the commit, never across a round trip or the Python of a decision.
+Per-token locks would take dozens of lock slots a record, and PostgreSQL's lock table is shared
+and bounded.
 """
 
 from __future__ import annotations
