@@ -188,7 +188,8 @@ class Metrics:
         self.linkage_refusals = Counter(
             "exchange_linkage_refusals_total",
             "Person-step writes refused because another normalizer linked one of their candidates after "
-            "they read them; the batch was planned again (ADR 0013).",
+            "they read them, or ended by a deadlock with a locked write of the same record; the batch "
+            "was planned again (ADR 0013, 0014).",
             registry=r,
         )
 
